@@ -1,0 +1,15 @@
+"""neurosim: continuous-time, event-driven, differentiable spiking-neuron simulation.
+
+Time is in ms everywhere. See `neurosim.simulate` and the models in `neurosim.neurons`.
+"""
+
+from . import inputs as inputs
+from . import neurons as neurons
+from ._simulate import SimulationError as SimulationError
+from ._simulate import simulate as simulate
+from ._solution import Solution as Solution
+from .neurons import LI as LI
+from .neurons import LIF as LIF
+from .neurons import AbstractNeuron as AbstractNeuron
+
+__version__ = "0.1.0"

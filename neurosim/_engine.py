@@ -1,0 +1,302 @@
+"""The event loop.
+
+```
+t, y = t0, y0
+while t < t1:
+    if some neuron is already past its condition (after a jump): handle it at t
+    else:
+        t_next = min(next input spike, next record time, next scheduled change, t1)
+        solve from t to t_next, stopping at the first upward crossing of
+            max_i c_i,  c_i = spike condition (armed) or re-arm condition (disarmed)
+        if stopped by a crossing: record the spikes, reset, deliver, disarm/re-arm
+        else: record, apply scheduled changes, deliver the input spikes due at t_next
+```
+
+Each segment is one `diffrax.diffeqsolve` in *local* time (0 to t_next - t), so the
+root finder works on small numbers and its tolerance can match the resolution of the
+absolute time. The step size is carried from one segment to the next. The outer loop
+is a checkpointed `equinox.internal.while_loop`, so reverse-mode gradients flow through
+spike times, resets and deliveries.
+"""
+
+import diffrax as dfx
+import equinox as eqx
+import equinox.internal as eqxi
+
+import jax.lax as lax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+from jaxtyping import Array, Bool, Float, Int, PyTree
+
+from ._root import event_root_finder
+from ._system import AbstractSystem
+
+# Status codes of a run (see Solution.status).
+RUNNING = 0
+FINISHED = 1
+OVERFLOW = 2
+SOLVER_FAILED = 3
+NONFINITE = 4
+ITERATION_LIMIT = 5
+
+INPUT_WINDOW = 8
+
+
+class _Carry(eqx.Module):
+    t: Float[Array, ""]
+    y: PyTree
+    armed: Bool[Array, " N"]
+    dt: Float[Array, ""]
+    input_ptr: Int[Array, ""]
+    record_ptr: Int[Array, ""]
+    spike_times: Float[Array, " S"]
+    spike_neurons: Int[Array, " S"]
+    num_spikes: Int[Array, ""]
+    records: PyTree
+    status: Int[Array, ""]
+    iterations: Int[Array, ""]
+    solver_steps: Int[Array, ""]
+
+
+class RunOutput(eqx.Module):
+    t_final: Float[Array, ""]
+    final_state: PyTree
+    armed: Bool[Array, " N"]
+    spike_times: Float[Array, " S"]
+    spike_neurons: Int[Array, " S"]
+    num_spikes: Int[Array, ""]
+    records: PyTree
+    status: Int[Array, ""]
+    iterations: Int[Array, ""]
+    solver_steps: Int[Array, ""]
+
+
+def _vector_field(tau, y, args):
+    system, t_start, t_left, _ = args
+    # Evaluate inputs strictly before the segment end: a current that jumps at t_next
+    # (right-continuous) must not leak its new value into this segment.
+    t = jnp.minimum(t_start + tau, t_left)
+    return system.vector_field(t, y)
+
+
+def _signed_conditions(system: AbstractSystem, t, y, armed):
+    spike, rearm = system.conditions(t, y)
+    signed = jnp.where(armed, spike, rearm)
+    return jnp.where(system.spiking_mask, signed, -jnp.ones_like(signed))
+
+
+def _event_condition(t, y, args, **kwargs):
+    # diffrax passes `t` (local time within the segment) by keyword.
+    system, t_start, t_left, armed = args
+    t_abs = jnp.minimum(t_start + t, t_left)
+    return jnp.max(_signed_conditions(system, t_abs, y, armed))
+
+
+def _all_finite(y) -> Bool[Array, ""]:
+    leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jtu.tree_leaves(y)]
+    return jnp.all(jnp.stack(leaves))
+
+
+def run(
+    system: AbstractSystem,
+    *,
+    t0,
+    t1,
+    y0: PyTree,
+    input_times: Float[Array, " K"],
+    input_sources: Int[Array, " K"],
+    record_times: Float[Array, " R"],
+    max_spikes: int,
+    solver: dfx.AbstractSolver,
+    stepsize_controller: dfx.AbstractStepSizeController,
+    dt0,
+    adaptive: bool,
+    max_solver_steps: int,
+    max_iterations: int,
+) -> RunOutput:
+    """Run the event loop (pure; call it under jit). See the module docstring."""
+    num = system.num_neurons
+    dtype = jtu.tree_leaves(y0)[0].dtype
+    t0 = jnp.asarray(t0, dtype)
+    t1 = jnp.asarray(t1, dtype)
+    any_spiking = bool(system.spiking_mask.any())
+    num_inputs = input_times.shape[0]
+    num_records = record_times.shape[0]
+    window = min(INPUT_WINDOW, max(num_inputs, 1))
+    neuron_index = jnp.arange(num, dtype=jnp.int32)
+    inf = jnp.asarray(jnp.inf, dtype)
+
+    def next_input_time(ptr):
+        if num_inputs == 0:
+            return inf
+        return jnp.where(ptr < num_inputs, input_times[jnp.minimum(ptr, num_inputs - 1)], inf)
+
+    def next_record_time(ptr):
+        if num_records == 0:
+            return inf
+        return jnp.where(ptr < num_records, record_times[jnp.minimum(ptr, num_records - 1)], inf)
+
+    def handle_spikes(carry: _Carry, t, y, fired, rearm) -> _Carry:
+        count = jnp.sum(fired, dtype=jnp.int32)
+        slot = carry.num_spikes + jnp.cumsum(fired, dtype=jnp.int32) - 1
+        slot = jnp.where(fired, slot, max_spikes)
+        spike_times = carry.spike_times.at[slot].set(t, mode="drop")
+        spike_neurons = carry.spike_neurons.at[slot].set(neuron_index, mode="drop")
+        overflow = carry.num_spikes + count > max_spikes
+        y = system.on_spikes(t, y, fired)
+        armed = jnp.where(fired & system.disarm_mask, False, carry.armed)
+        armed = jnp.where(rearm, True, armed)
+        return eqx.tree_at(
+            lambda c: (c.t, c.y, c.armed, c.spike_times, c.spike_neurons, c.num_spikes, c.status),
+            carry,
+            (
+                t,
+                y,
+                armed,
+                spike_times,
+                spike_neurons,
+                jnp.minimum(carry.num_spikes + count, max_spikes),
+                jnp.where(overflow, OVERFLOW, carry.status),
+            ),
+        )
+
+    def handle_due(carry: _Carry) -> _Carry:
+        signed = _signed_conditions(system, carry.t, carry.y, carry.armed)
+        due = signed > 0
+        return handle_spikes(carry, carry.t, carry.y, due & carry.armed, due & ~carry.armed)
+
+    def handle_breakpoint(carry: _Carry, t_next, y) -> _Carry:
+        record_now = (carry.record_ptr < num_records) & (next_record_time(carry.record_ptr) == t_next)
+        if num_records > 0:
+            slot = jnp.where(record_now, carry.record_ptr, num_records)
+            records = jtu.tree_map(
+                lambda buf, leaf: buf.at[slot].set(leaf, mode="drop"), carry.records, y
+            )
+        else:
+            records = carry.records
+        y = system.apply_internal(t_next, y)
+        input_ptr = carry.input_ptr
+        if num_inputs > 0:
+            positions = input_ptr + jnp.arange(window)
+            clipped = jnp.minimum(positions, num_inputs - 1)
+            valid = (positions < num_inputs) & (input_times[clipped] == t_next)
+            y = system.on_input(y, input_sources[clipped], valid)
+            input_ptr = input_ptr + jnp.sum(valid, dtype=input_ptr.dtype)
+        finished = (t_next >= t1) & (next_input_time(input_ptr) > t1)
+        return eqx.tree_at(
+            lambda c: (c.t, c.y, c.input_ptr, c.record_ptr, c.records, c.status),
+            carry,
+            (
+                t_next,
+                y,
+                input_ptr,
+                carry.record_ptr + record_now.astype(carry.record_ptr.dtype),
+                records,
+                jnp.where(finished, FINISHED, carry.status),
+            ),
+        )
+
+    def advance(carry: _Carry) -> _Carry:
+        t = carry.t
+        t_next = jnp.minimum(
+            jnp.minimum(t1, next_input_time(carry.input_ptr)),
+            jnp.minimum(next_record_time(carry.record_ptr), system.next_internal_time(t, carry.y)),
+        )
+        t_next = jnp.maximum(t_next, t)
+        length = t_next - t
+        t_next_const = lax.stop_gradient(t_next)
+        ulp = t_next_const - jnp.nextafter(t_next_const, -inf)
+        t_left = jnp.where(length > 0, t_next - ulp, t_next)
+        args = (system, t, t_left, carry.armed)
+        if any_spiking:
+            event = dfx.Event(
+                _event_condition,
+                root_finder=event_root_finder(dtype, t_next),
+                direction=True,
+            )
+        else:
+            event = None
+        sol = dfx.diffeqsolve(
+            dfx.ODETerm(_vector_field),
+            solver,
+            t0=jnp.zeros((), dtype),
+            t1=length,
+            dt0=carry.dt,
+            y0=carry.y,
+            args=args,
+            stepsize_controller=stepsize_controller,
+            event=event,
+            max_steps=max_solver_steps,
+            throw=False,
+        )
+        y_end = jtu.tree_map(lambda leaf: leaf[-1], sol.ys)
+        hit = sol.result == dfx.RESULTS.event_occurred
+        ok = hit | (sol.result == dfx.RESULTS.successful)
+        tau = sol.ts[-1]
+        t_event = jnp.minimum(t + tau, t_next)
+        steps = sol.stats["num_accepted_steps"]
+        if adaptive:
+            span = jnp.where(hit, tau, length)
+            dt = jnp.where(steps >= 2, span / jnp.maximum(steps, 1), jnp.maximum(carry.dt, span))
+        else:
+            dt = carry.dt
+        carry = eqx.tree_at(
+            lambda c: (c.dt, c.solver_steps), carry, (dt, carry.solver_steps + steps)
+        )
+
+        def on_event(carry):
+            signed = _signed_conditions(system, t_event, y_end, carry.armed)
+            crossing = (signed >= jnp.max(signed)) | (signed >= 0)
+            crossing = crossing & system.spiking_mask
+            return handle_spikes(
+                carry, t_event, y_end, crossing & carry.armed, crossing & ~carry.armed
+            )
+
+        carry = lax.cond(hit, on_event, lambda c: handle_breakpoint(c, t_next, y_end), carry)
+        status = jnp.where(ok, carry.status, SOLVER_FAILED)
+        status = jnp.where(_all_finite(carry.y), status, NONFINITE)
+        return eqx.tree_at(lambda c: c.status, carry, status)
+
+    def body(carry: _Carry) -> _Carry:
+        signed = _signed_conditions(system, carry.t, carry.y, carry.armed)
+        any_due = jnp.any(signed > 0) if any_spiking else jnp.asarray(False)
+        carry = lax.cond(any_due, handle_due, advance, carry)
+        return eqx.tree_at(lambda c: c.iterations, carry, carry.iterations + 1)
+
+    def cond(carry: _Carry):
+        return carry.status == RUNNING
+
+    records = jtu.tree_map(
+        lambda leaf: jnp.full((num_records,) + leaf.shape, jnp.nan, leaf.dtype), y0
+    )
+    init = _Carry(
+        t=t0,
+        y=y0,
+        armed=jnp.ones((num,), bool),
+        dt=jnp.asarray(dt0, dtype),
+        input_ptr=jnp.asarray(0, jnp.int32),
+        record_ptr=jnp.asarray(0, jnp.int32),
+        spike_times=jnp.full((max_spikes,), jnp.inf, dtype),
+        spike_neurons=jnp.full((max_spikes,), -1, jnp.int32),
+        num_spikes=jnp.asarray(0, jnp.int32),
+        records=records,
+        status=jnp.asarray(RUNNING, jnp.int32),
+        iterations=jnp.asarray(0, jnp.int32),
+        solver_steps=jnp.asarray(0, jnp.int32),
+    )
+    final = eqxi.while_loop(cond, body, init, max_steps=max_iterations, kind="checkpointed")
+    status = jnp.where(final.status == RUNNING, ITERATION_LIMIT, final.status)
+    return RunOutput(
+        t_final=final.t,
+        final_state=final.y,
+        armed=final.armed,
+        spike_times=final.spike_times,
+        spike_neurons=final.spike_neurons,
+        num_spikes=final.num_spikes,
+        records=final.records,
+        status=status,
+        iterations=final.iterations,
+        solver_steps=final.solver_steps,
+    )
+
+

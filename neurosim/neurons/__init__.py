@@ -1,0 +1,7 @@
+"""Neuron models, one family per file."""
+
+from .base import AbstractNeuron as AbstractNeuron
+from .lif import LI as LI
+from .lif import LIF as LIF
+from .lif import LIFState as LIFState
+from .lif import LIState as LIState

@@ -1,0 +1,98 @@
+"""The neuron interface: one population of one model.
+
+Every model is an `equinox.Module` whose array fields are its parameters (a scalar or
+one value per neuron, differentiable, never static) and whose methods are pure
+functions of the parameters and a state PyTree of `(n,)` arrays with named fields.
+
+Time is in ms. The simulator integrates `dynamics` between events with a diffrax
+solver, and stops at the first upward zero crossing of `spike_condition` of any armed
+neuron (or of `rearm_condition` of any disarmed one).
+
+Two families of spikes are covered by one mechanism:
+
+- threshold spikes (LIF, Izhikevich, AdEx, ...): `spike_condition = v - v_th`, and
+  `reset` moves the neuron back below threshold, so it stays armed;
+- spikes without a reset that moves the state away (FitzHugh-Nagumo, fixpoint spikes of
+  the Boomerang and WereRabbit): the model sets `disarms_on_spike = True`; after a spike
+  the neuron is disarmed and fires again only after `rearm_condition` has crossed zero
+  upwards (hysteresis), so it cannot fire forever while it sits past its condition.
+"""
+
+import abc
+from typing import ClassVar
+
+import equinox as eqx
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, PyTree
+
+State = PyTree[Float[Array, " n"]]
+
+
+class AbstractNeuron(eqx.Module):
+    """Base class of every neuron model.
+
+    Subclasses implement `init_state`, `dynamics` and, when they spike,
+    `spike_condition`, `reset` and `receive`.
+
+    **Class attributes:**
+
+    - `spiking`: False for non-spiking models (readouts); the simulator then runs no
+        event detection for them.
+    - `disarms_on_spike`: True when a spike does not by itself move the neuron away
+        from its spike condition; see the module docstring.
+    """
+
+    spiking: ClassVar[bool] = True
+    disarms_on_spike: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def init_state(self, n: int) -> State:
+        """The default initial state of `n` neurons."""
+
+    @abc.abstractmethod
+    def dynamics(self, t, state: State, current: Float[Array, " n"]) -> State:
+        """The time derivative of `state` (per ms) at time `t` (ms), given the external
+        input `current` (shape `(n,)`)."""
+
+    def spike_condition(self, t, state: State, current: Float[Array, " n"]) -> Float[Array, " n"]:
+        """Per neuron, a value whose upward zero crossing is a spike."""
+        raise NotImplementedError(f"{type(self).__name__} does not spike.")
+
+    def rearm_condition(self, t, state: State, current: Float[Array, " n"]) -> Float[Array, " n"]:
+        """For models with `disarms_on_spike`: per neuron, a value whose upward zero
+        crossing re-arms a disarmed neuron. The default is `-spike_condition`."""
+        return -self.spike_condition(t, state, current)
+
+    def reset(self, t, state: State, fired: Bool[Array, " n"]) -> State:
+        """The state right after the neurons in `fired` spiked at time `t`."""
+        return state
+
+    def receive(self, state: State, x: Float[Array, " n"]) -> State:
+        """The state after weighted incoming spikes `x` (shape `(n,)`) arrive."""
+        raise NotImplementedError(f"{type(self).__name__} does not receive spikes.")
+
+    def next_scheduled_time(self, state: State) -> Float[Array, ""]:
+        """The next time (ms) at which the model changes its state by itself, without a
+        spike (for example the end of a refractory period); `inf` when none. The
+        simulator ends a solver segment there and calls `apply_scheduled`."""
+        return jnp.asarray(jnp.inf, _dtype_of(state))
+
+    def apply_scheduled(self, t, state: State) -> State:
+        """The state after the changes scheduled at or before time `t`."""
+        return state
+
+    def validate(self, n: int) -> None:
+        """Check that the parameters fit a population of `n` neurons (raises a
+        ValueError naming the parameter). Called by the simulator on concrete values."""
+        from .._checks import check_per_neuron
+
+        for name, value in vars(self).items():
+            if isinstance(value, jnp.ndarray) or hasattr(value, "shape"):
+                check_per_neuron(type(self).__name__, name, value, n)
+
+
+def _dtype_of(state: State):
+    from jax.tree_util import tree_leaves
+
+    leaves = tree_leaves(state)
+    return leaves[0].dtype if leaves else jnp.result_type(float)

@@ -1,0 +1,155 @@
+r"""Leaky integrate-and-fire neurons with exponential current-based synapses.
+
+Equations (time in ms, voltages in mV or any unit shared by all voltage parameters):
+
+$$
+\tau_\text{mem} \frac{dv}{dt} = v_\text{leak} - v + i + I_\text{ext}(t), \qquad
+\tau_\text{syn} \frac{di}{dt} = -i .
+$$
+
+The synaptic current `i` and the external current `I_ext` are expressed in voltage
+units (they are the drive $R I$). Incoming spikes jump `i` by their weight.
+"""
+
+from typing import Literal
+
+import equinox as eqx
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from .._checks import check_below, check_positive, float_array
+from .base import AbstractNeuron
+
+
+class LIFState(eqx.Module):
+    """State of a LIF population: membrane potential `v`, synaptic current `i`,
+    `refractory` (1.0 while refractory, else 0.0) and `ref_end`, the time (ms) at which
+    the current refractory period ends."""
+
+    v: Float[Array, " n"]
+    i: Float[Array, " n"]
+    refractory: Float[Array, " n"]
+    ref_end: Float[Array, " n"]
+
+
+class LIF(AbstractNeuron):
+    r"""Current-based leaky integrate-and-fire neuron.
+
+    $\tau_\text{mem}\,\dot v = v_\text{leak} - v + i + I_\text{ext}$,
+    $\tau_\text{syn}\,\dot i = -i$; a spike when `v` crosses `v_th` upwards. Then
+    `v <- v_reset` (hard reset) or `v <- v - (v_th - v_reset)` (soft reset, which with
+    `v_reset = 0` is the "subtract threshold" reset). For `t_ref` ms after a spike the
+    neuron is refractory: `v` is held at its reset value while `i` keeps evolving and
+    receiving input.
+
+    **Arguments** (scalars or one value per neuron):
+
+    - `tau_mem`: membrane time constant, ms (default 10).
+    - `tau_syn`: synaptic time constant, ms (default 5).
+    - `v_th`: threshold (default 1.0).
+    - `v_reset`: reset potential (default 0.0).
+    - `v_leak`: resting potential (default 0.0).
+    - `t_ref`: absolute refractory period, ms (default 0).
+    - `reset_mode`: `"hard"` (default) or `"soft"`.
+
+    **Example:**
+
+    ```python
+    import neurosim as ns
+    sol = ns.simulate(ns.LIF(tau_mem=10.0), n=1, t1=100.0, current=1.5)
+    print(sol.spike_times[: sol.num_spikes])   # k * 10 ln 3 ms
+    ```
+    """
+
+    tau_mem: Float[Array, "..."] = eqx.field(converter=float_array, default=10.0)
+    tau_syn: Float[Array, "..."] = eqx.field(converter=float_array, default=5.0)
+    v_th: Float[Array, "..."] = eqx.field(converter=float_array, default=1.0)
+    v_reset: Float[Array, "..."] = eqx.field(converter=float_array, default=0.0)
+    v_leak: Float[Array, "..."] = eqx.field(converter=float_array, default=0.0)
+    t_ref: Float[Array, "..."] = eqx.field(converter=float_array, default=0.0)
+    reset_mode: Literal["hard", "soft"] = eqx.field(static=True, default="hard")
+
+    def __check_init__(self):
+        check_positive("LIF", "tau_mem", self.tau_mem)
+        check_positive("LIF", "tau_syn", self.tau_syn)
+        check_positive("LIF", "t_ref", self.t_ref, allow_zero=True)
+        check_below("LIF", "v_reset", self.v_reset, "v_th", self.v_th)
+        if self.reset_mode not in ("hard", "soft"):
+            raise ValueError(f"LIF: `reset_mode` must be 'hard' or 'soft', got {self.reset_mode!r}.")
+
+    def init_state(self, n: int) -> LIFState:
+        zeros = jnp.zeros((n,), self.tau_mem.dtype)
+        return LIFState(v=zeros + self.v_leak, i=zeros, refractory=zeros, ref_end=zeros)
+
+    def dynamics(self, t, state: LIFState, current) -> LIFState:
+        dv = (self.v_leak - state.v + state.i + current) / self.tau_mem
+        dv = jnp.where(state.refractory > 0, 0.0, dv)
+        di = -state.i / self.tau_syn
+        zeros = jnp.zeros_like(state.v)
+        return LIFState(v=dv, i=di, refractory=zeros, ref_end=zeros)
+
+    def spike_condition(self, t, state: LIFState, current) -> Array:
+        return state.v - self.v_th
+
+    def reset(self, t, state: LIFState, fired) -> LIFState:
+        if self.reset_mode == "hard":
+            v_after = jnp.broadcast_to(self.v_reset, state.v.shape)
+        else:
+            v_after = state.v - (self.v_th - self.v_reset)
+        starts = fired & (self.t_ref > 0)
+        return LIFState(
+            v=jnp.where(fired, v_after, state.v),
+            i=state.i,
+            refractory=jnp.where(starts, 1.0, state.refractory),
+            ref_end=jnp.where(fired, t + self.t_ref, state.ref_end),
+        )
+
+    def receive(self, state: LIFState, x) -> LIFState:
+        return eqx.tree_at(lambda s: s.i, state, state.i + x)
+
+    def next_scheduled_time(self, state: LIFState) -> Array:
+        return jnp.min(jnp.where(state.refractory > 0, state.ref_end, jnp.inf))
+
+    def apply_scheduled(self, t, state: LIFState) -> LIFState:
+        ended = (state.refractory > 0) & (state.ref_end <= t)
+        return eqx.tree_at(lambda s: s.refractory, state, jnp.where(ended, 0.0, state.refractory))
+
+
+class LIState(eqx.Module):
+    """State of a leaky integrator: membrane potential `v`, synaptic current `i`."""
+
+    v: Float[Array, " n"]
+    i: Float[Array, " n"]
+
+
+class LI(AbstractNeuron):
+    r"""Leaky integrator: the LIF's sub-threshold equations without spikes, used as a
+    readout.
+
+    $\tau_\text{mem}\,\dot v = v_\text{leak} - v + i + I_\text{ext}$,
+    $\tau_\text{syn}\,\dot i = -i$; incoming spikes jump `i`.
+
+    **Arguments:** `tau_mem` (ms, default 10), `tau_syn` (ms, default 5), `v_leak`
+    (default 0).
+    """
+
+    spiking = False
+
+    tau_mem: Float[Array, "..."] = eqx.field(converter=float_array, default=10.0)
+    tau_syn: Float[Array, "..."] = eqx.field(converter=float_array, default=5.0)
+    v_leak: Float[Array, "..."] = eqx.field(converter=float_array, default=0.0)
+
+    def __check_init__(self):
+        check_positive("LI", "tau_mem", self.tau_mem)
+        check_positive("LI", "tau_syn", self.tau_syn)
+
+    def init_state(self, n: int) -> LIState:
+        zeros = jnp.zeros((n,), self.tau_mem.dtype)
+        return LIState(v=zeros + self.v_leak, i=zeros)
+
+    def dynamics(self, t, state: LIState, current) -> LIState:
+        dv = (self.v_leak - state.v + state.i + current) / self.tau_mem
+        return LIState(v=dv, i=-state.i / self.tau_syn)
+
+    def receive(self, state: LIState, x) -> LIState:
+        return eqx.tree_at(lambda s: s.i, state, state.i + x)
