@@ -9,3 +9,4 @@ from ._currents import Ramp as Ramp
 from ._currents import Step as Step
 from ._currents import Sum as Sum
 from ._currents import as_current as as_current
+from ._spikes import poisson_spikes as poisson_spikes
