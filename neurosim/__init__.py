@@ -5,6 +5,10 @@ Time is in ms everywhere. See `neurosim.simulate` and the models in `neurosim.ne
 
 from . import inputs as inputs
 from . import neurons as neurons
+from ._network import Network as Network
+from ._network import Population as Population
+from ._network import Projection as Projection
+from ._network import SpikeTrains as SpikeTrains
 from ._simulate import SimulationError as SimulationError
 from ._simulate import simulate as simulate
 from ._solution import Solution as Solution

@@ -19,6 +19,8 @@ is a checkpointed `equinox.internal.while_loop`, so reverse-mode gradients flow 
 spike times, resets and deliveries.
 """
 
+from dataclasses import replace
+
 import diffrax as dfx
 import equinox as eqx
 import equinox.internal as eqxi
@@ -29,7 +31,7 @@ import jax.tree_util as jtu
 from jaxtyping import Array, Bool, Float, Int, PyTree
 
 from ._root import event_root_finder
-from ._system import AbstractSystem
+from ._system import NetworkSystem
 
 # Status codes of a run (see Solution.status).
 RUNNING = 0
@@ -38,6 +40,7 @@ OVERFLOW = 2
 SOLVER_FAILED = 3
 NONFINITE = 4
 ITERATION_LIMIT = 5
+QUEUE_OVERFLOW = 6
 
 INPUT_WINDOW = 8
 
@@ -45,6 +48,7 @@ INPUT_WINDOW = 8
 class _Carry(eqx.Module):
     t: Float[Array, ""]
     y: PyTree
+    aux: PyTree
     armed: Bool[Array, " N"]
     dt: Float[Array, ""]
     input_ptr: Int[Array, ""]
@@ -79,7 +83,7 @@ def _vector_field(tau, y, args):
     return system.vector_field(t, y)
 
 
-def _signed_conditions(system: AbstractSystem, t, y, armed):
+def _signed_conditions(system: NetworkSystem, t, y, armed):
     spike, rearm = system.conditions(t, y)
     signed = jnp.where(armed, spike, rearm)
     return jnp.where(system.spiking_mask, signed, -jnp.ones_like(signed))
@@ -98,7 +102,7 @@ def _all_finite(y) -> Bool[Array, ""]:
 
 
 def run(
-    system: AbstractSystem,
+    system: NetworkSystem,
     *,
     t0,
     t1,
@@ -143,21 +147,19 @@ def run(
         spike_times = carry.spike_times.at[slot].set(t, mode="drop")
         spike_neurons = carry.spike_neurons.at[slot].set(neuron_index, mode="drop")
         overflow = carry.num_spikes + count > max_spikes
-        y = system.on_spikes(t, y, fired)
+        y, aux = system.on_spikes(t, y, carry.aux, fired)
         armed = jnp.where(fired & system.disarm_mask, False, carry.armed)
         armed = jnp.where(rearm, True, armed)
-        return eqx.tree_at(
-            lambda c: (c.t, c.y, c.armed, c.spike_times, c.spike_neurons, c.num_spikes, c.status),
+        return replace(
             carry,
-            (
-                t,
-                y,
-                armed,
-                spike_times,
-                spike_neurons,
-                jnp.minimum(carry.num_spikes + count, max_spikes),
-                jnp.where(overflow, OVERFLOW, carry.status),
-            ),
+            t=t,
+            y=y,
+            aux=aux,
+            armed=armed,
+            spike_times=spike_times,
+            spike_neurons=spike_neurons,
+            num_spikes=jnp.minimum(carry.num_spikes + count, max_spikes),
+            status=jnp.where(overflow, OVERFLOW, carry.status),
         )
 
     def handle_due(carry: _Carry) -> _Carry:
@@ -170,11 +172,13 @@ def run(
         if num_records > 0:
             slot = jnp.where(record_now, carry.record_ptr, num_records)
             records = jtu.tree_map(
-                lambda buf, leaf: buf.at[slot].set(leaf, mode="drop"), carry.records, y
+                lambda buf, leaf: buf.at[slot].set(leaf, mode="drop"),
+                carry.records,
+                system.observe(y),
             )
         else:
             records = carry.records
-        y = system.apply_internal(t_next, y)
+        y, aux = system.apply_internal(t_next, y, carry.aux)
         input_ptr = carry.input_ptr
         if num_inputs > 0:
             positions = input_ptr + jnp.arange(window)
@@ -183,24 +187,22 @@ def run(
             y = system.on_input(y, input_sources[clipped], valid)
             input_ptr = input_ptr + jnp.sum(valid, dtype=input_ptr.dtype)
         finished = (t_next >= t1) & (next_input_time(input_ptr) > t1)
-        return eqx.tree_at(
-            lambda c: (c.t, c.y, c.input_ptr, c.record_ptr, c.records, c.status),
+        return replace(
             carry,
-            (
-                t_next,
-                y,
-                input_ptr,
-                carry.record_ptr + record_now.astype(carry.record_ptr.dtype),
-                records,
-                jnp.where(finished, FINISHED, carry.status),
-            ),
+            t=t_next,
+            y=y,
+            aux=aux,
+            input_ptr=input_ptr,
+            record_ptr=carry.record_ptr + record_now.astype(carry.record_ptr.dtype),
+            records=records,
+            status=jnp.where(finished, FINISHED, carry.status),
         )
 
     def advance(carry: _Carry) -> _Carry:
         t = carry.t
         t_next = jnp.minimum(
             jnp.minimum(t1, next_input_time(carry.input_ptr)),
-            jnp.minimum(next_record_time(carry.record_ptr), system.next_internal_time(t, carry.y)),
+            jnp.minimum(next_record_time(carry.record_ptr), system.next_internal_time(t, carry.y, carry.aux)),
         )
         t_next = jnp.maximum(t_next, t)
         length = t_next - t
@@ -240,9 +242,7 @@ def run(
             dt = jnp.where(steps >= 2, span / jnp.maximum(steps, 1), jnp.maximum(carry.dt, span))
         else:
             dt = carry.dt
-        carry = eqx.tree_at(
-            lambda c: (c.dt, c.solver_steps), carry, (dt, carry.solver_steps + steps)
-        )
+        carry = replace(carry, dt=dt, solver_steps=carry.solver_steps + steps)
 
         def on_event(carry):
             signed = _signed_conditions(system, t_event, y_end, carry.armed)
@@ -255,23 +255,26 @@ def run(
         carry = lax.cond(hit, on_event, lambda c: handle_breakpoint(c, t_next, y_end), carry)
         status = jnp.where(ok, carry.status, SOLVER_FAILED)
         status = jnp.where(_all_finite(carry.y), status, NONFINITE)
-        return eqx.tree_at(lambda c: c.status, carry, status)
+        status = jnp.where(system.failed(carry.aux), QUEUE_OVERFLOW, status)
+        return replace(carry, status=status)
 
     def body(carry: _Carry) -> _Carry:
         signed = _signed_conditions(system, carry.t, carry.y, carry.armed)
         any_due = jnp.any(signed > 0) if any_spiking else jnp.asarray(False)
         carry = lax.cond(any_due, handle_due, advance, carry)
-        return eqx.tree_at(lambda c: c.iterations, carry, carry.iterations + 1)
+        return replace(carry, iterations=carry.iterations + 1)
 
     def cond(carry: _Carry):
         return carry.status == RUNNING
 
     records = jtu.tree_map(
-        lambda leaf: jnp.full((num_records,) + leaf.shape, jnp.nan, leaf.dtype), y0
+        lambda leaf: jnp.full((num_records,) + leaf.shape, jnp.nan, leaf.dtype),
+        system.observe(y0),
     )
     init = _Carry(
         t=t0,
         y=y0,
+        aux=system.init_aux(dtype),
         armed=jnp.ones((num,), bool),
         dt=jnp.asarray(dt0, dtype),
         input_ptr=jnp.asarray(0, jnp.int32),

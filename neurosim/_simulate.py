@@ -13,8 +13,12 @@ from . import _engine
 from ._checks import is_concrete
 from ._currents import as_current
 from ._solution import STATUS_MESSAGES, Solution
-from ._system import AbstractSystem, PopulationSystem
+from ._network import Network, Population, Projection, SpikeTrains
+from ._system import NetworkSystem
 from .neurons.base import AbstractNeuron
+
+POPULATION = "neurons"
+INPUT = "input"
 
 
 class SimulationError(RuntimeError):
@@ -46,49 +50,61 @@ def _check_times(t0, t1):
             )
 
 
-def _prepare_inputs(input_spikes, input_weights, n, dtype):
-    if input_spikes is None:
-        if input_weights is not None:
-            raise _arg_error(
-                "input_weights", "was given without `input_spikes`", "Pass both or neither."
-            )
-        return jnp.zeros((0,), dtype), jnp.zeros((0,), jnp.int32), None
-    if input_weights is None:
+def _single_population_network(neuron, n, current, weights, input_spikes, input_weights, dtype):
+    """The network equivalent of the single-population call."""
+    if input_spikes is None and input_weights is not None:
+        raise _arg_error("input_weights", "was given without `input_spikes`", "Pass both or neither.")
+    if input_spikes is not None and input_weights is None:
         raise _arg_error(
             "input_weights",
             "is required with `input_spikes`",
             "Pass an (n_inputs, n) array: row k holds the weights of input k onto each neuron.",
         )
-    try:
-        times, sources = input_spikes
-    except (TypeError, ValueError):
-        raise _arg_error(
-            "input_spikes", "must be a pair (times, indices)", "Pass two 1-D arrays of equal length."
-        ) from None
-    times = jnp.asarray(times, dtype)
-    sources = jnp.asarray(sources, jnp.int32)
-    input_weights = jnp.asarray(input_weights, dtype)
-    if times.ndim != 1 or sources.shape != times.shape:
-        raise _arg_error(
-            "input_spikes",
-            f"must hold two 1-D arrays of equal length (got shapes {times.shape}, {sources.shape})",
-            "Pass (times, indices).",
-        )
-    if input_weights.ndim != 2 or input_weights.shape[1] != n:
-        raise _arg_error(
-            "input_weights",
-            f"has shape {input_weights.shape}, expected (n_inputs, {n})",
-            "Row k holds the weights of input k onto each of the n neurons.",
-        )
-    if is_concrete(sources) and sources.size:
-        if int(sources.min()) < 0 or int(sources.max()) >= input_weights.shape[0]:
+    projections, inputs = [], {}
+    if weights is not None:
+        weights = jnp.asarray(weights, dtype)
+        if weights.shape != (n, n):
             raise _arg_error(
-                "input_spikes",
-                f"has indices outside [0, {input_weights.shape[0]})",
-                "Indices refer to rows of `input_weights`.",
+                "weights", f"has shape {weights.shape}, expected ({n}, {n})",
+                "Pass an (n, n) matrix, row = presynaptic neuron.",
             )
+        projections.append(Projection(POPULATION, POPULATION, weights))
+    if input_spikes is not None:
+        try:
+            times, sources = input_spikes
+        except (TypeError, ValueError):
+            raise _arg_error(
+                "input_spikes", "must be a pair (times, indices)", "Pass two 1-D arrays of equal length."
+            ) from None
+        input_weights = jnp.asarray(input_weights, dtype)
+        if input_weights.ndim != 2 or input_weights.shape[1] != n:
+            raise _arg_error(
+                "input_weights",
+                f"has shape {input_weights.shape}, expected (n_inputs, {n})",
+                "Row k holds the weights of input k onto each of the n neurons.",
+            )
+        try:
+            inputs[INPUT] = SpikeTrains(jnp.asarray(times, dtype), sources, input_weights.shape[0])
+        except ValueError as error:
+            raise _arg_error("input_spikes", f"is invalid: {error}", "Indices refer to rows of `input_weights`.") from None
+        projections.append(Projection(INPUT, POPULATION, input_weights))
+    population = Population(neuron, n, current)
+    return Network({POPULATION: population}, projections, inputs)
+
+
+def _merged_inputs(network: Network, dtype):
+    """All external spikes of the network, sorted by time, with global source ids."""
+    times, sources, offset = [], [], 0
+    for source in network.inputs.values():
+        times.append(jnp.asarray(source.times, dtype))
+        sources.append(source.sources + offset)
+        offset += source.num_sources
+    if not times:
+        return jnp.zeros((0,), dtype), jnp.zeros((0,), jnp.int32)
+    times = jnp.concatenate(times)
+    sources = jnp.concatenate(sources).astype(jnp.int32)
     order = jnp.argsort(times, stable=True)
-    return times[order], sources[order], input_weights
+    return times[order], sources[order]
 
 
 def _prepare_record(record, t0, t1, dtype):
@@ -157,69 +173,6 @@ def _run_jit(system, t0, t1, y0, input_times, input_sources, record, dt0, config
     )
 
 
-def run_system(
-    system: AbstractSystem,
-    *,
-    t0,
-    t1,
-    y0,
-    input_times,
-    input_sources,
-    record,
-    max_spikes,
-    solver,
-    stepsize_controller,
-    rtol,
-    atol,
-    dt0,
-    max_solver_steps,
-    max_iterations,
-    throw,
-) -> Solution:
-    """Shared back end of `simulate` for any system (validated arguments)."""
-    dtype = jtu.tree_leaves(y0)[0].dtype
-    if not isinstance(max_spikes, int) or max_spikes < 1:
-        raise _arg_error("max_spikes", f"must be a positive int (got {max_spikes!r})", "E.g. max_spikes=10_000.")
-    solver = dfx.Tsit5() if solver is None else solver
-    if stepsize_controller is None:
-        stepsize_controller, adaptive = _default_controller(solver, rtol, atol, dt0)
-    else:
-        adaptive = not isinstance(stepsize_controller, dfx.ConstantStepSize)
-        if not adaptive and dt0 is None:
-            raise _arg_error("dt0", "is required with ConstantStepSize", "Pass the step size in ms.")
-    if dt0 is None:
-        dt0 = 0.05
-    if max_iterations is None:
-        max_iterations = 8 * max_spikes + 2 * (input_times.shape[0] + record.shape[0]) + 100_000
-    config = dict(
-        max_spikes=max_spikes,
-        solver=solver,
-        stepsize_controller=stepsize_controller,
-        adaptive=adaptive,
-        max_solver_steps=max_solver_steps,
-        max_iterations=max_iterations,
-    )
-    out = _run_jit(
-        system, _as_float(t0, dtype), _as_float(t1, dtype), y0, input_times, input_sources,
-        record, _as_float(dt0, dtype), config,
-    )
-    solution = Solution(
-        spike_times=out.spike_times,
-        spike_neurons=out.spike_neurons,
-        num_spikes=out.num_spikes,
-        overflow=out.status == _engine.OVERFLOW,
-        ts=record,
-        states=out.records,
-        t0=_as_float(t0, dtype),
-        t_final=out.t_final,
-        final_state=out.final_state,
-        status=out.status,
-        iterations=out.iterations,
-        solver_steps=out.solver_steps,
-    )
-    return _report(solution, throw)
-
-
 def _report(solution: Solution, throw: bool) -> Solution:
     failed = (solution.status != _engine.FINISHED) & (solution.status != _engine.OVERFLOW)
     if not is_concrete(solution.status):
@@ -259,11 +212,47 @@ def _nonfinite_detail(state) -> str:
     return ""
 
 
+def _initial_states(network: Network, y0, single: bool):
+    states = {name: pop.neuron.init_state(pop.n) for name, pop in network.populations.items()}
+    if y0 is None:
+        return states
+    if single:
+        states[POPULATION] = _check_state(y0, states[POPULATION])
+        return states
+    if not isinstance(y0, dict):
+        raise _arg_error("y0", "must be a dict population name -> state for a Network", "E.g. y0={'exc': state}.")
+    for name, state in y0.items():
+        if name not in states:
+            raise _arg_error("y0", f"names {name!r}, which is not a population", f"Populations: {sorted(states)}.")
+        states[name] = _check_state(state, states[name], owner=f"y0[{name!r}]")
+    return states
+
+
+def _record_fields(network: Network, record_fields, single: bool):
+    if record_fields is None:
+        return None
+    if single:
+        record_fields = {POPULATION: record_fields}
+    if not isinstance(record_fields, dict):
+        raise _arg_error("record_fields", "must be a dict population -> field names", "E.g. {'exc': ('v',)}.")
+    fields = {}
+    for name, names in record_fields.items():
+        if name not in network.populations:
+            raise _arg_error("record_fields", f"names {name!r}, which is not a population", f"Populations: {sorted(network.populations)}.")
+        names = (names,) if isinstance(names, str) else tuple(names)
+        state = network.populations[name].neuron.init_state(1)
+        for field in names:
+            if not hasattr(state, field):
+                raise _arg_error("record_fields", f"asks for {name}.{field}, which is not a state field", "Check the model's state class.")
+        fields[name] = names
+    return fields
+
+
 def simulate(
-    neuron: AbstractNeuron,
+    model,
     *,
-    n: int,
     t1,
+    n: int | None = None,
     t0=0.0,
     current=None,
     weights=None,
@@ -271,7 +260,9 @@ def simulate(
     input_weights=None,
     y0=None,
     record=None,
+    record_fields=None,
     max_spikes: int = 1000,
+    max_in_flight: int = 4096,
     solver: dfx.AbstractSolver | None = None,
     stepsize_controller: dfx.AbstractStepSizeController | None = None,
     rtol: float = 1e-6,
@@ -281,32 +272,43 @@ def simulate(
     max_iterations: int | None = None,
     throw: bool = True,
 ) -> Solution:
-    r"""Simulate `n` neurons of one model from `t0` to `t1` (ms), event by event.
+    r"""Simulate a population of one model, or a `Network`, from `t0` to `t1` (ms),
+    event by event.
 
-    Between events the model's `dynamics` are integrated with a diffrax solver; every
-    spike is located to root-finder precision on the solver's dense output, the model's
-    `reset` is applied, and spikes are delivered through `weights`. Works under
-    `jax.jit`, `jax.vmap` and `jax.grad` (reverse mode): spike times are differentiable
-    with respect to parameters, weights, currents and input spike times.
+    Between events the dynamics are integrated with a diffrax solver; every spike is
+    located to root-finder precision on the solver's dense output, resets are applied,
+    and spikes are delivered through the weights (at once, or after their delay). Works
+    under `jax.jit`, `jax.vmap` and `jax.grad` (reverse mode): spike times are
+    differentiable with respect to parameters, weights, currents and input spike times.
 
     **Arguments:**
 
-    - `neuron`: the model, e.g. `neurosim.LIF(tau_mem=10.0)`; its parameters are
-        scalars or one value per neuron.
-    - `n`: number of neurons.
+    - `model`: a neuron model (e.g. `neurosim.LIF(tau_mem=10.0)`, parameters scalars
+        or one value per neuron) simulated as one population of `n` neurons, or a
+        `neurosim.Network`.
     - `t1`, `t0`: end and start time, ms (`t1 > t0`).
-    - `current`: external input, added where the model takes its input current: a
-        number, an `(n,)` array, a callable `t -> (n,)`, or a waveform from
-        `neurosim.inputs` (which announces its discontinuities to the solver; a plain
-        callable must be continuous, or use `neurosim.inputs.Function(fn, jumps=...)`).
-    - `weights`: `(n, n)` recurrent weights, row = presynaptic neuron; when neuron `j`
-        spikes, row `j` is passed to the targets' `receive` (for LIF: added to `i`).
-    - `input_spikes`, `input_weights`: external spike trains `(times, indices)` and an
-        `(n_inputs, n)` weight matrix; input `k` arriving delivers row `k`.
-    - `y0`: initial state (default `neuron.init_state(n)`).
-    - `record`: 1-D sorted array of times in `[t0, t1]` at which to store the state.
+    - `n`: number of neurons (single model only).
+    - `current`: (single model only; networks give each `Population` its own)
+        external input added where the model takes its input current: a number, an
+        `(n,)` array, a callable `t -> (n,)`, or a waveform from `neurosim.inputs`
+        (which announces its discontinuities to the solver; a plain callable must be
+        continuous, or use `neurosim.inputs.Function(fn, jumps=...)`).
+    - `weights`: (single model) `(n, n)` recurrent weights, row = presynaptic neuron;
+        when neuron `j` spikes, row `j` is passed to the targets' `receive` (for the
+        LIF: added to `i`).
+    - `input_spikes`, `input_weights`: (single model) external spike trains
+        `(times, indices)` and an `(n_inputs, n)` weight matrix; input `k` arriving
+        delivers row `k`.
+    - `y0`: initial state (default `init_state`); for a network, a dict population
+        name -> state (populations not named start from their default).
+    - `record`: 1-D sorted array of times in `[t0, t1]` at which to store the state
+        (left limits: the state just before any event at exactly that time).
+    - `record_fields`: which state fields to record: a tuple of names (single model)
+        or a dict population -> names; default everything.
     - `max_spikes`: size of the spike buffer. When it fills, the simulation stops
         (`Solution.overflow` is True, a warning says when); raise it and run again.
+    - `max_in_flight`: capacity of each delayed projection's queue of spikes in
+        flight.
     - `solver`: any diffrax solver (default `diffrax.Tsit5()`). Adaptive solvers use a
         PID step-size controller with `rtol`, `atol`; fixed-step ones (`diffrax.Euler()`)
         need `dt0` and take constant steps.
@@ -321,7 +323,9 @@ def simulate(
     - `throw`: raise a `SimulationError` on failure (default). With `throw=False`
         the partial `Solution` is returned and `status` says what went wrong.
 
-    **Returns:** a `neurosim.Solution`.
+    **Returns:** a `neurosim.Solution`. For a network, `spike_neurons` are global
+    indices (populations in the order given); `Solution.spikes(name)` gives a
+    population's spikes with local indices, and `states` is a dict per population.
 
     **Example:**
 
@@ -331,54 +335,93 @@ def simulate(
     times, neurons = sol.spikes()      # times = k * 10 ln 3 ms
     ```
     """
-    if not isinstance(neuron, AbstractNeuron):
-        raise _arg_error(
-            "neuron", f"must be a neurosim neuron model (got {type(neuron).__name__})",
-            "Pass e.g. neurosim.LIF().",
-        )
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise _arg_error("n", f"must be a positive int (got {n!r})", "Pass the number of neurons.")
-    _check_times(t0, t1)
-    if is_concrete(neuron):
-        neuron.validate(n)
-    reference = neuron.init_state(n)
-    dtype = jtu.tree_leaves(reference)[0].dtype
-    y0 = reference if y0 is None else _check_state(y0, reference)
-    current = as_current(current)
-    probe = jax.eval_shape(lambda c: c(jnp.asarray(t0, dtype)), current)
-    if probe.shape not in ((), (n,)):
-        raise _arg_error(
-            "current", f"gives values of shape {probe.shape}", f"Expected a scalar or ({n},)."
-        )
-    if weights is not None:
-        weights = jnp.asarray(weights, dtype)
-        if weights.shape != (n, n):
+    single = not isinstance(model, Network)
+    if single:
+        if not isinstance(model, AbstractNeuron):
             raise _arg_error(
-                "weights", f"has shape {weights.shape}, expected ({n}, {n})",
-                "Pass an (n, n) matrix, row = presynaptic neuron.",
+                "model", f"must be a neurosim neuron model or Network (got {type(model).__name__})",
+                "Pass e.g. neurosim.LIF() with n=..., or a neurosim.Network.",
             )
-    input_times, input_sources, input_weights = _prepare_inputs(
-        input_spikes, input_weights, n, dtype
-    )
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise _arg_error("n", f"must be a positive int (got {n!r})", "Pass the number of neurons.")
+    else:
+        for name, value in (("n", n), ("current", current), ("weights", weights),
+                            ("input_spikes", input_spikes), ("input_weights", input_weights)):
+            if value is not None:
+                raise _arg_error(
+                    name, "is not used with a Network",
+                    "Give sizes and currents to each Population, weights to Projections, "
+                    "and spike inputs as the network's `inputs`.",
+                )
+    _check_times(t0, t1)
+    if not isinstance(max_spikes, int) or max_spikes < 1:
+        raise _arg_error("max_spikes", f"must be a positive int (got {max_spikes!r})", "E.g. max_spikes=10_000.")
+    if not isinstance(max_in_flight, int) or max_in_flight < 1:
+        raise _arg_error("max_in_flight", f"must be a positive int (got {max_in_flight!r})", "E.g. 4096.")
+    if single:
+        dtype = jtu.tree_leaves(model.init_state(1))[0].dtype
+        network = _single_population_network(
+            model, n, as_current(current), weights, input_spikes, input_weights, dtype
+        )
+    else:
+        network = model
+    for name, pop in network.populations.items():
+        if is_concrete(pop.neuron):
+            pop.neuron.validate(pop.n)
+        probe = jax.eval_shape(lambda c: c(jnp.asarray(t0, float)), pop.current)
+        if probe.shape not in ((), (pop.n,)):
+            where = "current" if single else f"Population {name!r} current"
+            raise _arg_error(where, f"gives values of shape {probe.shape}", f"Expected a scalar or ({pop.n},).")
+    states = _initial_states(network, y0, single)
+    dtype = jtu.tree_leaves(states)[0].dtype
     record = _prepare_record(record, t0, t1, dtype)
-    system = PopulationSystem(
-        neuron=neuron, n=n, current=current, weights=weights, input_weights=input_weights
+    input_times, input_sources = _merged_inputs(network, dtype)
+    system = NetworkSystem(
+        network=network,
+        record_fields=_record_fields(network, record_fields, single),
+        queue_size=max_in_flight,
     )
-    return run_system(
-        system,
-        t0=t0,
-        t1=t1,
-        y0=y0,
-        input_times=input_times,
-        input_sources=input_sources,
-        record=record,
+    solver = dfx.Tsit5() if solver is None else solver
+    if stepsize_controller is None:
+        stepsize_controller, adaptive = _default_controller(solver, rtol, atol, dt0)
+    else:
+        adaptive = not isinstance(stepsize_controller, dfx.ConstantStepSize)
+        if not adaptive and dt0 is None:
+            raise _arg_error("dt0", "is required with ConstantStepSize", "Pass the step size in ms.")
+    if dt0 is None:
+        dt0 = 0.05
+    if max_iterations is None:
+        max_iterations = 8 * max_spikes + 2 * (input_times.shape[0] + record.shape[0]) + 100_000
+    config = dict(
         max_spikes=max_spikes,
         solver=solver,
         stepsize_controller=stepsize_controller,
-        rtol=rtol,
-        atol=atol,
-        dt0=dt0,
+        adaptive=adaptive,
         max_solver_steps=max_solver_steps,
         max_iterations=max_iterations,
-        throw=throw,
     )
+    out = _run_jit(
+        system, _as_float(t0, dtype), _as_float(t1, dtype), states, input_times,
+        input_sources, record, _as_float(dt0, dtype), config,
+    )
+    recorded, final_state = out.records, out.final_state
+    if single:
+        recorded = recorded[POPULATION]
+        final_state = final_state[POPULATION]
+    slices = tuple((name, offset, network.populations[name].n) for name, offset in network.offsets.items())
+    solution = Solution(
+        spike_times=out.spike_times,
+        spike_neurons=out.spike_neurons,
+        num_spikes=out.num_spikes,
+        overflow=out.status == _engine.OVERFLOW,
+        ts=record,
+        states=recorded,
+        t0=_as_float(t0, dtype),
+        t_final=out.t_final,
+        final_state=final_state,
+        status=out.status,
+        iterations=out.iterations,
+        solver_steps=out.solver_steps,
+        populations=None if single else slices,
+    )
+    return _report(solution, throw)

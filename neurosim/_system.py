@@ -1,121 +1,243 @@
-"""What the event loop integrates: an internal interface between models and the loop.
+"""What the event loop integrates: a network seen as one system.
 
-The loop (`_engine.py`) knows nothing about neuron models. It sees a *system*: a state
-PyTree, its vector field, one spike-condition value per neuron, and what happens when
-neurons spike, when external spikes arrive and at the system's own scheduled times.
-A single population of one model is the simplest system (`PopulationSystem`).
+The loop (`_engine.py`) knows nothing about neuron models or projections. It sees a
+continuous state `y` (a dict: population name -> model state) that diffrax integrates,
+a discrete state `aux` (the queues of delayed spikes in flight) that changes only
+between segments, one signed spike condition per neuron (concatenated over
+populations), and what happens when neurons spike, when external spikes arrive and at
+scheduled times (current jumps, ends of refractoriness, delayed deliveries).
 """
-
-import abc
 
 import equinox as eqx
 import jax.numpy as jnp
+import jax.tree_util as jtu
 import numpy as np
-from jaxtyping import Array, Bool, Float, Int, PyTree
+from jaxtyping import Array, Bool, Float, Int
 
-from ._currents import AbstractCurrent
-from .neurons.base import AbstractNeuron
+from ._network import Connection, Network
 
-
-class AbstractSystem(eqx.Module):
-    """Internal: the loop's view of what it simulates (`num_neurons` neurons in all)."""
-
-    @property
-    @abc.abstractmethod
-    def num_neurons(self) -> int: ...
-
-    @property
-    @abc.abstractmethod
-    def spiking_mask(self) -> np.ndarray:
-        """Static boolean array: which neurons can spike."""
-
-    @property
-    @abc.abstractmethod
-    def disarm_mask(self) -> np.ndarray:
-        """Static boolean array: which neurons are disarmed by their own spike."""
-
-    @abc.abstractmethod
-    def vector_field(self, t, y: PyTree) -> PyTree: ...
-
-    @abc.abstractmethod
-    def conditions(self, t, y: PyTree) -> tuple[Float[Array, " N"], Float[Array, " N"]]:
-        """Spike conditions and re-arm conditions, one value per neuron each."""
-
-    @abc.abstractmethod
-    def on_spikes(self, t, y: PyTree, fired: Bool[Array, " N"]) -> PyTree:
-        """Resets of the neurons in `fired`, and delivery of their spikes."""
-
-    @abc.abstractmethod
-    def on_input(self, y: PyTree, sources: Int[Array, " B"], valid: Bool[Array, " B"]) -> PyTree:
-        """Delivery of external spikes from `sources` where `valid`."""
-
-    @abc.abstractmethod
-    def next_internal_time(self, t, y: PyTree) -> Float[Array, ""]:
-        """The next scheduled change (current jump, end of refractoriness) after `t`."""
-
-    @abc.abstractmethod
-    def apply_internal(self, t, y: PyTree) -> PyTree: ...
+# Delayed deliveries due at the same time handled per loop iteration and projection.
+DELIVERIES_PER_ITERATION = 8
 
 
-class PopulationSystem(AbstractSystem):
-    """One population of `n` neurons of one model, with an external current, optional
-    recurrent weights `(n, n)` (row = presynaptic) and input weights
-    `(n_inputs, n)`."""
+class DelayQueue(eqx.Module):
+    """Spikes in flight on one delayed projection: a ring buffer of emission times and
+    presynaptic neurons; `cursor` is the next synapse of that neuron's row (rows are
+    sorted by delay) still to be delivered."""
 
-    neuron: AbstractNeuron
-    n: int = eqx.field(static=True)
-    current: AbstractCurrent
-    weights: Float[Array, "n n"] | None
-    input_weights: Float[Array, "k n"] | None
+    emit_t: Float[Array, " Q"]
+    pre: Int[Array, " Q"]
+    cursor: Int[Array, " Q"]
+    live: Bool[Array, " Q"]
+    tail: Int[Array, ""]
+    overflow: Bool[Array, ""]
+
+
+def _jump(neuron, state, x, target):
+    if target is None:
+        return neuron.receive(state, x)
+    return eqx.tree_at(lambda s: getattr(s, target), state, getattr(state, target) + x)
+
+
+class NetworkSystem(eqx.Module):
+    network: Network
+    record_fields: dict | None = eqx.field(static=True)
+    queue_size: int = eqx.field(static=True)
 
     @property
     def num_neurons(self) -> int:
-        return self.n
+        return self.network.num_neurons
 
     @property
     def spiking_mask(self) -> np.ndarray:
-        return np.full((self.n,), self.neuron.spiking)
+        return np.concatenate(
+            [np.full((p.n,), p.neuron.spiking) for p in self.network.populations.values()]
+        )
 
     @property
     def disarm_mask(self) -> np.ndarray:
-        return np.full((self.n,), self.neuron.disarms_on_spike)
+        return np.concatenate(
+            [np.full((p.n,), p.neuron.disarms_on_spike) for p in self.network.populations.values()]
+        )
 
-    def _current(self, t, dtype) -> Array:
-        return jnp.broadcast_to(jnp.asarray(self.current(t), dtype), (self.n,))
+    def _split(self, flat):
+        parts, start = {}, 0
+        for name, pop in self.network.populations.items():
+            parts[name] = flat[start : start + pop.n]
+            start += pop.n
+        return parts
+
+    @staticmethod
+    def _current(pop, t, dtype):
+        return jnp.broadcast_to(jnp.asarray(pop.current(t), dtype), (pop.n,))
 
     def vector_field(self, t, y):
-        return self.neuron.dynamics(t, y, self._current(t, _dtype(y)))
+        out = {}
+        for name, pop in self.network.populations.items():
+            dtype = jtu.tree_leaves(y[name])[0].dtype
+            out[name] = pop.neuron.dynamics(t, y[name], self._current(pop, t, dtype))
+        return out
 
     def conditions(self, t, y):
-        if not self.neuron.spiking:
-            minus_one = -jnp.ones((self.n,), _dtype(y))
-            return minus_one, minus_one
-        current = self._current(t, _dtype(y))
-        spike = self.neuron.spike_condition(t, y, current)
-        if self.neuron.disarms_on_spike:
-            rearm = self.neuron.rearm_condition(t, y, current)
-        else:
-            rearm = -spike
-        return spike, rearm
+        spikes, rearms = [], []
+        for name, pop in self.network.populations.items():
+            dtype = jtu.tree_leaves(y[name])[0].dtype
+            if not pop.neuron.spiking:
+                spikes.append(-jnp.ones((pop.n,), dtype))
+                rearms.append(-jnp.ones((pop.n,), dtype))
+                continue
+            current = self._current(pop, t, dtype)
+            spike = pop.neuron.spike_condition(t, y[name], current)
+            spikes.append(spike)
+            if pop.neuron.disarms_on_spike:
+                rearms.append(pop.neuron.rearm_condition(t, y[name], current))
+            else:
+                rearms.append(-spike)
+        return jnp.concatenate(spikes), jnp.concatenate(rearms)
 
-    def on_spikes(self, t, y, fired):
-        y = self.neuron.reset(t, y, fired)
-        if self.weights is not None:
-            y = self.neuron.receive(y, fired.astype(self.weights.dtype) @ self.weights)
-        return y
+    # ----- discrete state -------------------------------------------------------------
+
+    def init_aux(self, dtype):
+        queues = []
+        for conn in self.network.connections:
+            if conn.delay is None:
+                queues.append(None)
+                continue
+            size = self.queue_size
+            queues.append(
+                DelayQueue(
+                    emit_t=jnp.full((size,), jnp.inf, dtype),
+                    pre=jnp.zeros((size,), jnp.int32),
+                    cursor=jnp.zeros((size,), jnp.int32),
+                    live=jnp.zeros((size,), bool),
+                    tail=jnp.asarray(0, jnp.int32),
+                    overflow=jnp.asarray(False),
+                )
+            )
+        return tuple(queues)
+
+    def failed(self, aux) -> Bool[Array, ""]:
+        flags = [q.overflow for q in aux if q is not None]
+        return jnp.any(jnp.stack(flags)) if flags else jnp.asarray(False)
+
+    @staticmethod
+    def _arrivals(conn: Connection, queue: DelayQueue):
+        if conn.per_synapse_delay:
+            row_delay = conn.delay[queue.pre, jnp.minimum(queue.cursor, conn.delay.shape[1] - 1)]
+        else:
+            row_delay = conn.delay
+        return jnp.where(queue.live, queue.emit_t + row_delay, jnp.inf)
+
+    @staticmethod
+    def _enqueue(queue: DelayQueue, t, fired):
+        size = queue.emit_t.shape[0]
+        count = jnp.sum(fired, dtype=jnp.int32)
+        slot = (queue.tail + jnp.cumsum(fired, dtype=jnp.int32) - 1) % size
+        slot = jnp.where(fired, slot, size)
+        taken = jnp.any(queue.live[jnp.minimum(slot, size - 1)] & fired)
+        pre = jnp.arange(fired.shape[0], dtype=jnp.int32)
+        return DelayQueue(
+            emit_t=queue.emit_t.at[slot].set(t, mode="drop"),
+            pre=queue.pre.at[slot].set(pre, mode="drop"),
+            cursor=queue.cursor.at[slot].set(0, mode="drop"),
+            live=queue.live.at[slot].set(True, mode="drop"),
+            tail=(queue.tail + count) % size,
+            overflow=queue.overflow | taken | (count > size),
+        )
+
+    # ----- events ---------------------------------------------------------------------
+
+    def on_spikes(self, t, y, aux, fired):
+        pops = self.network.populations
+        fired_by_pop = self._split(fired)
+        y = dict(y)
+        for name, pop in pops.items():
+            y[name] = pop.neuron.reset(t, y[name], fired_by_pop[name])
+        aux = list(aux)
+        for k, conn in enumerate(self.network.connections):
+            if conn.pre not in pops:
+                continue
+            if conn.delay is None:
+                x = conn.deliver(fired_by_pop[conn.pre])
+                y[conn.post] = _jump(pops[conn.post].neuron, y[conn.post], x, conn.target)
+            else:
+                aux[k] = self._enqueue(aux[k], t, fired_by_pop[conn.pre])
+        return y, tuple(aux)
+
+    def input_offsets(self) -> dict[str, int]:
+        offsets, start = {}, 0
+        for name, source in self.network.inputs.items():
+            offsets[name] = start
+            start += source.num_sources
+        return offsets
 
     def on_input(self, y, sources, valid):
-        rows = self.input_weights[sources] * valid[:, None].astype(self.input_weights.dtype)
-        return self.neuron.receive(y, jnp.sum(rows, axis=0))
+        pops = self.network.populations
+        offsets = self.input_offsets()
+        y = dict(y)
+        for conn in self.network.connections:
+            if conn.pre not in offsets:
+                continue
+            local = sources - offsets[conn.pre]
+            ok = valid & (local >= 0) & (local < conn.n_pre)
+            x = conn.rows(jnp.clip(local, 0, conn.n_pre - 1), ok)
+            y[conn.post] = _jump(pops[conn.post].neuron, y[conn.post], x, conn.target)
+        return y
 
-    def next_internal_time(self, t, y):
-        return jnp.minimum(self.neuron.next_scheduled_time(y), self.current.next_jump(t))
+    def next_internal_time(self, t, y, aux):
+        times = []
+        for name, pop in self.network.populations.items():
+            times.append(jnp.asarray(pop.neuron.next_scheduled_time(y[name])))
+            times.append(jnp.asarray(pop.current.next_jump(t)))
+        for conn, queue in zip(self.network.connections, aux):
+            if queue is not None:
+                times.append(jnp.min(self._arrivals(conn, queue)))
+        dtype = jtu.tree_leaves(y)[0].dtype
+        return jnp.min(jnp.stack([x.astype(dtype) for x in times]))
 
-    def apply_internal(self, t, y):
-        return self.neuron.apply_scheduled(t, y)
+    def apply_internal(self, t, y, aux):
+        pops = self.network.populations
+        y = {name: pop.neuron.apply_scheduled(t, y[name]) for name, pop in pops.items()}
+        aux = list(aux)
+        for k, (conn, queue) in enumerate(zip(self.network.connections, aux)):
+            if queue is None:
+                continue
+            size = queue.emit_t.shape[0]
+            due = self._arrivals(conn, queue) == t
+            slots = jnp.nonzero(due, size=min(DELIVERIES_PER_ITERATION, size), fill_value=size)[0]
+            ok = slots < size
+            slots = jnp.minimum(slots, size - 1)
+            rows = queue.pre[slots]
+            if conn.per_synapse_delay:
+                row_delays = conn.delay[rows]
+                now = row_delays[jnp.arange(rows.shape[0]), jnp.minimum(queue.cursor[slots], row_delays.shape[1] - 1)]
+                mask = row_delays == now[:, None]
+                x = conn.rows(rows, ok, synapse_mask=mask)
+                next_cursor = jnp.sum(row_delays <= now[:, None], axis=1).astype(jnp.int32)
+                finished = (next_cursor >= row_delays.shape[1]) | ~jnp.isfinite(
+                    row_delays[jnp.arange(rows.shape[0]), jnp.minimum(next_cursor, row_delays.shape[1] - 1)]
+                )
+            else:
+                x = conn.rows(rows, ok)
+                next_cursor = queue.cursor[slots]
+                finished = jnp.ones_like(ok)
+            write = jnp.where(ok, slots, size)
+            aux[k] = eqx.tree_at(
+                lambda q: (q.cursor, q.live),
+                queue,
+                (
+                    queue.cursor.at[write].set(next_cursor, mode="drop"),
+                    queue.live.at[write].set(~finished, mode="drop"),
+                ),
+            )
+            y[conn.post] = _jump(pops[conn.post].neuron, y[conn.post], x, conn.target)
+        return y, tuple(aux)
 
-
-def _dtype(y):
-    from jax.tree_util import tree_leaves
-
-    return tree_leaves(y)[0].dtype
+    def observe(self, y):
+        """The part of the state that is recorded at record times."""
+        if self.record_fields is None:
+            return y
+        return {
+            name: {field: getattr(y[name], field) for field in fields}
+            for name, fields in self.record_fields.items()
+        }

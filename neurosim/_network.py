@@ -1,0 +1,320 @@
+"""Networks: named populations, projections between them, and external spike inputs.
+
+A `Network` is data: each `Population` is one neuron model with `n` neurons and an
+optional external current; each `Projection` connects a population or an input group
+(`pre`) to a population (`post`) with weights (dense `(n_pre, n_post)` or sparse), an
+optional delay (ms, one value or one per synapse) and a target (the state field a spike
+jumps; by default the model's `receive` decides). `SpikeTrains` are external inputs.
+
+Internally each projection is stored row by row (the outgoing synapses of each
+presynaptic neuron, padded to the largest fan-out), so a spike costs one row of work,
+never a dense pass over the whole matrix.
+"""
+
+import equinox as eqx
+import jax
+import jax.lax as lax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import sparse as jsparse
+from jaxtyping import Array, Bool, Float, Int
+
+from ._checks import check_positive, is_concrete
+from ._currents import AbstractCurrent, as_current
+from .neurons.base import AbstractNeuron
+
+# Fired neurons handled by gathering their rows; more at once use one pass over all rows.
+GATHER_ROWS = 8
+
+
+class Population(eqx.Module):
+    """`n` neurons of one model, with an optional external `current` (see
+    `simulate`'s `current`: a number, an `(n,)` array, a callable or a waveform)."""
+
+    neuron: AbstractNeuron
+    n: int = eqx.field(static=True)
+    current: AbstractCurrent
+
+    def __init__(self, neuron: AbstractNeuron, n: int, current=None):
+        if not isinstance(neuron, AbstractNeuron):
+            raise TypeError(f"Population: `neuron` must be a neurosim model, got {type(neuron).__name__}.")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"Population: `n` must be a positive int, got {n!r}.")
+        self.neuron = neuron
+        self.n = n
+        self.current = as_current(current)
+
+
+class SpikeTrains(eqx.Module):
+    """External spike trains: spike `k` comes from source `sources[k]` at `times[k]`
+    (ms). `num_sources` sources in all; `+inf` times are padding and never arrive.
+    `neurosim.inputs.poisson_spikes` returns `(times, sources)` for this."""
+
+    times: Float[Array, " K"]
+    sources: Int[Array, " K"]
+    num_sources: int = eqx.field(static=True)
+
+    def __init__(self, times, sources, num_sources: int):
+        times = jnp.asarray(times)
+        if not jnp.issubdtype(times.dtype, jnp.floating):
+            times = times.astype(jnp.result_type(float))
+        sources = jnp.asarray(sources, jnp.int32)
+        if times.ndim != 1 or sources.shape != times.shape:
+            raise ValueError(
+                "SpikeTrains: `times` and `sources` must be 1-D arrays of equal length "
+                f"(got {times.shape} and {sources.shape})."
+            )
+        if is_concrete(sources) and sources.size and (
+            int(sources.min()) < 0 or int(sources.max()) >= num_sources
+        ):
+            raise ValueError(f"SpikeTrains: `sources` must lie in [0, {num_sources}).")
+        self.times = times
+        self.sources = sources
+        self.num_sources = num_sources
+
+
+class Projection(eqx.Module):
+    """Synapses from `pre` (a population or input name) to the population `post`.
+
+    **Arguments:**
+
+    - `pre`, `post`: names in the network.
+    - `weights`: dense `(n_pre, n_post)` array (row = presynaptic), a
+        `jax.experimental.sparse.BCOO` matrix of that shape, or a triple
+        `(pre_index, post_index, values)` of 1-D arrays (one entry per synapse).
+    - `delay`: None or 0 (immediate), a scalar (ms), or one value per synapse (an
+        `(n_pre, n_post)` array for dense weights, else aligned with the synapses).
+        Per-synapse delays must be concrete (not traced) values.
+    - `target`: the name of the postsynaptic state field that a spike jumps by its
+        weight (e.g. `"v"` for delta synapses onto a LIF); None uses the model's
+        `receive` (for the LIF family, the synaptic current `i`).
+    """
+
+    pre: str = eqx.field(static=True)
+    post: str = eqx.field(static=True)
+    weights: object
+    delay: object
+    target: str | None = eqx.field(static=True)
+
+    def __init__(self, pre: str, post: str, weights, *, delay=None, target: str | None = None):
+        self.pre = pre
+        self.post = post
+        self.weights = weights
+        self.delay = delay
+        self.target = target
+
+
+class Connection(eqx.Module):
+    """Internal: a projection stored by presynaptic rows, with its delays sorted
+    within each row. `post_index` is None for dense rows (row = all postsynaptic
+    neurons); padded entries point past the last neuron and are dropped."""
+
+    pre: str = eqx.field(static=True)
+    post: str = eqx.field(static=True)
+    target: str | None = eqx.field(static=True)
+    n_pre: int = eqx.field(static=True)
+    n_post: int = eqx.field(static=True)
+    weight: Float[Array, "n_pre F"]
+    post_index: Int[Array, "n_pre F"] | None
+    delay: Float[Array, "..."] | None
+    per_synapse_delay: bool = eqx.field(static=True)
+
+    def rows(self, rows: Int[Array, " G"], valid: Bool[Array, " G"], synapse_mask=None):
+        """The summed input to `post` from presynaptic `rows` (where `valid`)."""
+        weight = self.weight[rows] * valid[:, None].astype(self.weight.dtype)
+        if synapse_mask is not None:
+            weight = weight * synapse_mask.astype(weight.dtype)
+        if self.post_index is None:
+            return jnp.sum(weight, axis=0)
+        target = jnp.zeros((self.n_post,), weight.dtype)
+        return target.at[self.post_index[rows]].add(weight, mode="drop")
+
+    def deliver(self, fired: Bool[Array, " n_pre"]):
+        """The input to `post` when the presynaptic neurons in `fired` spike."""
+        count = jnp.sum(fired)
+        gather = min(GATHER_ROWS, self.n_pre)
+
+        def few():
+            rows = jnp.nonzero(fired, size=gather, fill_value=self.n_pre)[0]
+            return self.rows(jnp.minimum(rows, self.n_pre - 1), rows < self.n_pre)
+
+        def many():
+            scale = fired.astype(self.weight.dtype)[:, None]
+            if self.post_index is None:
+                return jnp.sum(self.weight * scale, axis=0)
+            target = jnp.zeros((self.n_post,), self.weight.dtype)
+            return target.at[self.post_index].add(self.weight * scale, mode="drop")
+
+        if gather == self.n_pre:
+            return few()
+        return lax.cond(count <= gather, few, many)
+
+
+def _as_triplets(weights, n_pre, n_post, delay, owner):
+    """Sparse input as concrete index arrays plus (possibly traced) values/delays."""
+    if isinstance(weights, jsparse.BCOO):
+        if weights.shape != (n_pre, n_post):
+            raise ValueError(f"{owner}: sparse `weights` has shape {weights.shape}, expected ({n_pre}, {n_post}).")
+        indices = np.asarray(weights.indices)
+        return indices[:, 0], indices[:, 1], weights.data, delay
+    try:
+        pre_index, post_index, values = weights
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{owner}: `weights` must be an (n_pre, n_post) array, a BCOO matrix or a "
+            "triple (pre_index, post_index, values)."
+        ) from None
+    if not is_concrete((pre_index, post_index)):
+        raise ValueError(f"{owner}: sparse indices must be concrete arrays, not traced values.")
+    pre_index, post_index = np.asarray(pre_index), np.asarray(post_index)
+    values = jnp.asarray(values)
+    if not (pre_index.shape == post_index.shape == values.shape) or pre_index.ndim != 1:
+        raise ValueError(f"{owner}: pre_index, post_index and values must be 1-D of equal length.")
+    if pre_index.size and (pre_index.min() < 0 or pre_index.max() >= n_pre):
+        raise ValueError(f"{owner}: pre_index must lie in [0, {n_pre}).")
+    if post_index.size and (post_index.min() < 0 or post_index.max() >= n_post):
+        raise ValueError(f"{owner}: post_index must lie in [0, {n_post}).")
+    return pre_index, post_index, values, delay
+
+
+def build_connection(proj: Projection, n_pre: int, n_post: int, dtype) -> Connection:
+    owner = f"Projection {proj.pre!r} -> {proj.post!r}"
+    delay = proj.delay
+    if delay is not None:
+        delay = jnp.asarray(delay, dtype)
+        check_positive(owner, "delay", delay, allow_zero=True)
+        if delay.ndim == 0 and is_concrete(delay) and float(delay) == 0.0:
+            delay = None
+    per_synapse = delay is not None and delay.ndim > 0
+    dense = isinstance(proj.weights, (jax.Array, np.ndarray)) or (
+        hasattr(proj.weights, "shape") and not isinstance(proj.weights, jsparse.BCOO)
+    )
+    if dense:
+        weight = jnp.asarray(proj.weights, dtype)
+        if weight.shape != (n_pre, n_post):
+            raise ValueError(f"{owner}: `weights` has shape {weight.shape}, expected ({n_pre}, {n_post}).")
+        if not per_synapse:
+            return Connection(proj.pre, proj.post, proj.target, n_pre, n_post, weight, None, delay, False)
+        if delay.shape != (n_pre, n_post):
+            raise ValueError(f"{owner}: per-synapse `delay` has shape {delay.shape}, expected ({n_pre}, {n_post}).")
+        if not is_concrete(delay):
+            raise ValueError(f"{owner}: per-synapse delays must be concrete values to be sorted.")
+        nonzero = np.nonzero(np.asarray(weight) != 0) if is_concrete(weight) else np.nonzero(np.ones((n_pre, n_post)))
+        pre_index, post_index = nonzero
+        values = weight[pre_index, post_index]
+        delay = delay[pre_index, post_index]
+    else:
+        pre_index, post_index, values, delay = _as_triplets(proj.weights, n_pre, n_post, delay, owner)
+        values = jnp.asarray(values, dtype)
+        if per_synapse:
+            delay = jnp.asarray(delay, dtype)
+            if delay.shape != values.shape:
+                raise ValueError(f"{owner}: per-synapse `delay` must have one value per synapse ({values.shape}).")
+            if not is_concrete(delay):
+                raise ValueError(f"{owner}: per-synapse delays must be concrete values to be sorted.")
+    # Order synapses by presynaptic neuron, then by delay, and pad rows to equal length.
+    sort_delay = np.asarray(delay) if per_synapse else np.zeros(len(pre_index))
+    order = np.lexsort((sort_delay, pre_index))
+    pre_sorted = pre_index[order]
+    counts = np.bincount(pre_sorted, minlength=n_pre)
+    fan_out = max(int(counts.max()) if counts.size else 0, 1)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    column = np.arange(len(order)) - starts[pre_sorted]
+    gather = np.full((n_pre, fan_out), len(order), dtype=np.int64)
+    gather[pre_sorted, column] = order
+    padded = gather == len(order)
+    safe = np.where(padded, 0, gather)
+    weight = jnp.where(padded, 0.0, jnp.asarray(values, dtype)[safe]) if len(order) else jnp.zeros((n_pre, fan_out), dtype)
+    post = np.where(padded, n_post, post_index[safe] if len(order) else n_post).astype(np.int32)
+    if per_synapse:
+        delay = jnp.where(padded, jnp.inf, jnp.asarray(delay, dtype)[safe])
+    return Connection(
+        proj.pre, proj.post, proj.target, n_pre, n_post, weight, jnp.asarray(post), delay, per_synapse
+    )
+
+
+class Network(eqx.Module):
+    """Populations, projections and external inputs, simulated together by
+    `neurosim.simulate(network, t1=...)`.
+
+    **Arguments:**
+
+    - `populations`: a dict name -> `Population`.
+    - `projections`: a sequence of `Projection`.
+    - `inputs`: a dict name -> `SpikeTrains` (external spike sources).
+
+    **Example:**
+
+    ```python
+    net = ns.Network(
+        populations={"hidden": ns.Population(ns.LIF(), 100), "readout": ns.Population(ns.LI(), 10)},
+        projections=[ns.Projection("drive", "hidden", w_in), ns.Projection("hidden", "readout", w_out)],
+        inputs={"drive": ns.SpikeTrains(times, sources, num_sources=20)},
+    )
+    sol = ns.simulate(net, t1=200.0, record=jnp.linspace(0, 200, 201))
+    ```
+    """
+
+    populations: dict[str, Population]
+    connections: tuple[Connection, ...]
+    inputs: dict[str, SpikeTrains]
+
+    def __init__(self, populations, projections=(), inputs=None):
+        inputs = {} if inputs is None else dict(inputs)
+        populations = dict(populations)
+        if not populations:
+            raise ValueError("Network: `populations` must name at least one Population.")
+        for name, pop in populations.items():
+            if not isinstance(pop, Population):
+                raise TypeError(f"Network: population {name!r} must be a Population, got {type(pop).__name__}.")
+        for name, source in inputs.items():
+            if not isinstance(source, SpikeTrains):
+                raise TypeError(f"Network: input {name!r} must be SpikeTrains, got {type(source).__name__}.")
+            if name in populations:
+                raise ValueError(f"Network: the name {name!r} is both a population and an input.")
+        connections = []
+        for proj in projections:
+            if proj.post not in populations:
+                raise ValueError(
+                    f"Network: projection target {proj.post!r} is not a population "
+                    f"(populations: {sorted(populations)})."
+                )
+            if proj.pre in populations:
+                n_pre = populations[proj.pre].n
+            elif proj.pre in inputs:
+                n_pre = inputs[proj.pre].num_sources
+                if proj.delay is not None and np.any(np.asarray(proj.delay) != 0):
+                    raise ValueError(
+                        f"Network: projection from input {proj.pre!r} has a delay; shift the "
+                        "input spike times instead."
+                    )
+            else:
+                raise ValueError(
+                    f"Network: projection source {proj.pre!r} is neither a population nor an "
+                    f"input (populations: {sorted(populations)}, inputs: {sorted(inputs)})."
+                )
+            post = populations[proj.post]
+            state = post.neuron.init_state(1)
+            dtype = jax.tree_util.tree_leaves(state)[0].dtype
+            if proj.target is not None and not hasattr(state, proj.target):
+                raise ValueError(
+                    f"Network: projection {proj.pre!r} -> {proj.post!r} targets "
+                    f"{proj.target!r}, which is not a state field of {type(post.neuron).__name__}."
+                )
+            connections.append(build_connection(proj, n_pre, post.n, dtype))
+        self.populations = populations
+        self.connections = tuple(connections)
+        self.inputs = inputs
+
+    @property
+    def offsets(self) -> dict[str, int]:
+        """The first global neuron index of each population (spike_neurons are global)."""
+        offsets, start = {}, 0
+        for name, pop in self.populations.items():
+            offsets[name] = start
+            start += pop.n
+        return offsets
+
+    @property
+    def num_neurons(self) -> int:
+        return sum(pop.n for pop in self.populations.values())
