@@ -12,7 +12,9 @@ from ._network import SpikeTrains as SpikeTrains
 from ._simulate import SimulationError as SimulationError
 from ._simulate import simulate as simulate
 from ._solution import Solution as Solution
+from . import networks as networks
 from .neurons import LI as LI
+from .neurons import CubaLIF as CubaLIF
 from .neurons import LIF as LIF
 from .neurons import AbstractNeuron as AbstractNeuron
 

@@ -2,6 +2,8 @@
 
 from .base import AbstractNeuron as AbstractNeuron
 from .lif import LI as LI
+from .lif import CubaLIF as CubaLIF
+from .lif import CubaLIFState as CubaLIFState
 from .lif import LIF as LIF
 from .lif import LIFState as LIFState
 from .lif import LIState as LIState

@@ -32,15 +32,66 @@ class LIFState(eqx.Module):
     ref_end: Float[Array, " n"]
 
 
-class LIF(AbstractNeuron):
+class _AbstractLIF(AbstractNeuron):
+    """The threshold, reset and refractory behaviour shared by the LIF models: state
+    fields `v`, `refractory`, `ref_end`; subclasses add their synaptic currents."""
+
+    tau_mem: Float[Array, "..."] = eqx.field(converter=float_array, default=10.0)
+    v_th: Float[Array, "..."] = eqx.field(converter=float_array, default=1.0)
+    v_reset: Float[Array, "..."] = eqx.field(converter=float_array, default=0.0)
+    v_leak: Float[Array, "..."] = eqx.field(converter=float_array, default=0.0)
+    t_ref: Float[Array, "..."] = eqx.field(converter=float_array, default=0.0)
+    reset_mode: Literal["hard", "soft"] = eqx.field(static=True, default="hard")
+
+    def __check_init__(self):
+        owner = type(self).__name__
+        check_positive(owner, "tau_mem", self.tau_mem)
+        check_positive(owner, "t_ref", self.t_ref, allow_zero=True)
+        check_below(owner, "v_reset", self.v_reset, "v_th", self.v_th)
+        if self.reset_mode not in ("hard", "soft"):
+            raise ValueError(f"{owner}: `reset_mode` must be 'hard' or 'soft', got {self.reset_mode!r}.")
+
+    def _dv(self, state, drive, current):
+        """dv/dt, held at zero while refractory."""
+        dv = (self.v_leak - state.v + drive + current) / self.tau_mem
+        return jnp.where(state.refractory > 0, 0.0, dv)
+
+    def spike_condition(self, t, state, current) -> Array:
+        return state.v - self.v_th
+
+    def reset(self, t, state, fired):
+        if self.reset_mode == "hard":
+            v_after = jnp.broadcast_to(self.v_reset, state.v.shape)
+        else:
+            v_after = state.v - (self.v_th - self.v_reset)
+        starts = fired & (self.t_ref > 0)
+        return eqx.tree_at(
+            lambda s: (s.v, s.refractory, s.ref_end),
+            state,
+            (
+                jnp.where(fired, v_after, state.v),
+                jnp.where(starts, 1.0, state.refractory),
+                jnp.where(fired, t + self.t_ref, state.ref_end),
+            ),
+        )
+
+    def next_scheduled_time(self, state) -> Array:
+        return jnp.min(jnp.where(state.refractory > 0, state.ref_end, jnp.inf))
+
+    def apply_scheduled(self, t, state):
+        ended = (state.refractory > 0) & (state.ref_end <= t)
+        return eqx.tree_at(lambda s: s.refractory, state, jnp.where(ended, 0.0, state.refractory))
+
+
+class LIF(_AbstractLIF):
     r"""Current-based leaky integrate-and-fire neuron.
 
     $\tau_\text{mem}\,\dot v = v_\text{leak} - v + i + I_\text{ext}$,
     $\tau_\text{syn}\,\dot i = -i$; a spike when `v` crosses `v_th` upwards. Then
     `v <- v_reset` (hard reset) or `v <- v - (v_th - v_reset)` (soft reset, which with
-    `v_reset = 0` is the "subtract threshold" reset). For `t_ref` ms after a spike the
-    neuron is refractory: `v` is held at its reset value while `i` keeps evolving and
-    receiving input.
+    `v_reset = 0` is the "subtract threshold" reset of norse and inferno). For `t_ref`
+    ms after a spike the neuron is refractory: `v` is held at its reset value while `i`
+    keeps evolving and receiving input.
 
     **Arguments** (scalars or one value per neuron):
 
@@ -61,58 +112,80 @@ class LIF(AbstractNeuron):
     ```
     """
 
-    tau_mem: Float[Array, "..."] = eqx.field(converter=float_array, default=10.0)
     tau_syn: Float[Array, "..."] = eqx.field(converter=float_array, default=5.0)
-    v_th: Float[Array, "..."] = eqx.field(converter=float_array, default=1.0)
-    v_reset: Float[Array, "..."] = eqx.field(converter=float_array, default=0.0)
-    v_leak: Float[Array, "..."] = eqx.field(converter=float_array, default=0.0)
-    t_ref: Float[Array, "..."] = eqx.field(converter=float_array, default=0.0)
-    reset_mode: Literal["hard", "soft"] = eqx.field(static=True, default="hard")
 
     def __check_init__(self):
-        check_positive("LIF", "tau_mem", self.tau_mem)
         check_positive("LIF", "tau_syn", self.tau_syn)
-        check_positive("LIF", "t_ref", self.t_ref, allow_zero=True)
-        check_below("LIF", "v_reset", self.v_reset, "v_th", self.v_th)
-        if self.reset_mode not in ("hard", "soft"):
-            raise ValueError(f"LIF: `reset_mode` must be 'hard' or 'soft', got {self.reset_mode!r}.")
 
     def init_state(self, n: int) -> LIFState:
         zeros = jnp.zeros((n,), self.tau_mem.dtype)
         return LIFState(v=zeros + self.v_leak, i=zeros, refractory=zeros, ref_end=zeros)
 
     def dynamics(self, t, state: LIFState, current) -> LIFState:
-        dv = (self.v_leak - state.v + state.i + current) / self.tau_mem
-        dv = jnp.where(state.refractory > 0, 0.0, dv)
-        di = -state.i / self.tau_syn
         zeros = jnp.zeros_like(state.v)
-        return LIFState(v=dv, i=di, refractory=zeros, ref_end=zeros)
-
-    def spike_condition(self, t, state: LIFState, current) -> Array:
-        return state.v - self.v_th
-
-    def reset(self, t, state: LIFState, fired) -> LIFState:
-        if self.reset_mode == "hard":
-            v_after = jnp.broadcast_to(self.v_reset, state.v.shape)
-        else:
-            v_after = state.v - (self.v_th - self.v_reset)
-        starts = fired & (self.t_ref > 0)
         return LIFState(
-            v=jnp.where(fired, v_after, state.v),
-            i=state.i,
-            refractory=jnp.where(starts, 1.0, state.refractory),
-            ref_end=jnp.where(fired, t + self.t_ref, state.ref_end),
+            v=self._dv(state, state.i, current),
+            i=-state.i / self.tau_syn,
+            refractory=zeros,
+            ref_end=zeros,
         )
 
     def receive(self, state: LIFState, x) -> LIFState:
         return eqx.tree_at(lambda s: s.i, state, state.i + x)
 
-    def next_scheduled_time(self, state: LIFState) -> Array:
-        return jnp.min(jnp.where(state.refractory > 0, state.ref_end, jnp.inf))
 
-    def apply_scheduled(self, t, state: LIFState) -> LIFState:
-        ended = (state.refractory > 0) & (state.ref_end <= t)
-        return eqx.tree_at(lambda s: s.refractory, state, jnp.where(ended, 0.0, state.refractory))
+class CubaLIFState(eqx.Module):
+    """State of a `CubaLIF`: `v`, excitatory and inhibitory currents `ge`, `gi`, and
+    the refractory fields as in `LIFState`."""
+
+    v: Float[Array, " n"]
+    ge: Float[Array, " n"]
+    gi: Float[Array, " n"]
+    refractory: Float[Array, " n"]
+    ref_end: Float[Array, " n"]
+
+
+class CubaLIF(_AbstractLIF):
+    r"""LIF with separate excitatory and inhibitory exponential currents, as in the
+    Vogels-Abbott CUBA benchmark.
+
+    $\tau_\text{mem}\,\dot v = v_\text{leak} - v + g_e + g_i + I_\text{ext}$,
+    $\tau_e\,\dot g_e = -g_e$, $\tau_i\,\dot g_i = -g_i$ (voltage units; inhibitory
+    weights are negative). Threshold, reset and refractoriness as in `LIF`. Incoming
+    spikes jump `ge` when positive and `gi` when negative (`receive`); a projection
+    can also name its target (`"ge"` or `"gi"`) explicitly.
+
+    **Arguments:** those of `LIF` without `tau_syn`, plus `tau_exc` (ms, default 5) and
+    `tau_inh` (ms, default 10).
+    """
+
+    tau_exc: Float[Array, "..."] = eqx.field(converter=float_array, default=5.0)
+    tau_inh: Float[Array, "..."] = eqx.field(converter=float_array, default=10.0)
+
+    def __check_init__(self):
+        check_positive("CubaLIF", "tau_exc", self.tau_exc)
+        check_positive("CubaLIF", "tau_inh", self.tau_inh)
+
+    def init_state(self, n: int) -> CubaLIFState:
+        zeros = jnp.zeros((n,), self.tau_mem.dtype)
+        return CubaLIFState(v=zeros + self.v_leak, ge=zeros, gi=zeros, refractory=zeros, ref_end=zeros)
+
+    def dynamics(self, t, state: CubaLIFState, current) -> CubaLIFState:
+        zeros = jnp.zeros_like(state.v)
+        return CubaLIFState(
+            v=self._dv(state, state.ge + state.gi, current),
+            ge=-state.ge / self.tau_exc,
+            gi=-state.gi / self.tau_inh,
+            refractory=zeros,
+            ref_end=zeros,
+        )
+
+    def receive(self, state: CubaLIFState, x) -> CubaLIFState:
+        return eqx.tree_at(
+            lambda s: (s.ge, s.gi),
+            state,
+            (state.ge + jnp.maximum(x, 0.0), state.gi + jnp.minimum(x, 0.0)),
+        )
 
 
 class LIState(eqx.Module):

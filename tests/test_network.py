@@ -1,0 +1,293 @@
+"""Networks: populations, projections (dense/sparse, delays, targets), inputs, records."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.experimental import sparse as jsparse
+
+import neurosim as ns
+from neurosim.inputs import PulseTrain, Step, poisson_spikes
+
+LN3 = np.log(3.0)
+TIGHT = dict(rtol=1e-12, atol=1e-12)
+
+
+def _kernel_v(s, tau_mem, tau_syn):
+    """v response of a LIF (v_leak = 0) to a unit jump of i at s = 0."""
+    s = np.maximum(s, 0.0)
+    return tau_syn / (tau_syn - tau_mem) * (np.exp(-s / tau_syn) - np.exp(-s / tau_mem))
+
+
+def test_two_populations_equal_one_population_with_block_weights():
+    lif = ns.LIF(tau_mem=10.0, tau_syn=4.0, t_ref=1.0)
+    current_a = jnp.array([1.6, 1.3, 1.1])
+    current_b = jnp.array([0.9, 1.05])
+    w_aa = jnp.array([[0.0, 0.3, 0.1], [0.2, 0.0, 0.0], [0.0, 0.4, 0.0]])
+    w_ab = jnp.array([[0.5, 0.0], [0.0, 0.3], [0.2, 0.2]])
+    w_ba = jnp.array([[-0.4, 0.0, -0.2], [0.0, -0.3, 0.0]])
+    net = ns.Network(
+        populations={"a": ns.Population(lif, 3, current_a), "b": ns.Population(lif, 2, current_b)},
+        projections=[
+            ns.Projection("a", "a", w_aa),
+            ns.Projection("a", "b", w_ab),
+            ns.Projection("b", "a", w_ba),
+        ],
+    )
+    block = jnp.block([[w_aa, w_ab], [w_ba, jnp.zeros((2, 2))]])
+    sol_net = ns.simulate(net, t1=150.0, max_spikes=256)
+    sol_one = ns.simulate(
+        lif, n=5, t1=150.0, current=jnp.concatenate([current_a, current_b]), weights=block,
+        max_spikes=256,
+    )
+    t_net, i_net = sol_net.spikes()
+    t_one, i_one = sol_one.spikes()
+    assert len(t_net) > 20
+    np.testing.assert_array_equal(i_net, i_one)
+    np.testing.assert_allclose(t_net, t_one, rtol=1e-6)
+    t_b, i_b = sol_net.spikes("b")
+    mine = i_one >= 3
+    np.testing.assert_allclose(t_b, t_one[mine], rtol=1e-6)
+    np.testing.assert_array_equal(i_b, i_one[mine] - 3)
+
+
+def _delayed_pair(delay, weight=0.4, t1=40.0, record=None, target=None):
+    lif = ns.LIF(tau_mem=10.0, tau_syn=5.0)
+    net = ns.Network(
+        populations={"a": ns.Population(lif, 1, 1.5), "b": ns.Population(lif, 1)},
+        projections=[ns.Projection("a", "b", jnp.array([[weight]]), delay=delay, target=target)],
+    )
+    return ns.simulate(net, t1=t1, record=record, max_spikes=16, **TIGHT)
+
+
+def test_delayed_response_starts_exactly_delay_after_the_spike(x64):
+    delay, weight = 3.0, 0.4
+    t_a = 10 * LN3
+    offsets = np.array([-0.5, -1e-9, 1e-9, 1.0, 4.0, 9.0])
+    record = jnp.asarray(t_a + delay + offsets)
+    sol = _delayed_pair(delay, weight, t1=float(t_a + delay + 9.5), record=record)
+    t_spikes, neurons = sol.spikes("a")
+    np.testing.assert_allclose(t_spikes[0], t_a, atol=1e-9)
+    s = offsets
+    i_expected = np.where(s > 0, weight * np.exp(-np.maximum(s, 0) / 5.0), 0.0)
+    v_expected = np.where(s > 0, weight * _kernel_v(s, 10.0, 5.0), 0.0)
+    np.testing.assert_allclose(np.asarray(sol.states["b"].i[:, 0]), i_expected, atol=1e-9)
+    np.testing.assert_allclose(np.asarray(sol.states["b"].v[:, 0]), v_expected, atol=1e-9)
+
+
+def test_gradient_of_delayed_spike_with_respect_to_delay_is_one(x64):
+    def first_b_spike(delay):
+        lif = ns.LIF(tau_mem=10.0, tau_syn=5.0)
+        net = ns.Network(
+            populations={"a": ns.Population(lif, 1, 1.5), "b": ns.Population(lif, 1)},
+            projections=[ns.Projection("a", "b", jnp.array([[8.0]]), delay=delay)],
+        )
+        sol = ns.simulate(net, t1=40.0, max_spikes=16, **TIGHT)
+        return jnp.min(jnp.where(sol.spike_neurons == 1, sol.spike_times, jnp.inf))
+
+    grad = jax.grad(first_b_spike)(2.0)
+    np.testing.assert_allclose(float(grad), 1.0, rtol=1e-6)
+
+
+def test_per_synapse_delays_and_simultaneous_deliveries(x64):
+    n_pre = 12
+    lif = ns.LIF(tau_mem=10.0, tau_syn=5.0)
+    weights = jnp.full((n_pre, 2), 0.05)
+    delays = jnp.stack([jnp.full((n_pre,), 1.0), jnp.full((n_pre,), 2.5)], axis=1)
+    net = ns.Network(
+        populations={"a": ns.Population(lif, n_pre, 1.5), "b": ns.Population(lif, 2)},
+        projections=[ns.Projection("a", "b", weights, delay=delays)],
+    )
+    t_a = 10 * LN3
+    record = jnp.asarray(t_a + np.array([0.9, 1.5, 2.4, 3.0]))
+    sol = ns.simulate(net, t1=float(t_a) + 4.0, record=record, max_spikes=64, **TIGHT)
+    t_spikes, _ = sol.spikes("a")
+    assert len(t_spikes) == n_pre
+    s = np.asarray(record) - t_a
+    total = n_pre * 0.05
+    for k, delay in enumerate([1.0, 2.5]):
+        expected = np.where(s > delay, total * _kernel_v(s - delay, 10.0, 5.0), 0.0)
+        np.testing.assert_allclose(np.asarray(sol.states["b"].v[:, k]), expected, atol=1e-9)
+
+
+def test_delta_synapse_target_v_and_kick_above_threshold_spikes_at_arrival(x64):
+    t_a = 10 * LN3
+    sol = _delayed_pair(2.0, weight=0.3, t1=t_a + 6.0, record=jnp.asarray([t_a + 3.0]), target="v")
+    np.testing.assert_allclose(float(sol.states["b"].v[0, 0]), 0.3 * np.exp(-1.0 / 10.0), atol=1e-9)
+    kicked = _delayed_pair(2.0, weight=1.5, t1=t_a + 6.0, target="v")
+    t_b, _ = kicked.spikes("b")
+    np.testing.assert_allclose(t_b, [t_a + 2.0], atol=1e-9)
+
+
+def _random_network_weights(n, seed=0):
+    rng = np.random.default_rng(seed)
+    dense = np.where(rng.random((n, n)) < 0.2, rng.normal(0.25, 0.2, (n, n)), 0.0)
+    np.fill_diagonal(dense, 0.0)
+    return dense
+
+
+def test_sparse_and_dense_projections_give_identical_spikes():
+    n = 30
+    dense = _random_network_weights(n)
+    lif = ns.LIF(tau_mem=15.0, tau_syn=5.0, t_ref=2.0)
+    current = jnp.asarray(np.linspace(0.8, 1.5, n))
+    pre, post = np.nonzero(dense)
+    variants = {
+        "dense": jnp.asarray(dense),
+        "triplets": (pre, post, jnp.asarray(dense[pre, post])),
+        "bcoo": jsparse.BCOO.fromdense(jnp.asarray(dense)),
+    }
+    results = {}
+    for name, weights in variants.items():
+        net = ns.Network(
+            populations={"p": ns.Population(lif, n, current)},
+            projections=[ns.Projection("p", "p", weights)],
+        )
+        results[name] = ns.simulate(net, t1=100.0, max_spikes=1024).spikes()
+    assert len(results["dense"][0]) > 50
+    for name in ("triplets", "bcoo"):
+        np.testing.assert_array_equal(results[name][1], results["dense"][1])
+        np.testing.assert_allclose(results[name][0], results["dense"][0], rtol=1e-6)
+
+
+def test_poisson_rate_within_statistical_bounds_and_reproducible():
+    rate, sources, t1 = 20.0, 400, 1000.0
+    times, idx = poisson_spikes(jax.random.PRNGKey(3), rate, num_sources=sources, t1=t1)
+    counts = np.bincount(np.asarray(idx)[np.isfinite(np.asarray(times))], minlength=sources)
+    expected = rate * t1 / 1000.0
+    # Mean of 400 Poisson(20) counts: standard error sqrt(20/400) = 0.22.
+    assert abs(counts.mean() - expected) < 5 * np.sqrt(expected / sources)
+    # Poisson: variance equals the mean (Fano factor 1), within sampling error.
+    assert abs(counts.var() / counts.mean() - 1.0) < 0.25
+    again, _ = poisson_spikes(jax.random.PRNGKey(3), rate, num_sources=sources, t1=t1)
+    np.testing.assert_array_equal(np.asarray(times), np.asarray(again))
+    other, _ = poisson_spikes(jax.random.PRNGKey(4), rate, num_sources=sources, t1=t1)
+    assert not np.array_equal(np.asarray(times), np.asarray(other))
+    finite = np.asarray(times)[np.isfinite(np.asarray(times))]
+    assert np.all(np.diff(finite) >= 0) and finite.min() >= 0 and finite.max() <= t1
+
+
+def test_poisson_time_varying_rate_by_thinning():
+    def rate(t):
+        return jnp.where(t < 500.0, 40.0, 0.0)
+
+    times, _ = poisson_spikes(jax.random.PRNGKey(0), (rate, 40.0), num_sources=300, t1=1000.0)
+    finite = np.asarray(times)[np.isfinite(np.asarray(times))]
+    assert np.all(finite < 500.0)
+    per_source = len(finite) / 300
+    assert abs(per_source - 20.0) < 5 * np.sqrt(20.0 / 300)
+
+
+def test_step_current_spike_matches_closed_form(x64):
+    sol = ns.simulate(
+        ns.LIF(tau_mem=10.0), n=1, t1=40.0, current=Step(5.0, 1.5, t_off=30.0), **TIGHT
+    )
+    times, _ = sol.spikes()
+    # From rest at t = 5: k * 10 ln 3 later, while the step is on.
+    np.testing.assert_allclose(times, 5.0 + np.array([1, 2]) * 10 * LN3, atol=1e-9)
+
+
+def test_pulse_train_drive_matches_closed_form(x64):
+    # Pulses of 2.0 for 4 ms every 20 ms: v = 2 (1 - exp(-s/10)) reaches 1 at s = 10 ln 2 > 4,
+    # so no spikes, and the voltage at the end of each pulse is known in closed form.
+    pulses = PulseTrain(start=2.0, width=4.0, period=20.0, amplitude=2.0, count=3)
+    ends = 2.0 + np.arange(3) * 20.0 + 4.0
+    sol = ns.simulate(ns.LIF(tau_mem=10.0), n=1, t1=70.0, current=pulses, record=jnp.asarray(ends), **TIGHT)
+    assert int(sol.num_spikes) == 0
+    v_end = 2.0 * (1 - np.exp(-0.4))
+    decay = np.exp(-16.0 / 10.0)
+    expected = [v_end]
+    for _ in range(2):
+        start = expected[-1] * decay
+        expected.append(2.0 + (start - 2.0) * np.exp(-0.4))
+    np.testing.assert_allclose(np.asarray(sol.states.v[:, 0]), expected, atol=1e-9)
+
+
+def test_lif_hidden_layer_feeds_li_readout(x64):
+    hidden = ns.LIF(tau_mem=10.0, tau_syn=5.0)
+    readout = ns.LI(tau_mem=20.0, tau_syn=5.0)
+    w_out = jnp.array([[0.5], [-0.2]])
+    net = ns.Network(
+        populations={
+            "hidden": ns.Population(hidden, 2, jnp.array([1.5, 2.0])),
+            "readout": ns.Population(readout, 1),
+        },
+        projections=[ns.Projection("hidden", "readout", w_out)],
+    )
+    record = jnp.linspace(0.0, 60.0, 13)
+    sol = ns.simulate(net, t1=60.0, record=record, record_fields={"readout": ("v",)}, max_spikes=64, **TIGHT)
+    times, neurons = sol.spikes("hidden")
+    expected = np.zeros(13)
+    r = np.asarray(record)
+    for t_k, k in zip(times, neurons):
+        expected += np.where(r > t_k, float(w_out[k, 0]) * _kernel_v(r - t_k, 20.0, 5.0), 0.0)
+    np.testing.assert_allclose(np.asarray(sol.states["readout"]["v"][:, 0]), expected, atol=1e-9)
+    # Spike times of the hidden layer are the closed-form ones.
+    np.testing.assert_allclose(times[neurons == 1][:2], 10 * np.log(2.0) * np.array([1, 2]), atol=1e-9)
+
+
+def test_network_spike_inputs_and_rates():
+    times, sources = poisson_spikes(jax.random.PRNGKey(1), 50.0, num_sources=20, t1=200.0)
+    lif = ns.LIF(tau_mem=10.0, tau_syn=5.0)
+    net = ns.Network(
+        populations={"p": ns.Population(lif, 10)},
+        projections=[ns.Projection("drive", "p", jnp.full((20, 10), 0.35))],
+        inputs={"drive": ns.SpikeTrains(times, sources, num_sources=20)},
+    )
+    sol = ns.simulate(net, t1=200.0, max_spikes=4096)
+    rates = sol.rates("p")
+    assert rates.shape == (10,) and np.all(rates > 0)
+    # Identical neurons with identical input fire identically.
+    trains = sol.spike_trains("p")
+    for train in trains[1:]:
+        np.testing.assert_allclose(train, trains[0], rtol=1e-6)
+    edges, rate = sol.population_rate("p", bin_ms=50.0)
+    assert len(edges) == 4
+    np.testing.assert_allclose(rate.mean(), rates.mean(), rtol=1e-6)
+
+
+def test_reduced_cuba_runs_to_the_end():
+    n = 400
+    net, y0 = ns.networks.vogels_abbott_cuba(0, n=n, we=1.62 * 4000 / n, wi=-9.0 * 4000 / n)
+    sol = ns.simulate(net, t1=100.0, y0=y0, max_spikes=20_000)
+    assert float(sol.t_final) == 100.0 and not bool(sol.overflow)
+    rate = sol.rates("cuba").mean()
+    assert 1.0 < rate < 100.0
+    # Refractoriness: no neuron fires twice within 5 ms.
+    for train in sol.spike_trains("cuba"):
+        assert np.all(np.diff(train) >= 5.0 - 1e-4)
+
+
+def test_full_delay_queue_is_reported():
+    lif = ns.LIF(tau_mem=10.0)
+    net = ns.Network(
+        populations={"a": ns.Population(lif, 4, 3.0), "b": ns.Population(lif, 1)},
+        projections=[ns.Projection("a", "b", jnp.full((4, 1), 0.1), delay=50.0)],
+    )
+    with pytest.raises(ns.SimulationError, match="max_in_flight") as info:
+        ns.simulate(net, t1=60.0, max_in_flight=6, max_spikes=128)
+    assert int(info.value.solution.num_spikes) > 0
+
+
+@pytest.mark.parametrize(
+    "build, match",
+    [
+        (lambda lif: ns.Network({"a": ns.Population(lif, 2)}, [ns.Projection("a", "c", jnp.zeros((2, 2)))]), "'c'"),
+        (lambda lif: ns.Network({"a": ns.Population(lif, 2)}, [ns.Projection("x", "a", jnp.zeros((2, 2)))]), "'x'"),
+        (lambda lif: ns.Network({"a": ns.Population(lif, 2)}, [ns.Projection("a", "a", jnp.zeros((3, 2)))]), "shape"),
+        (lambda lif: ns.Network({"a": ns.Population(lif, 2)}, [ns.Projection("a", "a", jnp.zeros((2, 2)), target="w")]), "'w'"),
+        (lambda lif: ns.Network({"a": ns.Population(lif, 2)}, [ns.Projection("a", "a", jnp.zeros((2, 2)), delay=-1.0)]), "delay"),
+        (lambda lif: ns.Network({"a": ns.Population(lif, 2)}, [ns.Projection("a", "a", ([0], [5], [1.0]))]), "post_index"),
+    ],
+)
+def test_bad_networks_name_the_problem(build, match):
+    with pytest.raises(ValueError, match=match):
+        build(ns.LIF())
+
+
+def test_network_rejects_single_population_arguments():
+    net = ns.Network({"a": ns.Population(ns.LIF(), 2)})
+    with pytest.raises(ValueError, match="current"):
+        ns.simulate(net, t1=10.0, current=1.0)
+    with pytest.raises(ValueError, match="y0"):
+        ns.simulate(net, t1=10.0, y0={"zzz": ns.LIF().init_state(2)})
