@@ -10,12 +10,16 @@ from ._network import Population as Population
 from ._network import Projection as Projection
 from ._network import SpikeTrains as SpikeTrains
 from ._simulate import SimulationError as SimulationError
+from ._solvers import SequentialEuler as SequentialEuler
 from ._simulate import simulate as simulate
 from ._solution import Solution as Solution
 from . import networks as networks
 from .neurons import LI as LI
 from .neurons import CubaLIF as CubaLIF
+from .neurons import IZHIKEVICH_BEHAVIOURS as IZHIKEVICH_BEHAVIOURS
 from .neurons import LIF as LIF
+from .neurons import Izhikevich as Izhikevich
+from .neurons import izhikevich_behaviour as izhikevich_behaviour
 from .neurons import AbstractNeuron as AbstractNeuron
 
 __version__ = "0.1.0"

@@ -158,6 +158,44 @@ class Ramp(AbstractCurrent):
         return _first_after(jnp.stack([self.t_start, self.t_stop]), t)
 
 
+class PiecewiseLinear(AbstractCurrent):
+    """A piecewise-linear current that may jump at its knots (steps, pulses and ramps
+    in one waveform; the Izhikevich behaviours' stimulus protocols use it).
+
+    **Arguments:**
+
+    - `times`: sorted knot times, shape `(m,)`, in ms; `+inf` entries are unused knots.
+    - `levels`: shape `(m + 1,)`: the value at the start of each piece; piece 0 is
+        before `times[0]`, piece `k` is `[times[k-1], times[k])`.
+    - `slopes`: shape `(m + 1,)`: the slope within each piece, per ms (that of piece 0
+        is ignored: the current is constant before the first knot).
+
+    Every knot is announced to the solver as a segment boundary.
+    """
+
+    times: Float[Array, " m"] = eqx.field(converter=_float)
+    levels: Float[Array, " m1"] = eqx.field(converter=_float)
+    slopes: Float[Array, " m1"] = eqx.field(converter=_float)
+
+    def __check_init__(self):
+        pieces = (self.times.shape[0] + 1,)
+        shapes = (self.levels.shape, self.slopes.shape)
+        if self.times.ndim != 1 or shapes != (pieces, pieces):
+            raise ValueError(
+                "PiecewiseLinear: `times` must have shape (m,) and `levels`, `slopes` "
+                f"shape (m + 1,); got {self.times.shape}, {self.levels.shape}, "
+                f"{self.slopes.shape}."
+            )
+
+    def __call__(self, t) -> Array:
+        k = jnp.searchsorted(self.times, t, side="right")
+        origin = jnp.where(k > 0, self.times[jnp.maximum(k - 1, 0)], t)
+        return self.levels[k] + self.slopes[k] * (t - origin)
+
+    def next_jump(self, t) -> Array:
+        return _first_after(self.times, t)
+
+
 class Function(AbstractCurrent):
     """An arbitrary current ``fn(t)``. If it is discontinuous, pass the jump times as
     `jumps` (sorted, ms) so the solver does not step across them."""

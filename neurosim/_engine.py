@@ -5,12 +5,17 @@ t, y = t0, y0
 while t < t1:
     if some neuron is already past its condition (after a jump): handle it at t
     else:
-        t_next = min(next input spike, next record time, next scheduled change, t1)
+        t_next = min(next input spike, next scheduled change, t1)
         solve from t to t_next, stopping at the first upward crossing of
             max_i c_i,  c_i = spike condition (armed) or re-arm condition (disarmed)
+        store the states at the record times passed (from the solver's dense output)
         if stopped by a crossing: record the spikes, reset, deliver, disarm/re-arm
-        else: record, apply scheduled changes, deliver the input spikes due at t_next
+        else: apply scheduled changes, deliver the input spikes due at t_next
 ```
+
+Record times are not segment boundaries (a restart there would cost time and would
+shift a fixed-step grid); at most `RECORD_WINDOW` of them are saved per segment, so a
+segment also ends at the `RECORD_WINDOW`-th pending record time.
 
 Each segment is one `diffrax.diffeqsolve` in *local* time (0 to t_next - t), so the
 root finder works on small numbers and its tolerance can match the resolution of the
@@ -31,6 +36,7 @@ import jax.tree_util as jtu
 from jaxtyping import Array, Bool, Float, Int, PyTree
 
 from ._root import event_root_finder
+from ._solvers import GridStepSize
 from ._system import NetworkSystem
 
 # Status codes of a run (see Solution.status).
@@ -43,6 +49,7 @@ ITERATION_LIMIT = 5
 QUEUE_OVERFLOW = 6
 
 INPUT_WINDOW = 8
+RECORD_WINDOW = 8
 
 
 class _Carry(eqx.Module):
@@ -117,6 +124,7 @@ def run(
     adaptive: bool,
     max_solver_steps: int,
     max_iterations: int,
+    locate_spikes: bool = True,
 ) -> RunOutput:
     """Run the event loop (pure; call it under jit). See the module docstring."""
     num = system.num_neurons
@@ -135,10 +143,13 @@ def run(
             return inf
         return jnp.where(ptr < num_inputs, input_times[jnp.minimum(ptr, num_inputs - 1)], inf)
 
-    def next_record_time(ptr):
-        if num_records == 0:
-            return inf
-        return jnp.where(ptr < num_records, record_times[jnp.minimum(ptr, num_records - 1)], inf)
+    record_window = min(RECORD_WINDOW, max(num_records, 1))
+
+    def pending_records(ptr):
+        """The next `record_window` record times (inf past the end) and their slots."""
+        slots = ptr + jnp.arange(record_window)
+        times = record_times[jnp.minimum(slots, num_records - 1)]
+        return jnp.where(slots < num_records, times, inf), slots
 
     def handle_spikes(carry: _Carry, t, y, fired, rearm) -> _Carry:
         count = jnp.sum(fired, dtype=jnp.int32)
@@ -168,16 +179,6 @@ def run(
         return handle_spikes(carry, carry.t, carry.y, due & carry.armed, due & ~carry.armed)
 
     def handle_breakpoint(carry: _Carry, t_next, y) -> _Carry:
-        record_now = (carry.record_ptr < num_records) & (next_record_time(carry.record_ptr) == t_next)
-        if num_records > 0:
-            slot = jnp.where(record_now, carry.record_ptr, num_records)
-            records = jtu.tree_map(
-                lambda buf, leaf: buf.at[slot].set(leaf, mode="drop"),
-                carry.records,
-                system.observe(y),
-            )
-        else:
-            records = carry.records
         y, aux = system.apply_internal(t_next, y, carry.aux)
         input_ptr = carry.input_ptr
         if num_inputs > 0:
@@ -193,8 +194,6 @@ def run(
             y=y,
             aux=aux,
             input_ptr=input_ptr,
-            record_ptr=carry.record_ptr + record_now.astype(carry.record_ptr.dtype),
-            records=records,
             status=jnp.where(finished, FINISHED, carry.status),
         )
 
@@ -202,8 +201,18 @@ def run(
         t = carry.t
         t_next = jnp.minimum(
             jnp.minimum(t1, next_input_time(carry.input_ptr)),
-            jnp.minimum(next_record_time(carry.record_ptr), system.next_internal_time(t, carry.y, carry.aux)),
+            system.next_internal_time(t, carry.y, carry.aux),
         )
+        if num_records > 0:
+            record_t, record_slots = pending_records(carry.record_ptr)
+            bound = record_t[-1]
+            if not adaptive:
+                # End on the last grid point before the window's last record time, so
+                # that records never split a fixed step (unless they are denser than
+                # the window per step).
+                aligned = t0 + jnp.floor((bound - t0) / carry.dt + 1e-6) * carry.dt
+                bound = jnp.where(aligned > t, aligned, bound)
+            t_next = jnp.minimum(t_next, bound)
         t_next = jnp.maximum(t_next, t)
         length = t_next - t
         t_next_const = lax.stop_gradient(t_next)
@@ -211,13 +220,24 @@ def run(
         t_left = jnp.where(length > 0, t_next - ulp, t_next)
         args = (system, t, t_left, carry.armed)
         if any_spiking:
+            # Without a root finder diffrax stops at the end of the step on which the
+            # condition turned positive: the clock-driven convention.
             event = dfx.Event(
                 _event_condition,
-                root_finder=event_root_finder(dtype, t_next),
+                root_finder=event_root_finder(dtype, t_next) if locate_spikes else None,
                 direction=True,
             )
         else:
             event = None
+        if num_records > 0:
+            local = jnp.clip(record_t - t, 0.0, length)
+            saveat = dfx.SaveAt(ts=local, t1=True)
+        else:
+            saveat = dfx.SaveAt(t1=True)
+        if adaptive:
+            controller = stepsize_controller
+        else:
+            controller = GridStepSize(t_start=t, origin=t0, dt=carry.dt)
         sol = dfx.diffeqsolve(
             dfx.ODETerm(_vector_field),
             solver,
@@ -226,17 +246,36 @@ def run(
             dt0=carry.dt,
             y0=carry.y,
             args=args,
-            stepsize_controller=stepsize_controller,
+            stepsize_controller=controller,
             event=event,
             max_steps=max_solver_steps,
             throw=False,
+            saveat=saveat,
         )
-        y_end = jtu.tree_map(lambda leaf: leaf[-1], sol.ys)
+        # After an event diffrax drops the saves past it and moves the final state
+        # forward: it is the last finite entry.
+        last = jnp.sum(jnp.isfinite(sol.ts)) - 1
+        y_end = jtu.tree_map(lambda leaf: leaf[last], sol.ys)
         hit = sol.result == dfx.RESULTS.event_occurred
         ok = hit | (sol.result == dfx.RESULTS.successful)
-        tau = sol.ts[-1]
+        tau = sol.ts[last]
         t_event = jnp.minimum(t + tau, t_next)
         steps = sol.stats["num_accepted_steps"]
+        if num_records > 0:
+            # Saved before the stop (left limits at the stop time itself); entries
+            # clipped to the segment end for later record times are not due yet.
+            passed = (jnp.arange(record_window) < last) & (record_t <= t_next)
+            slots = jnp.where(passed, record_slots, num_records)
+            records = jtu.tree_map(
+                lambda buf, saved: buf.at[slots].set(saved[:-1], mode="drop"),
+                carry.records,
+                system.observe(sol.ys),
+            )
+            carry = replace(
+                carry,
+                records=records,
+                record_ptr=carry.record_ptr + jnp.sum(passed, dtype=carry.record_ptr.dtype),
+            )
         if adaptive:
             span = jnp.where(hit, tau, length)
             dt = jnp.where(steps >= 2, span / jnp.maximum(steps, 1), jnp.maximum(carry.dt, span))

@@ -270,6 +270,7 @@ def simulate(
     dt0=None,
     max_solver_steps: int = 16_384,
     max_iterations: int | None = None,
+    locate_spikes: bool = True,
     throw: bool = True,
 ) -> Solution:
     r"""Simulate a population of one model, or a `Network`, from `t0` to `t1` (ms),
@@ -320,6 +321,11 @@ def simulate(
     - `max_solver_steps`: cap on ODE steps within one inter-event segment.
     - `max_iterations`: cap on event-loop iterations (spikes, inputs, records,
         scheduled changes); the default is generous.
+    - `locate_spikes`: True (default) finds each spike time by root finding within
+        the solver step. False stops at the end of the step on which the condition
+        turned positive and spikes there: the convention of clock-driven simulators
+        and published figure scripts (use it with a fixed-step solver to reproduce
+        them).
     - `throw`: raise a `SimulationError` on failure (default). With `throw=False`
         the partial `Solution` is returned and `status` says what went wrong.
 
@@ -399,6 +405,7 @@ def simulate(
         adaptive=adaptive,
         max_solver_steps=max_solver_steps,
         max_iterations=max_iterations,
+        locate_spikes=locate_spikes,
     )
     out = _run_jit(
         system, _as_float(t0, dtype), _as_float(t1, dtype), states, input_times,

@@ -4,6 +4,7 @@ from ._currents import AbstractCurrent as AbstractCurrent
 from ._currents import Constant as Constant
 from ._currents import Function as Function
 from ._currents import PiecewiseConstant as PiecewiseConstant
+from ._currents import PiecewiseLinear as PiecewiseLinear
 from ._currents import PulseTrain as PulseTrain
 from ._currents import Ramp as Ramp
 from ._currents import Step as Step
