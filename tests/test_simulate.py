@@ -288,3 +288,18 @@ def test_parameter_change_does_not_recompile():
     before = ns._simulate._run_jit._cached._cache_size()
     spikes(11.0)
     assert ns._simulate._run_jit._cached._cache_size() == before
+
+
+def test_forward_only_loop_gives_the_same_spikes():
+    weights = jnp.array([[0.0, 0.5], [-0.3, 0.0]])
+
+    def run(gradients):
+        return ns.simulate(
+            ns.LIF(tau_mem=10.0, t_ref=1.0), n=2, t1=100.0, current=jnp.array([1.5, 1.1]),
+            weights=weights, gradients=gradients, max_spikes=64,
+        ).spikes()
+
+    (t_ckpt, i_ckpt), (t_plain, i_plain) = run(True), run(False)
+    assert len(t_ckpt) > 10
+    np.testing.assert_array_equal(i_ckpt, i_plain)
+    np.testing.assert_allclose(t_ckpt, t_plain, rtol=1e-6)
