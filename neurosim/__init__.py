@@ -21,5 +21,13 @@ from .neurons import LIF as LIF
 from .neurons import Izhikevich as Izhikevich
 from .neurons import izhikevich_behaviour as izhikevich_behaviour
 from .neurons import AbstractNeuron as AbstractNeuron
+from .neurons import EIF as EIF
+from .neurons import FHNRS as FHNRS
+from .neurons import AdaptiveCurrent as AdaptiveCurrent
+from .neurons import AdEx as AdEx
+from .neurons import Boomerang as Boomerang
+from .neurons import SpikeAdaptiveThreshold as SpikeAdaptiveThreshold
+from .neurons import VoltageAdaptiveThreshold as VoltageAdaptiveThreshold
+from .neurons import WereRabbit as WereRabbit
 
 __version__ = "0.1.0"

@@ -1,13 +1,35 @@
+import contextlib
+
 import jax
 import pytest
+
+
+@contextlib.contextmanager
+def _precision(x64: bool):
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", x64)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", previous)
 
 
 @pytest.fixture
 def x64():
     """Run a test in float64 (gradient and accuracy checks)."""
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    try:
+    with _precision(True):
         yield
-    finally:
-        jax.config.update("jax_enable_x64", previous)
+
+
+@pytest.fixture(scope="module")
+def float64():
+    """Run a whole test module in float64 (for module-scoped simulation fixtures)."""
+    with _precision(True):
+        yield
+
+
+@pytest.fixture
+def float32():
+    """Run a test in float32, also inside a float64 module."""
+    with _precision(False):
+        yield

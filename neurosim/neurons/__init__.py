@@ -12,3 +12,15 @@ from .izhikevich import Izhikevich as Izhikevich
 from .izhikevich import IzhikevichBehaviour as IzhikevichBehaviour
 from .izhikevich import IzhikevichState as IzhikevichState
 from .izhikevich import izhikevich_behaviour as izhikevich_behaviour
+from .adaptation import AdaptiveCurrent as AdaptiveCurrent
+from .adaptation import SpikeAdaptiveThreshold as SpikeAdaptiveThreshold
+from .adaptation import VoltageAdaptiveThreshold as VoltageAdaptiveThreshold
+from .adex import EIF as EIF
+from .adex import AdEx as AdEx
+from .adex import AdExState as AdExState
+from .boomerang import Boomerang as Boomerang
+from .boomerang import BoomerangState as BoomerangState
+from .fhn import FHNRS as FHNRS
+from .fhn import FHNRSState as FHNRSState
+from .wererabbit import WereRabbit as WereRabbit
+from .wererabbit import WereRabbitState as WereRabbitState

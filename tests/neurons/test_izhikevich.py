@@ -55,26 +55,63 @@ SCRIPT = {
     "phasic_bursting": (0.02, 0.25, -55, 0.05, -64, 200, _pulses([(20, np.inf)], 0.6), {}),
     "mixed_mode": (0.02, 0.2, -55, 4, -70, 160, _pulses([(16, np.inf)], 10.0), {}),
     "spike_frequency_adaptation": (
-        0.01, 0.2, -65, 8, -70, 85, _pulses([(8.5, np.inf)], 30.0), {}
+        0.01,
+        0.2,
+        -65,
+        8,
+        -70,
+        85,
+        _pulses([(8.5, np.inf)], 30.0),
+        {},
     ),
     "class_1_exc": (
-        0.02, -0.1, -55, 6, -60, 300, (lambda t: max(0.0, 0.075 * (t - 30)), [30.0]),
+        0.02,
+        -0.1,
+        -55,
+        6,
+        -60,
+        300,
+        (lambda t: max(0.0, 0.075 * (t - 30)), [30.0]),
         dict(mn=4.1, bias=108.0),
     ),
     "class_2_exc": (
-        0.2, 0.26, -65, 0, -64, 300, (lambda t: -0.5 + max(0.0, 0.015 * (t - 30)), [30.0]),
+        0.2,
+        0.26,
+        -65,
+        0,
+        -64,
+        300,
+        (lambda t: -0.5 + max(0.0, 0.015 * (t - 30)), [30.0]),
         {},
     ),
     "spike_latency": (0.02, 0.2, -65, 6, -70, 100, _pulses([(10, 13)], 7.04), {}),
     "subthreshold_oscillation": (
-        0.05, 0.26, -60, 0, -62, 200, _pulses([(20, 25)], 2.0), {}
+        0.05,
+        0.26,
+        -60,
+        0,
+        -62,
+        200,
+        _pulses([(20, 25)], 2.0),
+        {},
     ),
     "resonator": (
-        0.1, 0.26, -60, -1, -62, 400,
-        _pulses([(40, 44), (60, 64), (280, 284), (320, 324)], 0.65), {},
+        0.1,
+        0.26,
+        -60,
+        -1,
+        -62,
+        400,
+        _pulses([(40, 44), (60, 64), (280, 284), (320, 324)], 0.65),
+        {},
     ),
     "integrator": (
-        0.02, -0.1, -55, 6, -60, 100,
+        0.02,
+        -0.1,
+        -55,
+        6,
+        -60,
+        100,
         _pulses(
             [(_T1_INT, _T1_INT + 2), (_T1_INT + 5, _T1_INT + 7), (70, 72), (80, 82)], 9.0
         ),
@@ -83,22 +120,55 @@ SCRIPT = {
     "rebound_spike": (0.03, 0.25, -60, 4, -64, 200, _pulses([(20, 25)], -15.0), {}),
     "rebound_burst": (0.03, 0.25, -52, 0, -64, 200, _pulses([(20, 25)], -15.0), {}),
     "threshold_variability": (
-        0.03, 0.25, -60, 4, -64, 100,
-        (_threshold_variability, [10.0, 15.0, 70.0, 75.0, 80.0, 85.0]), {},
+        0.03,
+        0.25,
+        -60,
+        4,
+        -64,
+        100,
+        (_threshold_variability, [10.0, 15.0, 70.0, 75.0, 80.0, 85.0]),
+        {},
     ),
     "bistability": (
-        0.1, 0.26, -60, 0, -61, 300, _pulses([(37.5, 42.5), (206.5, 211.5)], 1.24, 0.24), {}
+        0.1,
+        0.26,
+        -60,
+        0,
+        -61,
+        300,
+        _pulses([(37.5, 42.5), (206.5, 211.5)], 1.24, 0.24),
+        {},
     ),
     "dap": (1.0, 0.2, -60, -18, -70, 50, _pulses([(9, 11)], 20.0), {}),
     "accomodation": (
-        0.02, 1.0, -55, 4, -65, 400, (_accommodation_ramps, [200.0, 300.0, 312.5]),
+        0.02,
+        1.0,
+        -55,
+        4,
+        -65,
+        400,
+        (_accommodation_ramps, [200.0, 300.0, 312.5]),
         dict(u0=-16.0, script_recovery=True),
     ),
     "inhibition_induced_spiking": (
-        -0.02, -1.0, -60, 8, -63.8, 350, _pulses([(50, 250)], 75.0, 80.0), {}
+        -0.02,
+        -1.0,
+        -60,
+        8,
+        -63.8,
+        350,
+        _pulses([(50, 250)], 75.0, 80.0),
+        {},
     ),
     "inhibition_induced_bursting": (
-        -0.026, -1.0, -45, -0.6, -63.8, 350, _pulses([(50, 250)], 75.0, 80.0), {}
+        -0.026,
+        -1.0,
+        -45,
+        -0.6,
+        -63.8,
+        350,
+        _pulses([(50, 250)], 75.0, 80.0),
+        {},
     ),
 }
 
@@ -120,8 +190,16 @@ def _reference_spikes(name):
     t, spikes = 0.0, []
     for end in [x for x in jumps if 0.0 < x < t1] + [float(t1)]:
         while t < end:
-            sol = solve_ivp(rhs, (t, end), y, "DOP853", rtol=1e-12, atol=1e-12,
-                            events=threshold, max_step=1.0)
+            sol = solve_ivp(
+                rhs,
+                (t, end),
+                y,
+                "DOP853",
+                rtol=1e-12,
+                atol=1e-12,
+                events=threshold,
+                max_step=1.0,
+            )
             if sol.status == 1:
                 t, y = sol.t_events[0][0], sol.y_events[0][0].copy()
                 spikes.append(t)
@@ -326,6 +404,7 @@ FEATURES = {
     "inhibition_induced_bursting": _inhibition_induced_bursting,
 }
 
+
 @pytest.mark.parametrize("name", IZHIKEVICH_BEHAVIOURS)
 def test_exact_model_shows_each_behaviour(name, exact_runs):
     run = exact_runs[name]
@@ -356,8 +435,13 @@ def test_sequential_euler_is_the_figure_script_update(x64):
     dt, steps = 0.25, 48  # up to 12 ms, before the first spike
     record = dt * jnp.arange(1, steps + 1)
     sol = simulate(
-        panel.neuron, n=1, t1=12.0, current=panel.current, record=record,
-        solver=SequentialEuler(), dt0=dt,
+        panel.neuron,
+        n=1,
+        t1=12.0,
+        current=panel.current,
+        record=record,
+        solver=SequentialEuler(),
+        dt0=dt,
     )
     v, u = -70.0, 0.2 * -70.0
     expected = []
@@ -376,14 +460,22 @@ def test_spike_time_gradient_matches_finite_differences(x64):
     panel = izhikevich_behaviour("tonic_spiking")
 
     def third_spike(neuron):
-        sol = simulate(neuron, n=1, t1=60.0, current=panel.current, rtol=1e-12, atol=1e-12,
-                       max_spikes=8)
+        sol = simulate(
+            neuron,
+            n=1,
+            t1=60.0,
+            current=panel.current,
+            rtol=1e-12,
+            atol=1e-12,
+            max_spikes=8,
+        )
         return sol.spike_times[2]
 
     neuron = panel.neuron
     grads = eqx.filter_grad(third_spike)(neuron)
     h = 1e-5
     for field in ("a", "c", "d", "v_th"):
+
         def shifted(delta, field=field):
             value = getattr(neuron, field) + delta
             return third_spike(eqx.tree_at(lambda n: getattr(n, field), neuron, value))
@@ -401,8 +493,9 @@ def test_vmap_over_behaviours_equals_separate_runs(exact_runs, x64):
     t1 = jnp.array([panel.t1 for panel in panels])
 
     def spike_times(neuron, current, t1):
-        sol = simulate(neuron, n=1, t1=t1, current=current, rtol=1e-10, atol=1e-10,
-                       max_spikes=64)
+        sol = simulate(
+            neuron, n=1, t1=t1, current=current, rtol=1e-10, atol=1e-10, max_spikes=64
+        )
         return sol.spike_times
 
     batched = np.asarray(jax.vmap(spike_times)(*stacked, t1))
@@ -416,7 +509,10 @@ def test_incoming_spikes_jump_v():
     weight passes the spike on at the same instant."""
     neuron = Izhikevich()
     sol = simulate(
-        neuron, n=2, t1=10.0, input_spikes=(jnp.array([5.0]), jnp.array([0])),
+        neuron,
+        n=2,
+        t1=10.0,
+        input_spikes=(jnp.array([5.0]), jnp.array([0])),
         input_weights=jnp.array([[200.0, 0.0]]),
         weights=jnp.array([[0.0, 200.0], [0.0, 0.0]]),
     )
