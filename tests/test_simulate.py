@@ -236,6 +236,36 @@ def test_li_readout_matches_closed_form(x64):
     assert int(sol.num_spikes) == 0
 
 
+def test_li_readout_gradient_matches_closed_form_and_finite_differences(x64):
+    """The readout's membrane value at 12 ms after an input spike at 2 ms, as a
+    function of tau_mem: v = w tau_s / (tau_s - tau_m) (e^{-s/tau_s} - e^{-s/tau_m})."""
+    t_in, t_rec, w, tau_syn = 2.0, 12.0, 3.0, 5.0
+
+    def readout(tau_mem):
+        sol = ns.simulate(
+            ns.LI(tau_mem=tau_mem, tau_syn=tau_syn), n=1, t1=20.0,
+            input_spikes=(jnp.array([t_in]), jnp.array([0])),
+            input_weights=jnp.array([[w]]), record=jnp.array([t_rec]),
+            rtol=1e-12, atol=1e-12,
+        )
+        return sol.states.v[0, 0]
+
+    def closed_form(tau_mem):
+        s = t_rec - t_in
+        return w * tau_syn / (tau_syn - tau_mem) * (
+            jnp.exp(-s / tau_syn) - jnp.exp(-s / tau_mem)
+        )
+
+    tau, h = 10.0, 1e-5
+    np.testing.assert_allclose(float(readout(tau)), float(closed_form(tau)), rtol=1e-9)
+    grad = float(jax.grad(readout)(tau))
+    fd = (float(readout(tau + h)) - float(readout(tau - h))) / (2 * h)
+    analytic = float(jax.grad(closed_form)(tau))
+    assert abs(analytic) > 1e-3
+    np.testing.assert_allclose(grad, analytic, rtol=1e-6)
+    np.testing.assert_allclose(grad, fd, rtol=1e-5)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
