@@ -291,3 +291,74 @@ def test_network_rejects_single_population_arguments():
         ns.simulate(net, t1=10.0, current=1.0)
     with pytest.raises(ValueError, match="y0"):
         ns.simulate(net, t1=10.0, y0={"zzz": ns.LIF().init_state(2)})
+
+
+def _izhikevich_reference(params, currents, weights, v0, u0, t1):
+    """Spike times of a recurrent Izhikevich network (incoming spikes jump `v` by the
+    weight), integrated independently: scipy's DOP853 between spikes, a terminal event
+    on the largest `v - 30`, reset and deliveries applied at each spike."""
+    from scipy.integrate import solve_ivp
+
+    a, b, c, d = (np.asarray(x, float) for x in params)
+    n = len(a)
+
+    def field(t, y):
+        v, u = y[:n], y[n:]
+        return np.concatenate([0.04 * v * v + 5 * v + 140 - u + currents, a * (b * v - u)])
+
+    def threshold(t, y):
+        return np.max(y[:n]) - 30.0
+
+    threshold.terminal, threshold.direction = True, 1
+    t, y, spikes = 0.0, np.concatenate([v0, u0]).astype(float), []
+    while t < t1:
+        sol = solve_ivp(field, (t, t1), y, method="DOP853", rtol=1e-12, atol=1e-12,
+                        events=threshold)
+        if sol.status != 1:
+            break
+        t, y = sol.t_events[0][0], sol.y_events[0][0].copy()
+        k = int(np.argmax(y[:n]))
+        spikes.append((t, k))
+        y[k], y[n + k] = c[k], y[n + k] + d[k]
+        y[:n] += weights[k]
+    return spikes
+
+
+def test_recurrent_izhikevich_excitatory_and_fast_spiking_populations(x64):
+    """Regular-spiking excitatory and fast-spiking inhibitory Izhikevich populations,
+    recurrently coupled (exc -> exc, exc -> inh, inh -> exc), against an independent
+    event-driven integration of the whole network."""
+    exc = ns.Izhikevich(a=0.02, b=0.2, c=-65.0, d=8.0)
+    inh = ns.Izhikevich(a=0.1, b=0.2, c=-65.0, d=2.0)
+    w_ee = np.array([[0.0, 6.0], [3.0, 0.0]])
+    w_ei = np.array([[4.0], [4.0]])
+    w_ie = np.array([[-5.0, -5.0]])
+    i_exc, i_inh = np.array([14.0, 6.0]), np.array([3.0])
+    net = ns.Network(
+        populations={
+            "exc": ns.Population(exc, 2, jnp.asarray(i_exc)),
+            "inh": ns.Population(inh, 1, jnp.asarray(i_inh)),
+        },
+        projections=[
+            ns.Projection("exc", "exc", jnp.asarray(w_ee)),
+            ns.Projection("exc", "inh", jnp.asarray(w_ei)),
+            ns.Projection("inh", "exc", jnp.asarray(w_ie)),
+        ],
+    )
+    t1 = 300.0
+    sol = ns.simulate(net, t1=t1, max_spikes=128, **TIGHT)
+    weights = np.zeros((3, 3))
+    weights[:2, :2], weights[:2, 2:], weights[2:, :2] = w_ee, w_ei, w_ie
+    v0 = np.concatenate([np.asarray(exc.init_state(2).v), np.asarray(inh.init_state(1).v)])
+    u0 = np.concatenate([np.asarray(exc.init_state(2).u), np.asarray(inh.init_state(1).u)])
+    expected = _izhikevich_reference(
+        ([0.02, 0.02, 0.1], [0.2] * 3, [-65.0] * 3, [8.0, 8.0, 2.0]),
+        np.concatenate([i_exc, i_inh]), weights, v0, u0, t1,
+    )
+    got = [(float(t), int(k)) for t, k in zip(*sol.spikes("exc"))]
+    got += [(float(t), 2 + int(k)) for t, k in zip(*sol.spikes("inh"))]
+    got.sort()
+    assert len(expected) >= 10
+    assert {k for _, k in expected} == {0, 1, 2}  # every neuron takes part
+    assert [k for _, k in got] == [k for _, k in expected]
+    np.testing.assert_allclose([t for t, _ in got], [t for t, _ in expected], atol=1e-6)
