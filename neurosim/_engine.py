@@ -29,12 +29,12 @@ from dataclasses import replace
 import diffrax as dfx
 import equinox as eqx
 import equinox.internal as eqxi
-
 import jax.lax as lax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 from jaxtyping import Array, Bool, Float, Int, PyTree
 
+from . import _exact
 from ._root import event_root_finder
 from ._solvers import GridStepSize
 from ._system import NetworkSystem
@@ -126,6 +126,7 @@ def run(
     max_iterations: int,
     locate_spikes: bool = True,
     gradients: bool = True,
+    exact: bool = False,
 ) -> RunOutput:
     """Run the event loop (pure; call it under jit). See the module docstring."""
     num = system.num_neurons
@@ -145,6 +146,7 @@ def run(
         return jnp.where(ptr < num_inputs, input_times[jnp.minimum(ptr, num_inputs - 1)], inf)
 
     record_window = min(RECORD_WINDOW, max(num_records, 1))
+    cap = _exact.max_horizon(system) if exact else None
 
     def pending_records(ptr):
         """The next `record_window` record times (inf past the end) and their slots."""
@@ -202,7 +204,7 @@ def run(
         t = carry.t
         t_next = jnp.minimum(
             jnp.minimum(t1, next_input_time(carry.input_ptr)),
-            system.next_internal_time(t, carry.y, carry.aux),
+            system.next_internal_time(t, carry.y, carry.aux, neurons=not exact),
         )
         if num_records > 0:
             record_t, record_slots = pending_records(carry.record_ptr)
@@ -219,65 +221,83 @@ def run(
         t_next_const = lax.stop_gradient(t_next)
         ulp = t_next_const - jnp.nextafter(t_next_const, -inf)
         t_left = jnp.where(length > 0, t_next - ulp, t_next)
-        args = (system, t, t_left, carry.armed)
-        if any_spiking:
-            # Without a root finder diffrax stops at the end of the step on which the
-            # condition turned positive: the clock-driven convention.
-            event = dfx.Event(
-                _event_condition,
-                root_finder=event_root_finder(dtype, t_next) if locate_spikes else None,
-                direction=True,
+        def _diffrax_segment(t, t_left, length, carry):
+            args = (system, t, t_left, carry.armed)
+            if any_spiking:
+                # Without a root finder diffrax stops at the end of the step on which the
+                # condition turned positive: the clock-driven convention.
+                event = dfx.Event(
+                    _event_condition,
+                    root_finder=event_root_finder(dtype, t_next) if locate_spikes else None,
+                    direction=True,
+                )
+            else:
+                event = None
+            if num_records > 0:
+                local = jnp.clip(record_t - t, 0.0, length)
+                saveat = dfx.SaveAt(ts=local, t1=True)
+            else:
+                saveat = dfx.SaveAt(t1=True)
+            if adaptive:
+                controller = stepsize_controller
+            else:
+                controller = GridStepSize(t_start=t, origin=t0, dt=carry.dt)
+            sol = dfx.diffeqsolve(
+                dfx.ODETerm(_vector_field),
+                solver,
+                t0=jnp.zeros((), dtype),
+                t1=length,
+                dt0=carry.dt,
+                y0=carry.y,
+                args=args,
+                stepsize_controller=controller,
+                event=event,
+                max_steps=max_solver_steps,
+                throw=False,
+                saveat=saveat,
             )
+            # After an event diffrax drops the saves past it and moves the final state
+            # forward: it is the last finite entry.
+            last = jnp.sum(jnp.isfinite(sol.ts)) - 1
+            y_end = jtu.tree_map(lambda leaf: leaf[last], sol.ys)
+            hit = sol.result == dfx.RESULTS.event_occurred
+            ok = hit | (sol.result == dfx.RESULTS.successful)
+            tau = sol.ts[last]
+            steps = sol.stats["num_accepted_steps"]
+            saved = jtu.tree_map(lambda leaf: leaf[:-1], sol.ys)
+            return hit, ok, tau, y_end, saved, last, steps
+
+        if exact:
+            local = jnp.clip(record_t - t, 0.0, length) if num_records > 0 else None
+            hit, tau, reaches_end, y_end, saved, last, horizon = _exact.segment(
+                system, t, carry.y, length, carry.dt, cap, local
+            )
+            ok = jnp.asarray(True)
+            steps = jnp.asarray(1, jnp.int32)
+            t_event = t + tau
+            t_stop = jnp.where(reaches_end, t_next, t_event)
         else:
-            event = None
-        if num_records > 0:
-            local = jnp.clip(record_t - t, 0.0, length)
-            saveat = dfx.SaveAt(ts=local, t1=True)
-        else:
-            saveat = dfx.SaveAt(t1=True)
-        if adaptive:
-            controller = stepsize_controller
-        else:
-            controller = GridStepSize(t_start=t, origin=t0, dt=carry.dt)
-        sol = dfx.diffeqsolve(
-            dfx.ODETerm(_vector_field),
-            solver,
-            t0=jnp.zeros((), dtype),
-            t1=length,
-            dt0=carry.dt,
-            y0=carry.y,
-            args=args,
-            stepsize_controller=controller,
-            event=event,
-            max_steps=max_solver_steps,
-            throw=False,
-            saveat=saveat,
-        )
-        # After an event diffrax drops the saves past it and moves the final state
-        # forward: it is the last finite entry.
-        last = jnp.sum(jnp.isfinite(sol.ts)) - 1
-        y_end = jtu.tree_map(lambda leaf: leaf[last], sol.ys)
-        hit = sol.result == dfx.RESULTS.event_occurred
-        ok = hit | (sol.result == dfx.RESULTS.successful)
-        tau = sol.ts[last]
-        t_event = jnp.minimum(t + tau, t_next)
-        steps = sol.stats["num_accepted_steps"]
+            hit, ok, tau, y_end, saved, last, steps = _diffrax_segment(t, t_left, length, carry)
+            t_event = jnp.minimum(t + tau, t_next)
+            t_stop = t_next
         if num_records > 0:
             # Saved before the stop (left limits at the stop time itself); entries
             # clipped to the segment end for later record times are not due yet.
-            passed = (jnp.arange(record_window) < last) & (record_t <= t_next)
+            passed = (jnp.arange(record_window) < last) & (record_t <= t_stop)
             slots = jnp.where(passed, record_slots, num_records)
             records = jtu.tree_map(
-                lambda buf, saved: buf.at[slots].set(saved[:-1], mode="drop"),
+                lambda buf, new: buf.at[slots].set(new, mode="drop"),
                 carry.records,
-                system.observe(sol.ys),
+                system.observe(saved),
             )
             carry = replace(
                 carry,
                 records=records,
                 record_ptr=carry.record_ptr + jnp.sum(passed, dtype=carry.record_ptr.dtype),
             )
-        if adaptive:
+        if exact:
+            dt = horizon
+        elif adaptive:
             span = jnp.where(hit, tau, length)
             dt = jnp.where(steps >= 2, span / jnp.maximum(steps, 1), jnp.maximum(carry.dt, span))
         else:
@@ -292,7 +312,7 @@ def run(
                 carry, t_event, y_end, crossing & carry.armed, crossing & ~carry.armed
             )
 
-        carry = lax.cond(hit, on_event, lambda c: handle_breakpoint(c, t_next, y_end), carry)
+        carry = lax.cond(hit, on_event, lambda c: handle_breakpoint(c, t_stop, y_end), carry)
         status = jnp.where(ok, carry.status, SOLVER_FAILED)
         status = jnp.where(_all_finite(carry.y), status, NONFINITE)
         status = jnp.where(system.failed(carry.aux), QUEUE_OVERFLOW, status)
@@ -316,7 +336,7 @@ def run(
         y=y0,
         aux=system.init_aux(dtype),
         armed=jnp.ones((num,), bool),
-        dt=jnp.asarray(dt0, dtype),
+        dt=jnp.asarray(cap if exact else dt0, dtype),
         input_ptr=jnp.asarray(0, jnp.int32),
         record_ptr=jnp.asarray(0, jnp.int32),
         spike_times=jnp.full((max_spikes,), jnp.inf, dtype),

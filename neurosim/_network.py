@@ -130,24 +130,32 @@ class Connection(eqx.Module):
         return target.at[self.post_index[rows]].add(weight, mode="drop")
 
     def deliver(self, fired: Bool[Array, " n_pre"]):
-        """The input to `post` when the presynaptic neurons in `fired` spike."""
-        count = jnp.sum(fired)
+        """The input to `post` when the presynaptic neurons in `fired` spike: their
+        rows, gathered `GATHER_ROWS` at a time (one round for the usual single spike;
+        never a dense pass over all rows)."""
         gather = min(GATHER_ROWS, self.n_pre)
-
-        def few():
-            rows = jnp.nonzero(fired, size=gather, fill_value=self.n_pre)[0]
-            return self.rows(jnp.minimum(rows, self.n_pre - 1), rows < self.n_pre)
-
-        def many():
-            scale = fired.astype(self.weight.dtype)[:, None]
-            if self.post_index is None:
-                return jnp.sum(self.weight * scale, axis=0)
-            target = jnp.zeros((self.n_post,), self.weight.dtype)
-            return target.at[self.post_index].add(self.weight * scale, mode="drop")
-
+        rows = jnp.nonzero(fired, size=gather, fill_value=self.n_pre)[0]
+        first = self.rows(jnp.minimum(rows, self.n_pre - 1), rows < self.n_pre)
         if gather == self.n_pre:
-            return few()
-        return lax.cond(count <= gather, few, many)
+            return first
+
+        def cond(carry):
+            remaining, _ = carry
+            return jnp.any(remaining)
+
+        def body(carry):
+            remaining, x = carry
+            rows = jnp.nonzero(remaining, size=gather, fill_value=self.n_pre)[0]
+            valid = rows < self.n_pre
+            rows = jnp.minimum(rows, self.n_pre - 1)
+            remaining = remaining.at[jnp.where(valid, rows, self.n_pre)].set(False, mode="drop")
+            return remaining, x + self.rows(rows, valid)
+
+        # Spikes beyond the first round (many neurons firing at the same time).
+        done = jnp.zeros_like(fired).at[jnp.where(rows < self.n_pre, rows, self.n_pre)].set(
+            True, mode="drop"
+        )
+        return lax.while_loop(cond, body, (fired & ~done, first))[1]
 
 
 def _as_triplets(weights, n_pre, n_post, delay, owner):

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
 
-from . import _engine
+from . import _engine, _exact
 from ._checks import is_concrete
 from ._currents import as_current
 from ._solution import STATUS_MESSAGES, Solution
@@ -271,6 +271,7 @@ def simulate(
     max_solver_steps: int = 16_384,
     max_iterations: int | None = None,
     locate_spikes: bool = True,
+    exact: bool | None = None,
     gradients: bool = True,
     throw: bool = True,
 ) -> Solution:
@@ -331,6 +332,13 @@ def simulate(
         supports reverse-mode autodiff (`jax.grad`). False uses a plain
         `lax.while_loop`, about 1.5x faster for runs that are never differentiated
         (parameter sweeps, large networks); `jax.grad` through it then fails.
+    - `exact`: None (default) integrates networks of the LIF family (`LIF`,
+        `CubaLIF`, `LI`) with piecewise-constant currents in closed form, with no ODE
+        solver, when no `solver` or `stepsize_controller` is given and
+        `locate_spikes` is True: spike times are the roots of the closed-form
+        solution (to a few ulps) and `rtol`/`atol` do not apply. False always uses
+        the ODE solver; True requires the closed form (an error says why it does not
+        apply).
     - `throw`: raise a `SimulationError` on failure (default). With `throw=False`
         the partial `Solution` is returned and `status` says what went wrong.
 
@@ -379,7 +387,7 @@ def simulate(
     for name, pop in network.populations.items():
         if is_concrete(pop.neuron):
             pop.neuron.validate(pop.n)
-        probe = jax.eval_shape(lambda c: c(jnp.asarray(t0, float)), pop.current)
+        probe = eqx.filter_eval_shape(lambda c: c(jnp.asarray(t0, float)), pop.current)
         if probe.shape not in ((), (pop.n,)):
             where = "current" if single else f"Population {name!r} current"
             raise _arg_error(where, f"gives values of shape {probe.shape}", f"Expected a scalar or ({pop.n},).")
@@ -392,6 +400,20 @@ def simulate(
         record_fields=_record_fields(network, record_fields, single),
         queue_size=max_in_flight,
     )
+    if exact is None:
+        exact = (
+            solver is None
+            and stepsize_controller is None
+            and locate_spikes
+            and _exact.supported(system)
+        )
+    elif exact and not _exact.supported(system):
+        raise _arg_error(
+            "exact",
+            "needs every population to be of the LIF family (LIF, CubaLIF, LI) with a "
+            "piecewise-constant current",
+            "Pass exact=None (automatic) or exact=False to integrate with an ODE solver.",
+        )
     solver = dfx.Tsit5() if solver is None else solver
     if stepsize_controller is None:
         stepsize_controller, adaptive = _default_controller(solver, rtol, atol, dt0)
@@ -412,6 +434,7 @@ def simulate(
         max_iterations=max_iterations,
         locate_spikes=locate_spikes,
         gradients=gradients,
+        exact=bool(exact),
     )
     out = _run_jit(
         system, _as_float(t0, dtype), _as_float(t1, dtype), states, input_times,

@@ -333,3 +333,22 @@ def test_forward_only_loop_gives_the_same_spikes():
     assert len(t_ckpt) > 10
     np.testing.assert_array_equal(i_ckpt, i_plain)
     np.testing.assert_allclose(t_ckpt, t_plain, rtol=1e-6)
+
+
+def test_callable_current_gives_the_closed_form(x64):
+    """A plain Python callable `t -> I(t)`: 1.5 before 25 ms, 3 after (announced as a
+    jump through `inputs.Function`), against the closed form."""
+    from neurosim.inputs import Function
+
+    plain = ns.simulate(
+        ns.LIF(tau_mem=10.0), n=1, t1=50.0, current=lambda t: 1.5, max_spikes=16, rtol=1e-12, atol=1e-12
+    )
+    np.testing.assert_allclose(plain.spike_train(0), np.arange(1, 5) * 10 * LN3, atol=1e-8)
+    stepped = Function(lambda t: jnp.where(t < 25.0, 1.5, 3.0), jumps=[25.0])
+    sol = ns.simulate(ns.LIF(tau_mem=10.0), n=1, t1=40.0, current=stepped, max_spikes=16, rtol=1e-12, atol=1e-12)
+    # Two spikes at 10 ln 3 k; at 25 ms v = 1.5 (1 - e^{-(25 - 20 ln 3)/10}), then
+    # under I = 3 it reaches 1 at 25 + 10 ln((3 - v25) / 2).
+    v25 = 1.5 * (1 - np.exp(-(25 - 20 * LN3) / 10))
+    third = 25 + 10 * np.log((3 - v25) / 2)
+    expected = [10 * LN3, 20 * LN3, third, third + 10 * np.log(3 / 2)]
+    np.testing.assert_allclose(sol.spike_train(0)[:4], expected, atol=1e-8)

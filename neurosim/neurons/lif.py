@@ -11,13 +11,14 @@ The synaptic current `i` and the external current `I_ext` are expressed in volta
 units (they are the drive $R I$). Incoming spikes jump `i` by their weight.
 """
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from .._checks import check_below, check_positive, float_array
+from . import _linear
 from .base import AbstractNeuron
 
 
@@ -32,7 +33,24 @@ class LIFState(eqx.Module):
     ref_end: Float[Array, " n"]
 
 
-class _AbstractLIF(AbstractNeuron):
+class _Linear(AbstractNeuron):
+    """Models that are linear between events (the LIF family): exact propagation with a
+    constant external current, see `neurosim.neurons._linear`. Subclasses name their
+    exponential synaptic currents and the fields holding their time constants."""
+
+    synapse_fields: ClassVar[tuple[str, ...]] = ()
+    _synapse_taus: ClassVar[tuple[str, ...]] = ()
+
+    def synapse_time_constants(self):
+        return tuple(getattr(self, name) for name in self._synapse_taus)
+
+    def closed_form(self, state, current, t0) -> _linear.ClosedForm:
+        """The exact solution from `state` at time `t0` (ms) under a constant `current`
+        while no event occurs, including the end of a refractory period."""
+        return _linear.ClosedForm(self, state, current, t0)
+
+
+class _AbstractLIF(_Linear):
     """The threshold, reset and refractory behaviour shared by the LIF models: state
     fields `v`, `refractory`, `ref_end`; subclasses add their synaptic currents."""
 
@@ -114,6 +132,9 @@ class LIF(_AbstractLIF):
 
     tau_syn: Float[Array, "..."] = eqx.field(converter=float_array, default=5.0)
 
+    synapse_fields: ClassVar[tuple[str, ...]] = ("i",)
+    _synapse_taus: ClassVar[tuple[str, ...]] = ("tau_syn",)
+
     def __check_init__(self):
         check_positive("LIF", "tau_syn", self.tau_syn)
 
@@ -162,6 +183,9 @@ class CubaLIF(_AbstractLIF):
     tau_exc: Float[Array, "..."] = eqx.field(converter=float_array, default=5.0)
     tau_inh: Float[Array, "..."] = eqx.field(converter=float_array, default=10.0)
 
+    synapse_fields: ClassVar[tuple[str, ...]] = ("ge", "gi")
+    _synapse_taus: ClassVar[tuple[str, ...]] = ("tau_exc", "tau_inh")
+
     def __check_init__(self):
         check_positive("CubaLIF", "tau_exc", self.tau_exc)
         check_positive("CubaLIF", "tau_inh", self.tau_inh)
@@ -195,7 +219,7 @@ class LIState(eqx.Module):
     i: Float[Array, " n"]
 
 
-class LI(AbstractNeuron):
+class LI(_Linear):
     r"""Leaky integrator: the LIF's sub-threshold equations without spikes, used as a
     readout.
 
@@ -207,6 +231,8 @@ class LI(AbstractNeuron):
     """
 
     spiking = False
+    synapse_fields: ClassVar[tuple[str, ...]] = ("i",)
+    _synapse_taus: ClassVar[tuple[str, ...]] = ("tau_syn",)
 
     tau_mem: Float[Array, "..."] = eqx.field(converter=float_array, default=10.0)
     tau_syn: Float[Array, "..."] = eqx.field(converter=float_array, default=5.0)

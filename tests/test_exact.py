@@ -1,0 +1,141 @@
+"""The closed-form path for the LIF family (`simulate(..., exact=None/True)`) against
+the ODE-solver path and closed forms, including grazing crossings."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import neurosim as ns
+from neurosim.inputs import Step, poisson_spikes
+
+TIGHT = dict(rtol=1e-12, atol=1e-12)
+
+
+def _network():
+    key = jax.random.PRNGKey(3)
+    k1, k2, k3 = jax.random.split(key, 3)
+    n_exc, n_inh = 40, 10
+    w = jax.random.uniform(k1, (n_exc + n_inh, n_exc + n_inh), minval=0.0, maxval=1.5)
+    w = w * (jax.random.uniform(k2, w.shape) < 0.2)
+    w = w.at[n_exc:].multiply(-3.0)
+    times, sources = poisson_spikes(k3, 40.0, num_sources=20, t1=200.0)
+    w_in = jnp.full((20, n_exc), 2.0) * (
+        jnp.arange(n_exc)[None, :] % 20 == jnp.arange(20)[:, None]
+    )
+    exc = ns.CubaLIF(
+        tau_mem=20.0,
+        tau_exc=5.0,
+        tau_inh=10.0,
+        v_th=-50.0,
+        v_reset=-60.0,
+        v_leak=-49.0,
+        t_ref=2.0,
+    )
+    inh = ns.LIF(tau_mem=10.0, tau_syn=5.0, v_th=1.0, v_reset=0.0, t_ref=1.0)
+    readout = ns.LI(tau_mem=15.0, tau_syn=5.0)
+    v0 = -60.0 + 10.0 * jax.random.uniform(jax.random.PRNGKey(4), (n_exc,))
+    net = ns.Network(
+        populations={
+            "exc": ns.Population(exc, n_exc, Step(50.0, 1.5, t_off=150.0)),
+            "inh": ns.Population(inh, n_inh, 0.9),
+            "out": ns.Population(readout, 2),
+        },
+        projections=[
+            ns.Projection("exc", "exc", w[:n_exc, :n_exc]),
+            ns.Projection("exc", "inh", w[:n_exc, n_exc:] * 0.3, delay=1.0),
+            ns.Projection("inh", "exc", w[n_exc:, :n_exc]),
+            ns.Projection("exc", "out", jnp.ones((n_exc, 2)) * jnp.array([0.1, -0.1])),
+            ns.Projection("drive", "exc", w_in),
+        ],
+        inputs={"drive": ns.SpikeTrains(times, sources, num_sources=20)},
+    )
+    y0 = {
+        "exc": exc.init_state(n_exc).__class__(
+            v=v0,
+            ge=jnp.zeros(n_exc),
+            gi=jnp.zeros(n_exc),
+            refractory=jnp.zeros(n_exc),
+            ref_end=jnp.zeros(n_exc),
+        ),
+        "inh": inh.init_state(n_inh),
+        "out": readout.init_state(2),
+    }
+    return net, y0
+
+
+def test_closed_form_equals_the_ode_solver_on_a_mixed_network(x64):
+    net, y0 = _network()
+    record = jnp.linspace(0.0, 200.0, 41)
+    kwargs = dict(t1=200.0, y0=y0, max_spikes=4000, record=record)
+    exact = ns.simulate(net, exact=True, **kwargs)
+    solver = ns.simulate(net, exact=False, **kwargs, **TIGHT)
+    assert int(exact.num_spikes) == int(solver.num_spikes) >= 100
+    for name in ("exc", "inh"):
+        t_exact, k_exact = exact.spikes(name)
+        t_solver, k_solver = solver.spikes(name)
+        np.testing.assert_array_equal(k_exact, k_solver)
+        np.testing.assert_allclose(t_exact, t_solver, rtol=0, atol=1e-7)
+    for name in ("exc", "out"):
+        np.testing.assert_allclose(
+            np.asarray(exact.states[name].v),
+            np.asarray(solver.states[name].v),
+            rtol=0,
+            atol=1e-7,
+        )
+
+
+@pytest.mark.parametrize("excess", [1e-4, 1e-7, -1e-7, -1e-4])
+def test_grazing_crossings(excess, x64):
+    """v = i0 K(s) peaks at 0.25 i0 at s* = 10 ln 2 (tau_mem = 10, tau_syn = 5): a
+    peak just above threshold is a spike at the first root of the closed form, one
+    just below is none."""
+    neuron = ns.LIF(tau_mem=10.0, tau_syn=5.0, v_th=1.0, v_reset=0.0)
+    i0 = 4.0 * (1.0 + excess)
+    y0 = neuron.init_state(1).__class__(
+        v=jnp.zeros(1), i=jnp.full((1,), i0), refractory=jnp.zeros(1), ref_end=jnp.zeros(1)
+    )
+    sol = ns.simulate(neuron, n=1, t1=30.0, y0=y0, exact=True)
+    times, _ = sol.spikes()
+    if excess < 0:
+        assert len(times) == 0
+        return
+    assert len(times) == 1
+    # The first root of 4 (1 + excess) (e^{-s/10} - e^{-s/5}) = 1 with x = e^{-s/10}:
+    # x - x^2 = 1 / (4 (1 + excess)), the larger root x.
+    c = 1.0 / (4.0 * (1.0 + excess))
+    x = 0.5 * (1.0 + np.sqrt(1.0 - 4.0 * c))
+    np.testing.assert_allclose(times[0], -10.0 * np.log(x), rtol=0, atol=1e-6)
+    assert int(sol.iterations) < 200
+
+
+def test_exact_true_rejects_models_without_a_closed_form():
+    with pytest.raises(ValueError, match="exact"):
+        ns.simulate(ns.Izhikevich(), n=1, t1=10.0, exact=True)
+    with pytest.raises(ValueError, match="exact"):
+        ns.simulate(ns.LIF(), n=1, t1=10.0, current=lambda t: 1.5, exact=True)
+
+
+def test_weight_gradient_through_the_closed_form(x64):
+    """d(second spike of B)/d(w) for A -> B, closed form against finite differences
+    of the ODE-solver path."""
+
+    def second_spike(w, exact):
+        sol = ns.simulate(
+            ns.LIF(tau_mem=10.0, tau_syn=5.0),
+            n=2,
+            t1=80.0,
+            current=jnp.array([1.5, 0.9]),
+            weights=jnp.array([[0.0, w], [0.0, 0.0]]),
+            exact=exact,
+            max_spikes=64,
+            **TIGHT,
+        )
+        times = jnp.where(sol.spike_neurons == 1, sol.spike_times, jnp.inf)
+        return jnp.sort(times)[1]
+
+    w, h = 0.8, 1e-5
+    grad = float(jax.grad(second_spike)(w, True))
+    fd = (float(second_spike(w + h, False)) - float(second_spike(w - h, False))) / (2 * h)
+    assert abs(grad) > 0.1
+    np.testing.assert_allclose(grad, fd, rtol=1e-5)
