@@ -21,6 +21,9 @@ def main():
     parser.add_argument("--n", type=int, default=4000)
     parser.add_argument("--t1", type=float, default=1000.0)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument(
+        "--gradients", action="store_true", help="run the differentiable (checkpointed) loop"
+    )
     args = parser.parse_args()
     scale = 4000 / args.n  # keep the input per neuron when the network is smaller
     print(f"CUBA: n={args.n}, t1={args.t1} ms, jax {jax.__version__} on {jax.devices()[0].platform}")
@@ -30,7 +33,9 @@ def main():
         )
 
         def run():
-            return jax.block_until_ready(ns.simulate(net, t1=args.t1, y0=y0, max_spikes=400_000))
+            return jax.block_until_ready(ns.simulate(
+                net, t1=args.t1, y0=y0, max_spikes=400_000, gradients=args.gradients
+            ))
 
         start = time.perf_counter()
         run()

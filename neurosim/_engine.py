@@ -67,6 +67,12 @@ class _Carry(eqx.Module):
     status: Int[Array, ""]
     iterations: Int[Array, ""]
     solver_steps: Int[Array, ""]
+    # Writes into the large buffers above, requested by an iteration's branches and
+    # applied outside them: a buffer passed through `lax.cond` would be copied.
+    spike_t: Float[Array, ""]
+    spike_slot: Int[Array, " N"]
+    record_slots: Int[Array, " W"]
+    record_values: PyTree
 
 
 class RunOutput(eqx.Module):
@@ -158,8 +164,6 @@ def run(
         count = jnp.sum(fired, dtype=jnp.int32)
         slot = carry.num_spikes + jnp.cumsum(fired, dtype=jnp.int32) - 1
         slot = jnp.where(fired, slot, max_spikes)
-        spike_times = carry.spike_times.at[slot].set(t, mode="drop")
-        spike_neurons = carry.spike_neurons.at[slot].set(neuron_index, mode="drop")
         overflow = carry.num_spikes + count > max_spikes
         y, aux = system.on_spikes(t, y, carry.aux, fired)
         armed = jnp.where(fired & system.disarm_mask, False, carry.armed)
@@ -170,8 +174,8 @@ def run(
             y=y,
             aux=aux,
             armed=armed,
-            spike_times=spike_times,
-            spike_neurons=spike_neurons,
+            spike_t=t,
+            spike_slot=slot,
             num_spikes=jnp.minimum(carry.num_spikes + count, max_spikes),
             status=jnp.where(overflow, OVERFLOW, carry.status),
         )
@@ -284,15 +288,11 @@ def run(
             # Saved before the stop (left limits at the stop time itself); entries
             # clipped to the segment end for later record times are not due yet.
             passed = (jnp.arange(record_window) < last) & (record_t <= t_stop)
-            slots = jnp.where(passed, record_slots, num_records)
-            records = jtu.tree_map(
-                lambda buf, new: buf.at[slots].set(new, mode="drop"),
-                carry.records,
-                system.observe(saved),
-            )
+            slots = jnp.where(passed, record_slots, num_records).astype(jnp.int32)
             carry = replace(
                 carry,
-                records=records,
+                record_slots=slots,
+                record_values=system.observe(saved),
                 record_ptr=carry.record_ptr + jnp.sum(passed, dtype=carry.record_ptr.dtype),
             )
         if exact:
@@ -321,8 +321,32 @@ def run(
     def body(carry: _Carry) -> _Carry:
         signed = _signed_conditions(system, carry.t, carry.y, carry.armed)
         any_due = jnp.any(signed > 0) if any_spiking else jnp.asarray(False)
-        carry = lax.cond(any_due, handle_due, advance, carry)
-        return replace(carry, iterations=carry.iterations + 1)
+        big = (carry.spike_times, carry.spike_neurons, carry.records)
+        small = replace(
+            carry,
+            spike_times=None,
+            spike_neurons=None,
+            records=None,
+            spike_slot=jnp.full((num,), max_spikes, jnp.int32),
+            record_slots=jnp.full((record_window,), num_records, jnp.int32),
+        )
+        small = lax.cond(any_due, handle_due, advance, small)
+        spike_times, spike_neurons, records = big
+        spike_times = spike_times.at[small.spike_slot].set(small.spike_t, mode="drop")
+        spike_neurons = spike_neurons.at[small.spike_slot].set(neuron_index, mode="drop")
+        if num_records > 0:
+            records = jtu.tree_map(
+                lambda buf, new: buf.at[small.record_slots].set(new, mode="drop"),
+                records,
+                small.record_values,
+            )
+        return replace(
+            small,
+            spike_times=spike_times,
+            spike_neurons=spike_neurons,
+            records=records,
+            iterations=small.iterations + 1,
+        )
 
     def cond(carry: _Carry):
         return carry.status == RUNNING
@@ -346,6 +370,13 @@ def run(
         status=jnp.asarray(RUNNING, jnp.int32),
         iterations=jnp.asarray(0, jnp.int32),
         solver_steps=jnp.asarray(0, jnp.int32),
+        spike_t=t0,
+        spike_slot=jnp.full((num,), max_spikes, jnp.int32),
+        record_slots=jnp.full((record_window,), num_records, jnp.int32),
+        record_values=jtu.tree_map(
+            lambda leaf: jnp.zeros((record_window,) + leaf.shape, leaf.dtype),
+            system.observe(y0),
+        ),
     )
     # The checkpointed loop supports reverse-mode autodiff and costs about 1.5x in the
     # forward pass; the plain loop is for runs that are never differentiated.
