@@ -1,0 +1,199 @@
+"""The Brian2 side of `make bench`: the reference workloads, timed in Brian2.
+
+Runs under the benchmark environment `.venv-bench` (Brian2 with its default cython
+target), never under neurosim's `.venv`. `benchmarks/run_all.py` launches it as a
+subprocess and reads the JSON it prints on its last line of output; it can also be run
+by hand:
+
+    .venv-bench/bin/python benchmarks/brian2_reference.py cuba --n 4000 --seeds 0 1 2 3
+    .venv-bench/bin/python benchmarks/brian2_reference.py lif
+    .venv-bench/bin/python benchmarks/brian2_reference.py izhikevich --params PARAMS.npz
+
+What each workload measures (times in ms, wall times in s):
+
+- `cuba`: Brian2's CUBA example (Vogels & Abbott 2005): `n` LIF neurons (80%
+  excitatory), p = 0.02, taum = 20 ms, taue = 5 ms, taui = 10 ms, Vt = -50 mV,
+  Vr = -60 mV, El = -49 mV, 5 ms refractory period, we = 60*0.27/10 mV and
+  wi = -20*4.5/10 mV (scaled by 4000/n below 4000 neurons), v0 uniform in [Vr, Vt],
+  dt = 0.1 ms, `exact` integration. One warm-up run first (it fills the cython cache),
+  then per seed: the construction time (groups and `connect`), the wall time of
+  `run()`, Brian2's simulation-loop time (the sum of the code objects' times from
+  `run(profile=True)`, code generation and compilation excluded), spikes and mean rate.
+- `lif`: one LIF, `dv/dt = (1.5 - v)/tau`, tau = 10 ms, threshold 1, reset 0, 1 s, at
+  dt = 0.1 and 0.01 ms: spike times against the closed form k * 10 ln 3 ms (max
+  absolute error over the spikes both have), spike count, wall time of `run()`.
+- `izhikevich`: N Izhikevich neurons (`dv/dt = 0.04 v^2 + 5 v + 140 - u + I` per ms,
+  `du/dt = a (b v - u)`, `v >= 30 -> v = c, u += d`) with per-neuron a, b, c, d read
+  from an .npz file, I = 10, v0 = -65, u0 = b v0, 1 s, Euler (Brian2's choice for these
+  equations) at dt = 0.1 and 0.01 ms: spike counts per neuron, wall time of `run()`.
+"""
+
+import argparse
+import json
+import math
+import statistics
+import time
+
+import brian2 as b2
+import numpy as np
+from brian2 import ms, mV, second
+
+CLOSED_FORM_PERIOD = 10.0 * math.log(3.0)  # ms, the LIF of the `lif` workload
+
+
+def _network_time(net):
+    """Brian2's simulation-loop time: the sum of the code objects' profiled times, s."""
+    return float(sum(float(t / second) for _, t in net.profiling_info))
+
+
+def cuba_run(seed, n=4000, t1=1000.0, dt=0.1, p=0.02):
+    """One CUBA run; returns its figures as a dict."""
+    b2.start_scope()
+    b2.defaultclock.dt = dt * ms
+    b2.seed(seed)
+    scale = 4000 / n
+    n_exc = int(round(0.8 * n))
+    namespace = {
+        "taum": 20 * ms, "taue": 5 * ms, "taui": 10 * ms,
+        "Vt": -50 * mV, "Vr": -60 * mV, "El": -49 * mV,
+        "we": 60 * 0.27 / 10 * mV * scale, "wi": -20 * 4.5 / 10 * mV * scale,
+    }
+    eqs = """
+    dv/dt  = (ge + gi - (v - El)) / taum : volt (unless refractory)
+    dge/dt = -ge / taue : volt
+    dgi/dt = -gi / taui : volt
+    """
+    start = time.perf_counter()
+    group = b2.NeuronGroup(n, eqs, threshold="v > Vt", reset="v = Vr", refractory=5 * ms,
+                           method="exact", namespace=namespace, name="cuba")
+    group.v = "Vr + rand() * (Vt - Vr)"
+    exc = b2.Synapses(group, group, on_pre="ge += we", namespace=namespace, name="cuba_exc")
+    exc.connect(f"i < {n_exc}", p=p)
+    inh = b2.Synapses(group, group, on_pre="gi += wi", namespace=namespace, name="cuba_inh")
+    inh.connect(f"i >= {n_exc}", p=p)
+    monitor = b2.SpikeMonitor(group, name="cuba_spikes")
+    net = b2.Network(group, exc, inh, monitor)
+    setup = time.perf_counter() - start
+    start = time.perf_counter()
+    net.run(t1 * ms, profile=True)
+    wall = time.perf_counter() - start
+    spikes = int(monitor.num_spikes)
+    return {
+        "seed": seed, "n": n, "t1": t1, "dt": dt, "synapses": len(exc) + len(inh),
+        "setup_s": setup, "run_s": wall, "loop_s": _network_time(net),
+        "spikes": spikes, "rate_hz": spikes / n / (t1 / 1000.0),
+    }
+
+
+def cuba(seeds, n, t1):
+    """A warm-up run (fills the cython cache; not reported), then one run per seed."""
+    warmup = cuba_run(seeds[0], n=n, t1=t1)
+    return {"warmup": warmup, "runs": [cuba_run(seed, n=n, t1=t1) for seed in seeds]}
+
+
+def lif_run(dt, t1=1000.0):
+    """The single LIF against the closed form at step `dt` (ms)."""
+    b2.start_scope()
+    b2.defaultclock.dt = dt * ms
+    group = b2.NeuronGroup(1, "dv/dt = (1.5 - v) / tau : 1", threshold="v > 1",
+                           reset="v = 0", method="exact", namespace={"tau": 10 * ms},
+                           name="lif")
+    monitor = b2.SpikeMonitor(group, name="lif_spikes")
+    net = b2.Network(group, monitor)
+    start = time.perf_counter()
+    net.run(t1 * ms)
+    wall = time.perf_counter() - start
+    times = np.asarray(monitor.t / ms)
+    exact = CLOSED_FORM_PERIOD * np.arange(1, int(t1 / CLOSED_FORM_PERIOD) + 1)
+    k = min(len(times), len(exact))
+    return {
+        "dt": dt, "spikes": len(times), "expected_spikes": len(exact),
+        "max_abs_error_ms": float(np.max(np.abs(times[:k] - exact[:k]))) if k else None,
+        "first_spike_ms": float(times[0]) if len(times) else None, "run_s": wall,
+    }
+
+
+def repeated(run, repeats):
+    """One run to warm the cython cache, then `repeats` timed runs: the first run's
+    figures with the wall times of all of them (`warm_s`) and their median."""
+    run()
+    runs = [run() for _ in range(repeats)]
+    times = [r.pop("run_s") for r in runs]
+    return {**runs[0], "warm_s": times, "median_s": statistics.median(times)}
+
+
+def lif(dts, repeats):
+    """The single LIF at each dt."""
+    return [repeated(lambda dt=dt: lif_run(dt), repeats) for dt in dts]
+
+
+def izhikevich_run(params, dt, t1=1000.0, current=10.0):
+    """The Izhikevich sweep at step `dt` (ms); parameters one value per neuron."""
+    b2.start_scope()
+    b2.defaultclock.dt = dt * ms
+    n = len(params["a"])
+    eqs = """
+    dv/dt = (0.04 * v**2 + 5 * v + 140 - u + I) / ms : 1
+    du/dt = a * (b * v - u) / ms : 1
+    a : 1
+    b : 1
+    c : 1
+    d : 1
+    I : 1
+    """
+    group = b2.NeuronGroup(n, eqs, threshold="v >= 30", reset="v = c; u += d",
+                           method="euler", name="izhikevich")
+    for name in "abcd":
+        setattr(group, name, params[name])
+    group.I = current
+    group.v = -65.0
+    group.u = params["b"] * -65.0
+    monitor = b2.SpikeMonitor(group, record=False, name="izhikevich_spikes")
+    net = b2.Network(group, monitor)
+    start = time.perf_counter()
+    net.run(t1 * ms)
+    wall = time.perf_counter() - start
+    return {"dt": dt, "n": n, "run_s": wall, "counts": [int(c) for c in monitor.count]}
+
+
+def izhikevich(path, dts, repeats, t1):
+    """The sweep at each dt, parameters read from the .npz at `path`."""
+    with np.load(path) as data:
+        params = {name: np.asarray(data[name], float) for name in "abcd"}
+    return [repeated(lambda dt=dt: izhikevich_run(params, dt, t1), repeats) for dt in dts]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="workload", required=True)
+    p_cuba = sub.add_parser("cuba")
+    p_cuba.add_argument("--n", type=int, default=4000)
+    p_cuba.add_argument("--t1", type=float, default=1000.0)
+    p_cuba.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
+    p_lif = sub.add_parser("lif")
+    p_lif.add_argument("--dts", type=float, nargs="+", default=[0.1, 0.01])
+    p_lif.add_argument("--repeats", type=int, default=3)
+    p_izh = sub.add_parser("izhikevich")
+    p_izh.add_argument("--params", required=True, help=".npz with arrays a, b, c, d")
+    p_izh.add_argument("--t1", type=float, default=1000.0)
+    p_izh.add_argument("--dts", type=float, nargs="+", default=[0.1, 0.01])
+    p_izh.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    b2.prefs.codegen.target = "cython"  # Brian2's default, stated
+    if args.workload == "cuba":
+        result = cuba(args.seeds, args.n, args.t1)
+    elif args.workload == "lif":
+        result = lif(args.dts, args.repeats)
+    else:
+        result = izhikevich(args.params, args.dts, args.repeats, args.t1)
+    versions = {"brian2": b2.__version__, "numpy": np.__version__}
+    try:
+        import Cython
+        versions["cython"] = Cython.__version__
+    except ImportError:
+        pass
+    print(json.dumps({"workload": args.workload, "versions": versions, "result": result}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,481 @@
+"""The benchmark suite: neurosim against Brian2 and the plain diffrax loop, in one run.
+
+`make bench` runs this script with neurosim's `.venv` after creating `.venv-bench`
+(Brian2 only, see `requirements-bench.txt`). By hand:
+
+    .venv/bin/python benchmarks/run_all.py [--quick] [--brian2-python PYTHON]
+
+where PYTHON is the Brian2 environment's interpreter (default `.venv-bench/bin/python`).
+Brian2 runs in its own process (`brian2_reference.py`, which prints JSON); neurosim runs
+here, never at the same time as Brian2. Every neurosim call is timed with
+`jax.block_until_ready`: the first call (compilation plus one run) apart from the warm
+calls, whose median is reported. Writes `benchmarks/RESULTS.md` (see `bench_report.py`)
+and the raw figures to `out/bench/results.json`. Numbers are written, never asserted; a
+workload that fails is reported as such in RESULTS.md and the others still run.
+
+Workloads (simulated time in ms, wall times in s):
+
+1. CUBA (Vogels-Abbott, Brian2's example): 4000 LIF, 1 s, seeds 0-3. Brian2: a warm
+   `run()` and its simulation loop (profiled code objects); neurosim:
+   `simulate(net, gradients=False)`, first call and warm calls.
+2. Compile time of neurosim's CUBA (first call, and first call minus warm call).
+3. Accuracy: one LIF (tau = 10 ms, threshold 1, input 1.5) for 1 s against the closed
+   form k * 10 ln 3 ms: Brian2 at dt = 0.1 and 0.01 ms; neurosim in float32 (default
+   tolerances) and float64 (a separate process with `jax_enable_x64`, tolerances 1e-12).
+4. Sweep: 1024 Izhikevich neurons with per-neuron a, b, c, d (`izhikevich_params`,
+   handed to Brian2 in an .npz), I = 10, 1 s. Brian2 with Euler at dt = 0.1 and 0.01 ms;
+   neurosim exact (Tsit5, spikes located) as one population and under `jax.vmap`, and
+   Brian2's scheme (Euler, threshold on the grid) under `jax.vmap`; spike counts neuron
+   by neuron.
+5. Cost per event: the network of `per_event.py` at N = 10, 100, 1000, 4000, neurosim
+   against the plain diffrax loop of `plain_diffrax.py`.
+6. Gradients: value and gradient of the sum of all spike times of a 100-neuron
+   recurrent LIF network driven by Poisson input for 100 ms, against its forward runs.
+
+`--quick` shrinks the workloads (CUBA 1000 neurons for 200 ms, 256 Izhikevich neurons
+for 200 ms, per-event N = 100 and 1000) to check the suite in a few minutes.
+"""
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import diffrax as dfx
+import equinox as eqx
+import jax
+import jax.experimental.sparse as jsparse
+import jax.numpy as jnp
+import numpy as np
+import optimistix as optx
+from bench_report import failures, write_report
+from per_event import network as per_event_network
+from plain_diffrax import run_plain
+
+import neurosim as ns
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+OUT = ROOT / "out" / "bench"
+PERIOD = 10.0 * math.log(3.0)  # ms, the closed-form LIF's inter-spike interval
+FULL = {
+    "cuba": {"n": 4000, "t1": 1000.0, "seeds": [0, 1, 2, 3]},
+    "izhikevich": {"n": 1024, "t1": 1000.0, "euler_dts": [0.1, 0.01]},
+    "per_event": [10, 100, 1000, 4000],
+}
+QUICK = {
+    "cuba": {"n": 1000, "t1": 200.0, "seeds": [0, 1, 2]},
+    "izhikevich": {"n": 256, "t1": 200.0, "euler_dts": [0.1]},
+    "per_event": [100, 1000],
+}
+
+
+def log(message):
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def attempt(fn):
+    """`fn()`, or {"error": ...} when it raises: a failing workload is reported in
+    RESULTS.md and the others still run."""
+    try:
+        return fn()
+    except Exception as error:  # noqa: BLE001 (any failure is a finding to report)
+        lines = [line for line in str(error).splitlines() if line.strip()]
+        message = f"{type(error).__name__}: {lines[0] if lines else ''}"[:400]
+        log(f"failed: {message}")
+        return {"error": message}
+
+
+def timed_calls(fn, repeats):
+    """Call `fn` once (compile and run), then `repeats` times warm, each blocked until
+    ready; returns the last output and the timing figures."""
+    start = time.perf_counter()
+    out = jax.block_until_ready(fn())
+    first = time.perf_counter() - start
+    warm = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = jax.block_until_ready(fn())
+        warm.append(time.perf_counter() - start)
+    median = statistics.median(warm)
+    return out, {"first_s": first, "warm_s": warm, "median_s": median,
+                 "first_minus_warm_s": first - median}
+
+
+# ---------------------------------------------------------------- Brian2 (subprocess)
+
+
+def brian2(python, *args):
+    """Run one workload of `brian2_reference.py` under `python`; its JSON output."""
+    command = [str(python), str(HERE / "brian2_reference.py"), *map(str, args)]
+    log("Brian2: " + " ".join(map(str, args)))
+    return child_json(command, cwd=ROOT)
+
+
+def child_json(command, **kwargs):
+    """Run `command`; the JSON on the last line of its output, or an error that quotes
+    the end of its error output."""
+    done = subprocess.run(command, capture_output=True, text=True, **kwargs)
+    if done.returncode != 0:
+        tail = [line for line in done.stderr.splitlines() if line.strip()][-1:]
+        raise RuntimeError(f"{Path(command[1]).name} exited {done.returncode}: {tail}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------- neurosim workloads
+
+
+def cuba_run(net, y0, t1):
+    return ns.simulate(net, t1=t1, y0=y0, max_spikes=400_000, gradients=False)
+
+
+def compile_time(net, y0, t1):
+    """Ahead-of-time tracing and lowering, then XLA compilation, of one CUBA run (s),
+    with JAX's caches cleared first so that nothing traced before is reused."""
+    jax.clear_caches()
+    start = time.perf_counter()
+    lowered = eqx.filter_jit(cuba_run).lower(net, y0, t1)
+    lowering = time.perf_counter() - start
+    start = time.perf_counter()
+    lowered.compile()
+    return {"lower_s": lowering, "xla_compile_s": time.perf_counter() - start}
+
+
+def cuba(seeds, n, t1, repeats):
+    """neurosim's CUBA: `repeats` warm calls for the first seed, one for the others, and
+    the compile time of each seed measured apart."""
+    scale = 4000 / n  # keep the input per neuron at smaller sizes, as cuba.py does
+    runs = []
+    for k, seed in enumerate(seeds):
+        net, y0 = ns.networks.vogels_abbott_cuba(
+            seed, n=n, we=60 * 0.27 / 10 * scale, wi=-20 * 4.5 / 10 * scale
+        )
+        sol, timing = timed_calls(lambda net=net, y0=y0: cuba_run(net, y0, t1),
+                                  repeats if k == 0 else 1)
+        spikes = int(sol.num_spikes)
+        runs.append({"seed": seed, "spikes": spikes, "rate_hz": spikes / n / (t1 / 1000.0),
+                     "iterations": int(sol.iterations), "overflow": bool(sol.overflow),
+                     **timing, **compile_time(net, y0, t1)})
+        log(f"neurosim CUBA seed {seed}: {spikes} spikes, first call "
+            f"{timing['first_s']:.1f} s, warm {timing['median_s']:.2f} s")
+    return runs
+
+
+def lif_accuracy(x64, repeats):
+    """The single LIF against k * 10 ln 3 ms, in the precision currently enabled."""
+    tol = 1e-12 if x64 else 1e-6
+    neuron = ns.LIF(tau_mem=10.0, v_th=1.0, v_reset=0.0)
+
+    def run():
+        return ns.simulate(neuron, n=1, t1=1000.0, current=1.5, max_spikes=200,
+                           rtol=tol, atol=tol, gradients=False)
+
+    sol, timing = timed_calls(run, repeats)
+    times, _ = sol.spikes()
+    exact = PERIOD * np.arange(1, int(1000.0 / PERIOD) + 1)
+    k = min(len(times), len(exact))
+    error = np.abs(times[:k].astype(np.float64) - exact[:k])
+    return {"dtype": str(times.dtype), "rtol": tol, "atol": tol, "spikes": len(times),
+            "expected_spikes": len(exact), "max_abs_error_ms": float(error.max()),
+            "first_spike_ms": float(times[0]), **timing}
+
+
+def lif_accuracy_x64(repeats):
+    """`lif_accuracy` in float64, in a fresh process (x64 must be on before any array)."""
+    return child_json([sys.executable, __file__, "--lif-x64", "--repeats", str(repeats)])
+
+
+def izhikevich_params(n, seed=0):
+    """Per-neuron a, b, c, d: 80% between regular spiking (r = 0) and chattering (r = 1),
+    a = 0.02, b = 0.2, c = -65 + 15 r^2, d = 8 - 6 r^2; 20% between fast spiking
+    (a = 0.1, b = 0.2) and low-threshold spiking (a = 0.02, b = 0.25), c = -65, d = 2."""
+    rng = np.random.default_rng(seed)
+    n_rs = int(round(0.8 * n))
+    r_rs, r_fs = rng.random(n_rs), rng.random(n - n_rs)
+    return {
+        "a": np.concatenate([np.full(n_rs, 0.02), 0.02 + 0.08 * r_fs]),
+        "b": np.concatenate([np.full(n_rs, 0.2), 0.25 - 0.05 * r_fs]),
+        "c": np.concatenate([-65.0 + 15.0 * r_rs**2, np.full(n - n_rs, -65.0)]),
+        "d": np.concatenate([8.0 - 6.0 * r_rs**2, np.full(n - n_rs, 2.0)]),
+    }
+
+
+def izhikevich_lanes(t1, **kwargs):
+    """One Izhikevich neuron per `jax.vmap` lane; returns (spike count, overflow)."""
+
+    def one(a, b, c, d):
+        sol = ns.simulate(ns.Izhikevich(a=a, b=b, c=c, d=d), n=1, t1=t1, current=10.0,
+                          max_spikes=400, gradients=False, **kwargs)
+        return sol.num_spikes, sol.overflow
+
+    return jax.jit(jax.vmap(one))
+
+
+def izhikevich(params, t1, repeats, euler_dts):
+    """The sweep in neurosim: exact as one population and under vmap, then Brian2's
+    scheme (Euler, threshold tested at the end of each step) under vmap."""
+    n = len(params["a"])
+    arrays = {name: jnp.asarray(params[name], jnp.float32) for name in "abcd"}
+    population = ns.Izhikevich(**arrays)
+
+    def whole():
+        return ns.simulate(population, n=n, t1=t1, current=10.0, max_spikes=80 * n,
+                           gradients=False)
+
+    sol, timing = timed_calls(whole, repeats)
+    _, neurons = sol.spikes()
+    runs = {"exact, one population": {"counts": np.bincount(neurons, minlength=n),
+                                      "overflow": bool(sol.overflow), **timing}}
+    schemes = {"exact, vmap": (None, {})}
+    for dt in euler_dts:
+        kwargs = {"solver": dfx.Euler(), "dt0": dt, "locate_spikes": False}
+        schemes[f"Euler dt = {dt}, vmap"] = (dt, kwargs)
+    for name, (dt, kwargs) in schemes.items():
+        fn = izhikevich_lanes(t1, **kwargs)
+        (counts, overflow), timing = timed_calls(lambda fn=fn: fn(**arrays), repeats)
+        runs[name] = {"counts": np.asarray(counts), "overflow": bool(np.any(overflow)),
+                      "euler_dt": dt, **timing}
+    for name, r in runs.items():
+        log(f"neurosim Izhikevich {name}: {int(np.sum(r['counts']))} spikes, "
+            f"warm {r['median_s']:.2f} s")
+    return runs
+
+
+def per_event_size(n, repeats):
+    """One row of the per-event table: per_event.py's network and simulated time. The
+    weights go in as a BCOO matrix, which neurosim stores by rows exactly like the
+    (pre, post, value) triples per_event.py passes."""
+    weights, current, v0 = per_event_network(n)
+    t1 = float(max(20.0, 4000.0 / n * 20.0))
+    lif = ns.LIF(tau_mem=20.0, tau_syn=5.0)
+    sparse = jsparse.BCOO.fromdense(jnp.asarray(weights, jnp.float32))
+    population = ns.Population(lif, n, jnp.asarray(current, jnp.float32))
+    net = ns.Network({"p": population}, [ns.Projection("p", "p", sparse)])
+    y0 = {"p": eqx.tree_at(lambda s: s.v, lif.init_state(n), jnp.asarray(v0, jnp.float32))}
+    row = {"n": n, "t1": t1}
+    for gradients in (True, False):
+        sol, timing = timed_calls(
+            lambda g=gradients: ns.simulate(net, t1=t1, y0=y0, max_spikes=20_000,
+                                            gradients=g),
+            repeats,
+        )
+        row[f"neurosim_grad_{gradients}"] = {"spikes": int(sol.num_spikes), **timing}
+    args = [jnp.asarray(x, jnp.float32) for x in (weights, current, v0)]
+    (_, _, spikes), timing = timed_calls(lambda: run_plain(*args, t1, max_spikes=20_000),
+                                         repeats)
+    row["plain"] = {"spikes": int(spikes), **timing}
+    log(f"per event N = {n}: neurosim {row['neurosim_grad_True']['spikes']} spikes "
+        f"{row['neurosim_grad_True']['median_s']:.3f} s, plain {int(spikes)} spikes "
+        f"{timing['median_s']:.3f} s")
+    return row
+
+
+def gradients(repeats, n=100, n_in=50, t1=100.0):
+    """Value and gradient (recurrent and input weights) of the sum of all spike times of a
+    recurrent LIF network with Poisson input, against its forward runs."""
+    rng = np.random.default_rng(0)
+    key = jax.random.PRNGKey(0)
+    times, sources = ns.inputs.poisson_spikes(key, 20.0, num_sources=n_in, t1=t1)
+    # Host arrays: SpikeTrains checks its source indices with Python ints when it is
+    # built, which fails under jit on closed-over device arrays.
+    times, sources = np.asarray(times), np.asarray(sources)
+    w_in = jnp.asarray(rng.uniform(0.0, 0.5, (n_in, n)), jnp.float32)
+    w = jnp.asarray(rng.normal(0.0, 0.2, (n, n)) * (rng.random((n, n)) < 0.1), jnp.float32)
+    neuron = ns.LIF()
+
+    def forward(w, w_in, gradients):
+        return ns.simulate(neuron, n=n, t1=t1, weights=w, input_spikes=(times, sources),
+                           input_weights=w_in, max_spikes=4000, gradients=gradients)
+
+    def loss(w, w_in):
+        spike_times = forward(w, w_in, True).spike_times
+        return jnp.sum(jnp.where(jnp.isfinite(spike_times), spike_times, 0.0))
+
+    functions = {
+        "forward, gradients=False": jax.jit(lambda *ws: forward(*ws, False).num_spikes),
+        "forward, gradients=True": jax.jit(lambda *ws: forward(*ws, True).num_spikes),
+        "value_and_grad": jax.jit(jax.value_and_grad(loss, argnums=(0, 1))),
+    }
+    out = {"n": n, "n_inputs": n_in, "t1": t1,
+           "input_spikes": int(np.isfinite(times).sum())}
+    for name, fn in functions.items():
+        timed = attempt(lambda fn=fn: timed_calls(lambda: fn(w, w_in), repeats))
+        if isinstance(timed, dict):  # failed
+            out[name] = timed
+            continue
+        result, out[name] = timed
+        log(f"gradients, {name}: warm {out[name]['median_s']:.3f} s")
+        if name == "value_and_grad":
+            grads = jnp.concatenate([g.ravel() for g in result[1]])
+            out.update(loss=float(result[0]), grad_norm=float(jnp.linalg.norm(grads)),
+                       grad_finite=bool(jnp.all(jnp.isfinite(grads))))
+        else:
+            out["spikes"] = int(result)
+    return out
+
+
+# ---------------------------------------------------------------- the run
+
+
+def load_average():
+    """Other processes on the machine slow every figure down; the report shows the load."""
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def cpu_seconds():
+    """(CPU time all processes have used, CPU time this process and its children have
+    used), in s; their growth over the run tells what other processes took."""
+    usage = [resource.getrusage(resource.RUSAGE_SELF),
+             resource.getrusage(resource.RUSAGE_CHILDREN)]
+    own = sum(r.ru_utime + r.ru_stime for r in usage)
+    stat = Path("/proc/stat")
+    if not stat.exists():
+        return None, own
+    ticks = [int(x) for x in stat.read_text().split("\n", 1)[0].split()[1:9]]
+    busy = sum(ticks) - ticks[3] - ticks[4]  # all but idle and iowait
+    return busy / os.sysconf("SC_CLK_TCK"), own
+
+
+def others_share(start, wall):
+    """The CPU time other processes used during the run, as text."""
+    (busy0, own0), (busy1, own1) = start, cpu_seconds()
+    if busy0 is None:
+        return "unknown"
+    others = max(busy1 - busy0 - (own1 - own0), 0.0)
+    return (f"{others:.0f} s of CPU time in {wall:.0f} s of wall time "
+            f"({others / wall:.0%} of one core)")
+
+
+def machine(brian2_versions, load_at_start, others):
+    """CPU, cores, OS, Python, date and the versions that matter."""
+    info = {"cpu": "unknown", "cores": os.cpu_count(), "os": platform.platform()}
+    cpuinfo, release = Path("/proc/cpuinfo"), Path("/etc/os-release")
+    if cpuinfo.exists():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]
+        info["cpu"] = names[0] if names else "unknown"
+    if release.exists():
+        for line in release.read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                name = line.split("=", 1)[1].strip('"')
+                info["os"] = f"{name}, {platform.platform()}"
+    return {
+        **info, "memory": _memory(), "neurosim": _revision(),
+        "load average (1, 5, 15 min) at the start": load_at_start,
+        "other processes during the run": others,
+        "python": platform.python_version(),
+        "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        "jax": f"{jax.__version__} ({jax.default_backend()})", "equinox": eqx.__version__,
+        "diffrax": dfx.__version__, "optimistix": optx.__version__, "numpy": np.__version__,
+        "brian2": brian2_versions.get("brian2", "not run"),
+        "numpy (Brian2 environment)": brian2_versions.get("numpy", "not run"),
+        "cython (Brian2 environment)": brian2_versions.get("cython", "not run"),
+    }
+
+
+def _revision():
+    """The git commit of the neurosim measured, and whether neurosim/ had local changes."""
+    try:
+        git = ["git", "-C", str(ROOT)]
+        commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+        changed = subprocess.run([*git, "status", "--porcelain", "neurosim"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return f"{ns.__version__} (not a git checkout)"
+    return f"{ns.__version__}, commit {commit}" + (" with local changes" if changed else "")
+
+
+def _memory():
+    meminfo = Path("/proc/meminfo")
+    if not meminfo.exists():
+        return "unknown"
+    kib = int(meminfo.read_text().split("MemTotal:")[1].split()[0])
+    return f"{kib / 2**20:.0f} GiB"
+
+
+def jsonable(x):
+    if isinstance(x, dict):
+        return {k: jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [jsonable(v) for v in x]
+    if isinstance(x, np.ndarray | np.generic):
+        return x.tolist()
+    return x
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
+    parser.add_argument("--brian2-python", default=str(ROOT / ".venv-bench/bin/python"),
+                        help="the interpreter of the Brian2 environment")
+    parser.add_argument("--repeats", type=int, default=3, help="warm calls per figure")
+    parser.add_argument("--output", default=str(HERE / "RESULTS.md"))
+    parser.add_argument("--lif-x64", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.lif_x64:  # the float64 child process of `lif_accuracy_x64`
+        jax.config.update("jax_enable_x64", True)
+        print(json.dumps(jsonable([lif_accuracy(True, args.repeats)])))
+        return
+
+    started, cpu_at_start = time.perf_counter(), cpu_seconds()
+    load_at_start = load_average()
+    time.sleep(1.0)
+    busy = others_share(cpu_at_start, time.perf_counter() - started)
+    log(f"other processes in the last second: {busy}; they slow every figure down")
+    command = "python benchmarks/run_all.py" + (" --quick" if args.quick else "")
+    config = {"mode": "quick" if args.quick else "full", "command": command,
+              **(QUICK if args.quick else FULL)}
+    cu, iz = config["cuba"], config["izhikevich"]
+    OUT.mkdir(parents=True, exist_ok=True)
+    params = izhikevich_params(iz["n"])
+    params_path = OUT / "izhikevich_params.npz"
+    np.savez(params_path, **params)
+
+    py = args.brian2_python
+    b2 = {
+        "cuba": ("cuba", "--n", cu["n"], "--t1", cu["t1"], "--seeds", *cu["seeds"]),
+        "lif": ("lif", "--repeats", args.repeats),
+        "izhikevich": ("izhikevich", "--params", params_path, "--t1", iz["t1"],
+                       "--repeats", args.repeats),
+    }
+    b2 = {name: attempt(lambda a=a: brian2(py, *a)) for name, a in b2.items()}
+    results = {"brian2": {name: out.get("result", out) for name, out in b2.items()}}
+    versions = next((out["versions"] for out in b2.values() if "versions" in out), {})
+    workloads = {
+        "cuba": lambda: cuba(cu["seeds"], cu["n"], cu["t1"], args.repeats),
+        "lif": lambda: [lif_accuracy(False, args.repeats), *lif_accuracy_x64(args.repeats)],
+        "izhikevich": lambda: izhikevich(params, iz["t1"], args.repeats, iz["euler_dts"]),
+        "per_event": lambda: [per_event_size(n, args.repeats) for n in config["per_event"]],
+        "gradients": lambda: gradients(args.repeats),
+    }
+    ours = {}
+    for name, workload in workloads.items():
+        log(f"neurosim: {name}")
+        ours[name] = attempt(workload)
+
+    config["total_s"] = time.perf_counter() - started
+    others = others_share(cpu_at_start, config["total_s"])
+    info = machine(versions, load_at_start, others)
+    results.update(neurosim=ours, machine=info, config=config)
+    results = jsonable(results)
+    (OUT / "results.json").write_text(json.dumps(results, indent=1))
+    write_report(results, args.output)
+    log(f"wrote {args.output} and {OUT / 'results.json'}, "
+        f"{config['total_s'] / 60:.1f} min in all")
+    failed = [f"{side}/{name}" for side in ("brian2", "neurosim")
+              for name, data in results[side].items() if failures(data, name)]
+    if failed:
+        log(f"failed (see RESULTS.md): {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()
