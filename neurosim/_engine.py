@@ -165,7 +165,7 @@ def run(
         slot = carry.num_spikes + jnp.cumsum(fired, dtype=jnp.int32) - 1
         slot = jnp.where(fired, slot, max_spikes)
         overflow = carry.num_spikes + count > max_spikes
-        y, aux = system.on_spikes(t, y, carry.aux, fired)
+        y, aux = system.on_spikes(t, y, carry.aux, fired, differentiable=gradients)
         armed = jnp.where(fired & system.disarm_mask, False, carry.armed)
         armed = jnp.where(rearm, True, armed)
         return replace(

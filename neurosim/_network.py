@@ -64,8 +64,11 @@ class SpikeTrains(eqx.Module):
                 "SpikeTrains: `times` and `sources` must be 1-D arrays of equal length "
                 f"(got {times.shape} and {sources.shape})."
             )
+        # Checked with numpy: a jnp reduction under a jit trace is staged, even of a
+        # concrete array.
         if is_concrete(sources) and sources.size and (
-            int(sources.min()) < 0 or int(sources.max()) >= num_sources
+            int(np.min(np.asarray(sources))) < 0
+            or int(np.max(np.asarray(sources))) >= num_sources
         ):
             raise ValueError(f"SpikeTrains: `sources` must lie in [0, {num_sources}).")
         self.times = times
@@ -129,15 +132,34 @@ class Connection(eqx.Module):
         target = jnp.zeros((self.n_post,), weight.dtype)
         return target.at[self.post_index[rows]].add(weight, mode="drop")
 
-    def deliver(self, fired: Bool[Array, " n_pre"]):
+    def deliver(self, fired: Bool[Array, " n_pre"], differentiable: bool = True):
         """The input to `post` when the presynaptic neurons in `fired` spike: their
-        rows, gathered `GATHER_ROWS` at a time (one round for the usual single spike;
-        never a dense pass over all rows)."""
+        rows, gathered `GATHER_ROWS` at a time, never a dense pass over all rows for the
+        usual few spikes. Beyond `GATHER_ROWS` simultaneous spikes: a dense pass when
+        `differentiable` (reverse-mode autodiff needs a branch, not a loop of unknown
+        length), else further rounds of gathers in a loop (no branch, whose operands
+        would be copied on every call)."""
         gather = min(GATHER_ROWS, self.n_pre)
         rows = jnp.nonzero(fired, size=gather, fill_value=self.n_pre)[0]
-        first = self.rows(jnp.minimum(rows, self.n_pre - 1), rows < self.n_pre)
+        valid = rows < self.n_pre
         if gather == self.n_pre:
-            return first
+            return self.rows(jnp.minimum(rows, self.n_pre - 1), valid)
+
+        if differentiable:
+
+            def many():
+                scale = fired.astype(self.weight.dtype)[:, None]
+                if self.post_index is None:
+                    return jnp.sum(self.weight * scale, axis=0)
+                target = jnp.zeros((self.n_post,), self.weight.dtype)
+                return target.at[self.post_index].add(self.weight * scale, mode="drop")
+
+            def few():
+                return self.rows(jnp.minimum(rows, self.n_pre - 1), valid)
+
+            return lax.cond(jnp.sum(fired) <= gather, few, many)
+
+        first = self.rows(jnp.minimum(rows, self.n_pre - 1), valid)
 
         def cond(carry):
             remaining, _ = carry
@@ -145,14 +167,13 @@ class Connection(eqx.Module):
 
         def body(carry):
             remaining, x = carry
-            rows = jnp.nonzero(remaining, size=gather, fill_value=self.n_pre)[0]
-            valid = rows < self.n_pre
-            rows = jnp.minimum(rows, self.n_pre - 1)
-            remaining = remaining.at[jnp.where(valid, rows, self.n_pre)].set(False, mode="drop")
-            return remaining, x + self.rows(rows, valid)
+            more = jnp.nonzero(remaining, size=gather, fill_value=self.n_pre)[0]
+            ok = more < self.n_pre
+            more = jnp.minimum(more, self.n_pre - 1)
+            remaining = remaining.at[jnp.where(ok, more, self.n_pre)].set(False, mode="drop")
+            return remaining, x + self.rows(more, ok)
 
-        # Spikes beyond the first round (many neurons firing at the same time).
-        done = jnp.zeros_like(fired).at[jnp.where(rows < self.n_pre, rows, self.n_pre)].set(
+        done = jnp.zeros_like(fired).at[jnp.where(valid, rows, self.n_pre)].set(
             True, mode="drop"
         )
         return lax.while_loop(cond, body, (fired & ~done, first))[1]
@@ -251,6 +272,10 @@ class Network(eqx.Module):
     - `projections`: a sequence of `Projection`.
     - `inputs`: a dict name -> `SpikeTrains` (external spike sources).
 
+    Global neuron indices (`Solution.spike_neurons`) number the populations in the
+    order of their names (`network.offsets`); `Solution.spikes(name)` gives each
+    population's own indices.
+
     **Example:**
 
     ```python
@@ -268,8 +293,10 @@ class Network(eqx.Module):
     inputs: dict[str, SpikeTrains]
 
     def __init__(self, populations, projections=(), inputs=None):
-        inputs = {} if inputs is None else dict(inputs)
-        populations = dict(populations)
+        # Kept in name order: JAX flattens dicts by sorted key, so inside `jit` this is
+        # the order anyway, and global indices must mean the same outside.
+        inputs = {} if inputs is None else dict(sorted(dict(inputs).items()))
+        populations = dict(sorted(dict(populations).items()))
         if not populations:
             raise ValueError("Network: `populations` must name at least one Population.")
         for name, pop in populations.items():

@@ -147,7 +147,7 @@ class NetworkSystem(eqx.Module):
 
     # ----- events ---------------------------------------------------------------------
 
-    def on_spikes(self, t, y, aux, fired):
+    def on_spikes(self, t, y, aux, fired, differentiable: bool = True):
         pops = self.network.populations
         fired_by_pop = self._split(fired)
         y = dict(y)
@@ -158,7 +158,7 @@ class NetworkSystem(eqx.Module):
             if conn.pre not in pops:
                 continue
             if conn.delay is None:
-                x = conn.deliver(fired_by_pop[conn.pre])
+                x = conn.deliver(fired_by_pop[conn.pre], differentiable)
                 y[conn.post] = _jump(pops[conn.post].neuron, y[conn.post], x, conn.target)
             else:
                 aux[k] = self._enqueue(aux[k], t, fired_by_pop[conn.pre])
