@@ -235,7 +235,9 @@ def lif(results):
     rows = [["Brian2", f"exact, dt = {r['dt']} ms", r["spikes"],
              f"{r['max_abs_error_ms']:.2e}", f(r["first_spike_ms"], 6), warm(r)]
             for r in results["brian2"]["lif"]]
-    rows += [["neurosim", f"Tsit5, {r['dtype']}, rtol = atol = {r['rtol']:g}", r["spikes"],
+    rows += [["neurosim", f"{r.get('method', 'Tsit5')}, {r['dtype']}"
+              + ("" if r.get("method") == "closed form" else f", rtol = atol = {r['rtol']:g}"),
+              r["spikes"],
               f"{r['max_abs_error_ms']:.2e}", f(r["first_spike_ms"], 6), warm(r)]
              for r in results["neurosim"]["lif"]]
     return [
@@ -361,6 +363,9 @@ def write_report(results, path):
             lines += section(results)
         except MISSING:
             lines += [f"## {title}\n", f"Not measured: {errors(results, needs)}.\n"]
+    history = Path(__file__).with_name("HISTORY.md")
+    if history.exists():
+        lines += ["", history.read_text()]
     Path(path).write_text("\n".join(lines))
 
 

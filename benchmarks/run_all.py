@@ -24,7 +24,7 @@ Workloads (simulated time in ms, wall times in s):
    tolerances) and float64 (a separate process with `jax_enable_x64`, tolerances 1e-12).
 4. Sweep: 1024 Izhikevich neurons with per-neuron a, b, c, d (`izhikevich_params`,
    handed to Brian2 in an .npz), I = 10, 1 s. Brian2 with Euler at dt = 0.1 and 0.01 ms;
-   neurosim exact (Tsit5, spikes located) as one population and under `jax.vmap`, and
+   neurosim exact (Tsit5, spikes located; Izhikevich has no closed form) as one population and under `jax.vmap`, and
    Brian2's scheme (Euler, threshold on the grid) under `jax.vmap`; spike counts neuron
    by neuron.
 5. Cost per event: the network of `per_event.py` at N = 10, 100, 1000, 4000, neurosim
@@ -169,21 +169,24 @@ def cuba(seeds, n, t1, repeats):
     return runs
 
 
-def lif_accuracy(x64, repeats):
-    """The single LIF against k * 10 ln 3 ms, in the precision currently enabled."""
+def lif_accuracy(x64, repeats, exact=None):
+    """The single LIF against k * 10 ln 3 ms, in the precision currently enabled, with
+    the closed form (`exact=None`, the default for the LIF) or Tsit5 (`exact=False`)."""
     tol = 1e-12 if x64 else 1e-6
     neuron = ns.LIF(tau_mem=10.0, v_th=1.0, v_reset=0.0)
 
     def run():
         return ns.simulate(neuron, n=1, t1=1000.0, current=1.5, max_spikes=200,
-                           rtol=tol, atol=tol, gradients=False)
+                           rtol=tol, atol=tol, gradients=False, exact=exact)
 
     sol, timing = timed_calls(run, repeats)
     times, _ = sol.spikes()
     exact = PERIOD * np.arange(1, int(1000.0 / PERIOD) + 1)
     k = min(len(times), len(exact))
     error = np.abs(times[:k].astype(np.float64) - exact[:k])
-    return {"dtype": str(times.dtype), "rtol": tol, "atol": tol, "spikes": len(times),
+    method = "Tsit5" if exact is False else "closed form"
+    return {"method": method, "dtype": str(times.dtype), "rtol": tol, "atol": tol,
+            "spikes": len(times),
             "expected_spikes": len(exact), "max_abs_error_ms": float(error.max()),
             "first_spike_ms": float(times[0]), **timing}
 
@@ -423,7 +426,8 @@ def main():
     args = parser.parse_args()
     if args.lif_x64:  # the float64 child process of `lif_accuracy_x64`
         jax.config.update("jax_enable_x64", True)
-        print(json.dumps(jsonable([lif_accuracy(True, args.repeats)])))
+        print(json.dumps(jsonable([lif_accuracy(True, args.repeats, exact)
+                                   for exact in (None, False)])))
         return
 
     started, cpu_at_start = time.perf_counter(), cpu_seconds()
@@ -452,7 +456,8 @@ def main():
     versions = next((out["versions"] for out in b2.values() if "versions" in out), {})
     workloads = {
         "cuba": lambda: cuba(cu["seeds"], cu["n"], cu["t1"], args.repeats),
-        "lif": lambda: [lif_accuracy(False, args.repeats), *lif_accuracy_x64(args.repeats)],
+        "lif": lambda: [lif_accuracy(False, args.repeats, exact) for exact in (None, False)]
+        + lif_accuracy_x64(args.repeats),
         "izhikevich": lambda: izhikevich(params, iz["t1"], args.repeats, iz["euler_dts"]),
         "per_event": lambda: [per_event_size(n, args.repeats) for n in config["per_event"]],
         "gradients": lambda: gradients(args.repeats),
