@@ -174,6 +174,7 @@ def lif_accuracy(x64, repeats, exact=None):
     the closed form (`exact=None`, the default for the LIF) or Tsit5 (`exact=False`)."""
     tol = 1e-12 if x64 else 1e-6
     neuron = ns.LIF(tau_mem=10.0, v_th=1.0, v_reset=0.0)
+    method = "Tsit5" if exact is False else "closed form"
 
     def run():
         return ns.simulate(neuron, n=1, t1=1000.0, current=1.5, max_spikes=200,
@@ -184,7 +185,6 @@ def lif_accuracy(x64, repeats, exact=None):
     exact = PERIOD * np.arange(1, int(1000.0 / PERIOD) + 1)
     k = min(len(times), len(exact))
     error = np.abs(times[:k].astype(np.float64) - exact[:k])
-    method = "Tsit5" if exact is False else "closed form"
     return {"method": method, "dtype": str(times.dtype), "rtol": tol, "atol": tol,
             "spikes": len(times),
             "expected_spikes": len(exact), "max_abs_error_ms": float(error.max()),
