@@ -139,3 +139,28 @@ def test_weight_gradient_through_the_closed_form(x64):
     fd = (float(second_spike(w + h, False)) - float(second_spike(w - h, False))) / (2 * h)
     assert abs(grad) > 0.1
     np.testing.assert_allclose(grad, fd, rtol=1e-5)
+
+
+def test_heterogeneous_and_degenerate_time_constants(x64):
+    """Per-neuron time constants, including tau_syn == tau_mem (the degenerate kernel
+    s/tau e^{-s/tau}) and one within 1e-9 of it, with refractoriness and recurrent
+    input: the closed form against the ODE solver."""
+    tau_mem = jnp.array([10.0, 8.0, 12.0, 5.0, 5.0 + 5e-9])
+    neuron = ns.LIF(tau_mem=tau_mem, tau_syn=jnp.array([5.0, 8.0, 3.0, 5.0, 5.0]), t_ref=1.5)
+    weights = 0.4 * (jnp.ones((5, 5)) - jnp.eye(5))
+    kwargs = dict(
+        n=5, t1=120.0, current=jnp.array([1.2, 1.1, 1.3, 1.05, 1.05]), weights=weights,
+        max_spikes=512, record=jnp.linspace(0.0, 120.0, 25),
+    )
+    exact = ns.simulate(neuron, exact=True, **kwargs)
+    solver = ns.simulate(neuron, exact=False, **kwargs, **TIGHT)
+    assert int(exact.num_spikes) == int(solver.num_spikes) >= 40
+    np.testing.assert_array_equal(exact.spike_neurons, solver.spike_neurons)
+    finite = np.isfinite(np.asarray(solver.spike_times))
+    np.testing.assert_allclose(
+        np.asarray(exact.spike_times)[finite], np.asarray(solver.spike_times)[finite],
+        rtol=0, atol=1e-7,
+    )
+    np.testing.assert_allclose(
+        np.asarray(exact.states.v), np.asarray(solver.states.v), rtol=0, atol=1e-7
+    )
