@@ -62,8 +62,9 @@ def failures(data, where):
     if isinstance(data, dict):
         if "error" in data:
             return [f"{where}: {data['error']}"]
-        return [e for key, value in data.items()
-                for e in failures(value, f"{where}, {key}")]
+        return [
+            e for key, value in data.items() for e in failures(value, f"{where}, {key}")
+        ]
     if isinstance(data, list):
         return [e for value in data for e in failures(value, where)]
     return []
@@ -116,14 +117,17 @@ def header(results):
 
 def goal_cuba_run(results):
     b_run, _, ours = cuba_medians(results)
-    return (f"neurosim {f(ours, 2)} s, Brian2 `run()` {f(b_run, 2)} s "
-            f"(ratio {f(ours / b_run, 1)})"), ours < b_run
+    return (
+        f"neurosim {f(ours, 2)} s, Brian2 `run()` {f(b_run, 2)} s "
+        f"(ratio {f(ours / b_run, 1)})"
+    ), ours < b_run
 
 
 def goal_cuba_loop(results):
     _, b_loop, ours = cuba_medians(results)
-    return (f"neurosim {f(ours, 2)} s, Brian2 loop {f(b_loop)} s "
-            f"(ratio {f(ours / b_loop, 1)})"), ours < b_loop
+    return (
+        f"neurosim {f(ours, 2)} s, Brian2 loop {f(b_loop)} s (ratio {f(ours / b_loop, 1)})"
+    ), ours < b_loop
 
 
 def goal_per_event(results):
@@ -151,9 +155,11 @@ def goal_gradients(results):
 def goal_compile(results):
     first = results["neurosim"]["cuba"][0]
     compile_s = first["lower_s"] + first["xla_compile_s"]
-    return (f"{f(compile_s, 1)} s (tracing and lowering {f(first['lower_s'], 1)} s, XLA "
-            f"{f(first['xla_compile_s'], 1)} s); first call {f(first['first_s'], 1)} s "
-            "in all"), compile_s < 10
+    return (
+        f"{f(compile_s, 1)} s (tracing and lowering {f(first['lower_s'], 1)} s, XLA "
+        f"{f(first['xla_compile_s'], 1)} s); first call {f(first['first_s'], 1)} s "
+        "in all"
+    ), compile_s < 10
 
 
 GOAL_CHECKS = [  # (goal, check, the workloads it reads)
@@ -173,13 +179,16 @@ def goals(results):
             measured, ok = check(results)
             rows.append([GOALS[goal], measured, verdict(ok)])
         except MISSING:
-            rows.append([GOALS[goal], f"not measured: {errors(results, needs)}",
-                         "**not measured**"])
+            rows.append(
+                [GOALS[goal], f"not measured: {errors(results, needs)}", "**not measured**"]
+            )
     cuba = results["config"]["cuba"]
     note = ""
     if cuba["n"] != 4000 or cuba["t1"] != 1000.0:
-        note = ("This quick run uses a smaller CUBA than the goals name; run `make bench` "
-                "for the full-size figures.\n")
+        note = (
+            "This quick run uses a smaller CUBA than the goals name; run `make bench` "
+            "for the full-size figures.\n"
+        )
     goals_table = table(["goal", "measured", "status"], rows)
     return ["## Goals of the benchmark issue\n", goals_table, note]
 
@@ -189,8 +198,17 @@ def cuba(results):
     b2, ours = results["brian2"]["cuba"], results["neurosim"]["cuba"]
     b_run, b_loop, ours_median = cuba_medians(results)
     rows = [
-        [b["seed"], b["spikes"], f(b["rate_hz"], 2), f(b["run_s"]), f(b["loop_s"]),
-         r["spikes"], f(r["rate_hz"], 2), f(r["first_s"], 1), warm(r, 2)]
+        [
+            b["seed"],
+            b["spikes"],
+            f(b["rate_hz"], 2),
+            f(b["run_s"]),
+            f(b["loop_s"]),
+            r["spikes"],
+            f(r["rate_hz"], 2),
+            f(r["first_s"], 1),
+            warm(r, 2),
+        ]
         for b, r in zip(b2["runs"], ours, strict=True)
     ]
     return [
@@ -202,13 +220,40 @@ def cuba(results):
         "times exact. "
         "The two draw connections and initial voltages with different generators, so "
         "their counts agree in distribution, not spike for spike.\n",
-        table(["seed", "Brian2 spikes", "Brian2 Hz", "Brian2 run() s", "Brian2 loop s",
-               "neurosim spikes", "neurosim Hz", "neurosim first call s",
-               "neurosim warm s"], rows),
-        table(["medians", "Brian2 run() s", "Brian2 loop s", "neurosim warm s",
-               "neurosim / Brian2 run()", "neurosim / Brian2 loop"],
-              [["all seeds", f(b_run), f(b_loop), f(ours_median, 2),
-                f(ours_median / b_run, 1), f(ours_median / b_loop, 1)]]),
+        table(
+            [
+                "seed",
+                "Brian2 spikes",
+                "Brian2 Hz",
+                "Brian2 run() s",
+                "Brian2 loop s",
+                "neurosim spikes",
+                "neurosim Hz",
+                "neurosim first call s",
+                "neurosim warm s",
+            ],
+            rows,
+        ),
+        table(
+            [
+                "medians",
+                "Brian2 run() s",
+                "Brian2 loop s",
+                "neurosim warm s",
+                "neurosim / Brian2 run()",
+                "neurosim / Brian2 loop",
+            ],
+            [
+                [
+                    "all seeds",
+                    f(b_run),
+                    f(b_loop),
+                    f(ours_median, 2),
+                    f(ours_median / b_run, 1),
+                    f(ours_median / b_loop, 1),
+                ]
+            ],
+        ),
         f"Brian2's warm-up run (which fills the cython cache where it is empty) took "
         f"{f(b2['warmup']['setup_s'], 1)} s to build and {f(b2['warmup']['run_s'], 1)} s "
         "in `run()`. neurosim's event loop "
@@ -217,37 +262,81 @@ def cuba(results):
 
 
 def compile_time(results):
-    rows = [[r["seed"], f(r["lower_s"], 1), f(r["xla_compile_s"], 1),
-             f(r["lower_s"] + r["xla_compile_s"], 1), f(r["first_s"], 1),
-             f(r["median_s"], 1), f(r["first_minus_warm_s"], 1)]
-            for r in results["neurosim"]["cuba"]]
+    rows = [
+        [
+            r["seed"],
+            f(r["lower_s"], 1),
+            f(r["xla_compile_s"], 1),
+            f(r["lower_s"] + r["xla_compile_s"], 1),
+            f(r["first_s"], 1),
+            f(r["median_s"], 1),
+            f(r["first_minus_warm_s"], 1),
+        ]
+        for r in results["neurosim"]["cuba"]
+    ]
     return [
         "## 2. Compile time: neurosim's CUBA\n",
         "Measured ahead of time (`eqx.filter_jit(...).lower(...)`, then `.compile()`), "
         "apart from the runs; first minus warm is the same figure taken from the calls, "
         "as noisy as the run time is.\n",
-        table(["seed", "tracing and lowering s", "XLA compile s", "compile s",
-               "first call s", "warm s", "first minus warm s"], rows),
+        table(
+            [
+                "seed",
+                "tracing and lowering s",
+                "XLA compile s",
+                "compile s",
+                "first call s",
+                "warm s",
+                "first minus warm s",
+            ],
+            rows,
+        ),
     ]
 
 
 def lif(results):
-    rows = [["Brian2", f"exact, dt = {r['dt']} ms", r["spikes"],
-             f"{r['max_abs_error_ms']:.2e}", f(r["first_spike_ms"], 6), warm(r)]
-            for r in results["brian2"]["lif"]]
-    rows += [["neurosim", f"{r.get('method', 'Tsit5')}, {r['dtype']}"
-              + ("" if r.get("method") == "closed form" else f", rtol = atol = {r['rtol']:g}"),
-              r["spikes"],
-              f"{r['max_abs_error_ms']:.2e}", f(r["first_spike_ms"], 6), warm(r)]
-             for r in results["neurosim"]["lif"]]
+    rows = [
+        [
+            "Brian2",
+            f"exact, dt = {r['dt']} ms",
+            r["spikes"],
+            f"{r['max_abs_error_ms']:.2e}",
+            f(r["first_spike_ms"], 6),
+            warm(r),
+        ]
+        for r in results["brian2"]["lif"]
+    ]
+    rows += [
+        [
+            "neurosim",
+            f"{r.get('method', 'Tsit5')}, {r['dtype']}"
+            + (
+                "" if r.get("method") == "closed form" else f", rtol = atol = {r['rtol']:g}"
+            ),
+            r["spikes"],
+            f"{r['max_abs_error_ms']:.2e}",
+            f(r["first_spike_ms"], 6),
+            warm(r),
+        ]
+        for r in results["neurosim"]["lif"]
+    ]
     return [
         "## 3. Accuracy: one LIF against k * 10 ln 3 ms, 1 s\n",
         "tau = 10 ms, threshold 1, reset 0, constant input 1.5: 91 spikes in 1 s. Brian2 "
         "records a spike at the start of the step whose update crossed the threshold and "
         "resets on the grid, so its error grows spike by spike. The error is taken over "
         "the spikes both lists have.\n",
-        table(["simulator", "setting", "spikes", "max abs error ms", "first spike ms",
-               "run s"], rows),
+        table(
+            [
+                "simulator",
+                "setting",
+                "spikes",
+                "max abs error ms",
+                "first spike ms",
+                "run s",
+            ],
+            rows,
+        ),
     ]
 
 
@@ -262,14 +351,30 @@ def izhikevich(results):
     dt_fine = min(b2)
     fine = b2[dt_fine]["counts"]
     b2_fine_run = b2[dt_fine]["median_s"]
-    rows = [[f"Brian2, Euler dt = {dt}", sum(r["counts"]), *agreement(r["counts"], fine),
-             "-", warm(r), f(r["median_s"] / b2_fine_run, 2)]
-            for dt, r in sorted(b2.items(), reverse=True)]
+    rows = [
+        [
+            f"Brian2, Euler dt = {dt}",
+            sum(r["counts"]),
+            *agreement(r["counts"], fine),
+            "-",
+            warm(r),
+            f(r["median_s"] / b2_fine_run, 2),
+        ]
+        for dt, r in sorted(b2.items(), reverse=True)
+    ]
     for name, r in results["neurosim"]["izhikevich"].items():
         reference = b2.get(r.get("euler_dt"), {"counts": fine})["counts"]
         label = f"neurosim, {name}" + (" (buffer overflow)" if r["overflow"] else "")
-        rows.append([label, sum(r["counts"]), *agreement(r["counts"], reference),
-                     f(r["first_s"], 1), warm(r), f(r["median_s"] / b2_fine_run, 2)])
+        rows.append(
+            [
+                label,
+                sum(r["counts"]),
+                *agreement(r["counts"], reference),
+                f(r["first_s"], 1),
+                warm(r),
+                f(r["median_s"] / b2_fine_run, 2),
+            ]
+        )
     return [
         f"## 4. Sweep: {config['n']} Izhikevich neurons, I = 10, {config['t1']:g} ms\n",
         "Per-neuron a, b, c, d from `izhikevich_params` in `run_all.py` (regular spiking "
@@ -277,21 +382,42 @@ def izhikevich(results):
         "in `out/bench/izhikevich_params.npz`. Spike counts are compared neuron by neuron "
         f"with Brian2 at dt = {dt_fine} ms; the neurosim Euler rows with Brian2 at the "
         "same dt, which is the same scheme (both variables updated from the old state, "
-        "threshold tested at the end of the step and reset there). \"exact\": Tsit5 with "
-        "every spike located; \"vmap\": `jax.vmap` over one-neuron simulations. Last "
+        'threshold tested at the end of the step and reset there). "exact": Tsit5 with '
+        'every spike located; "vmap": `jax.vmap` over one-neuron simulations. Last '
         f"column: the wall time over Brian2's `run()` at dt = {dt_fine} ms.\n",
-        table(["run", "spikes", "neurons that differ", "max count diff", "mean count diff",
-               "first call s", "warm s", "/ Brian2 fine"], rows),
+        table(
+            [
+                "run",
+                "spikes",
+                "neurons that differ",
+                "max count diff",
+                "mean count diff",
+                "first call s",
+                "warm s",
+                "/ Brian2 fine",
+            ],
+            rows,
+        ),
     ]
 
 
 def per_event(results):
     pe = results["neurosim"]["per_event"]
-    rows = [[r["n"], f"{r['t1']:g}", r["neurosim_grad_True"]["spikes"],
-             r["plain"]["spikes"], warm(r["neurosim_grad_True"]),
-             warm(r["neurosim_grad_False"]), warm(r["plain"]),
-             f"{1 / per_event_speedup(r):.3g}", f(per_event_speedup(r), 2),
-             f(per_event_speedup(r, "neurosim_grad_False"), 2)] for r in pe]
+    rows = [
+        [
+            r["n"],
+            f"{r['t1']:g}",
+            r["neurosim_grad_True"]["spikes"],
+            r["plain"]["spikes"],
+            warm(r["neurosim_grad_True"]),
+            warm(r["neurosim_grad_False"]),
+            warm(r["plain"]),
+            f"{1 / per_event_speedup(r):.3g}",
+            f(per_event_speedup(r), 2),
+            f(per_event_speedup(r, "neurosim_grad_False"), 2),
+        ]
+        for r in pe
+    ]
     out = [
         "## 5. Cost per event: neurosim against the plain diffrax loop\n",
         "The network of `benchmarks/per_event.py` (LIF, p = 0.02, drives spread over "
@@ -299,12 +425,25 @@ def per_event(results):
         "smaller N; not capped). Cost per event = warm time / spikes. The plain loop "
         "(`plain_diffrax.py`) is a checkpointed, differentiable loop, like neurosim with "
         "`gradients=True`; `gradients=False` is neurosim's plain `lax.while_loop`.\n",
-        table(["N", "t1 ms", "neurosim spikes", "plain spikes", "neurosim s",
-               "neurosim s, gradients=False", "plain s", "neurosim / plain per event",
-               "speed-up", "speed-up, gradients=False"], rows),
+        table(
+            [
+                "N",
+                "t1 ms",
+                "neurosim spikes",
+                "plain spikes",
+                "neurosim s",
+                "neurosim s, gradients=False",
+                "plain s",
+                "neurosim / plain per event",
+                "speed-up",
+                "speed-up, gradients=False",
+            ],
+            rows,
+        ),
     ]
-    mismatch = [str(r["n"]) for r in pe
-                if r["neurosim_grad_True"]["spikes"] != r["plain"]["spikes"]]
+    mismatch = [
+        str(r["n"]) for r in pe if r["neurosim_grad_True"]["spikes"] != r["plain"]["spikes"]
+    ]
     if mismatch:
         out.append(
             f"Spike counts differ at N = {', '.join(mismatch)}. Where the plain loop has "
@@ -338,8 +477,16 @@ def gradients(results):
         f"{g['input_spikes']} input spikes, {g.get('spikes', '?')} network spikes. Loss: "
         "the sum of all spike times (the buffer masked where infinite); gradient with "
         f"respect to the recurrent and the input weights: {gradient}.\n",
-        table(["function", "first call s", "warm s", "x forward (gradients=True)",
-               "x forward (gradients=False)"], rows),
+        table(
+            [
+                "function",
+                "first call s",
+                "warm s",
+                "x forward (gradients=True)",
+                "x forward (gradients=False)",
+            ],
+            rows,
+        ),
     ]
 
 
@@ -349,8 +496,11 @@ SECTIONS = [  # (title if it fails, section, the workloads it reads)
     ("1. CUBA", cuba, ("brian2/cuba", "neurosim/cuba")),
     ("2. Compile time: neurosim's CUBA", compile_time, ("neurosim/cuba",)),
     ("3. Accuracy: one LIF", lif, ("brian2/lif", "neurosim/lif")),
-    ("4. Sweep: Izhikevich neurons", izhikevich,
-     ("brian2/izhikevich", "neurosim/izhikevich")),
+    (
+        "4. Sweep: Izhikevich neurons",
+        izhikevich,
+        ("brian2/izhikevich", "neurosim/izhikevich"),
+    ),
     ("5. Cost per event", per_event, ("neurosim/per_event",)),
     ("6. Gradients", gradients, ("neurosim/gradients",)),
 ]

@@ -54,9 +54,14 @@ def cuba_run(seed, n=4000, t1=1000.0, dt=0.1, p=0.02):
     scale = 4000 / n
     n_exc = int(round(0.8 * n))
     namespace = {
-        "taum": 20 * ms, "taue": 5 * ms, "taui": 10 * ms,
-        "Vt": -50 * mV, "Vr": -60 * mV, "El": -49 * mV,
-        "we": 60 * 0.27 / 10 * mV * scale, "wi": -20 * 4.5 / 10 * mV * scale,
+        "taum": 20 * ms,
+        "taue": 5 * ms,
+        "taui": 10 * ms,
+        "Vt": -50 * mV,
+        "Vr": -60 * mV,
+        "El": -49 * mV,
+        "we": 60 * 0.27 / 10 * mV * scale,
+        "wi": -20 * 4.5 / 10 * mV * scale,
     }
     eqs = """
     dv/dt  = (ge + gi - (v - El)) / taum : volt (unless refractory)
@@ -64,8 +69,16 @@ def cuba_run(seed, n=4000, t1=1000.0, dt=0.1, p=0.02):
     dgi/dt = -gi / taui : volt
     """
     start = time.perf_counter()
-    group = b2.NeuronGroup(n, eqs, threshold="v > Vt", reset="v = Vr", refractory=5 * ms,
-                           method="exact", namespace=namespace, name="cuba")
+    group = b2.NeuronGroup(
+        n,
+        eqs,
+        threshold="v > Vt",
+        reset="v = Vr",
+        refractory=5 * ms,
+        method="exact",
+        namespace=namespace,
+        name="cuba",
+    )
     group.v = "Vr + rand() * (Vt - Vr)"
     exc = b2.Synapses(group, group, on_pre="ge += we", namespace=namespace, name="cuba_exc")
     exc.connect(f"i < {n_exc}", p=p)
@@ -79,9 +92,16 @@ def cuba_run(seed, n=4000, t1=1000.0, dt=0.1, p=0.02):
     wall = time.perf_counter() - start
     spikes = int(monitor.num_spikes)
     return {
-        "seed": seed, "n": n, "t1": t1, "dt": dt, "synapses": len(exc) + len(inh),
-        "setup_s": setup, "run_s": wall, "loop_s": _network_time(net),
-        "spikes": spikes, "rate_hz": spikes / n / (t1 / 1000.0),
+        "seed": seed,
+        "n": n,
+        "t1": t1,
+        "dt": dt,
+        "synapses": len(exc) + len(inh),
+        "setup_s": setup,
+        "run_s": wall,
+        "loop_s": _network_time(net),
+        "spikes": spikes,
+        "rate_hz": spikes / n / (t1 / 1000.0),
     }
 
 
@@ -95,9 +115,15 @@ def lif_run(dt, t1=1000.0):
     """The single LIF against the closed form at step `dt` (ms)."""
     b2.start_scope()
     b2.defaultclock.dt = dt * ms
-    group = b2.NeuronGroup(1, "dv/dt = (1.5 - v) / tau : 1", threshold="v > 1",
-                           reset="v = 0", method="exact", namespace={"tau": 10 * ms},
-                           name="lif")
+    group = b2.NeuronGroup(
+        1,
+        "dv/dt = (1.5 - v) / tau : 1",
+        threshold="v > 1",
+        reset="v = 0",
+        method="exact",
+        namespace={"tau": 10 * ms},
+        name="lif",
+    )
     monitor = b2.SpikeMonitor(group, name="lif_spikes")
     net = b2.Network(group, monitor)
     start = time.perf_counter()
@@ -107,9 +133,12 @@ def lif_run(dt, t1=1000.0):
     exact = CLOSED_FORM_PERIOD * np.arange(1, int(t1 / CLOSED_FORM_PERIOD) + 1)
     k = min(len(times), len(exact))
     return {
-        "dt": dt, "spikes": len(times), "expected_spikes": len(exact),
+        "dt": dt,
+        "spikes": len(times),
+        "expected_spikes": len(exact),
         "max_abs_error_ms": float(np.max(np.abs(times[:k] - exact[:k]))) if k else None,
-        "first_spike_ms": float(times[0]) if len(times) else None, "run_s": wall,
+        "first_spike_ms": float(times[0]) if len(times) else None,
+        "run_s": wall,
     }
 
 
@@ -141,8 +170,14 @@ def izhikevich_run(params, dt, t1=1000.0, current=10.0):
     d : 1
     I : 1
     """
-    group = b2.NeuronGroup(n, eqs, threshold="v >= 30", reset="v = c; u += d",
-                           method="euler", name="izhikevich")
+    group = b2.NeuronGroup(
+        n,
+        eqs,
+        threshold="v >= 30",
+        reset="v = c; u += d",
+        method="euler",
+        name="izhikevich",
+    )
     for name in "abcd":
         setattr(group, name, params[name])
     group.I = current
@@ -189,6 +224,7 @@ def main():
     versions = {"brian2": b2.__version__, "numpy": np.__version__}
     try:
         import Cython
+
         versions["cython"] = Cython.__version__
     except ImportError:
         pass

@@ -34,7 +34,9 @@ def cuba_connectivity(seed, n, p=0.02):
 def run_clock_driven(seed, n, t1, dt, we, wi):
     connected, v0 = cuba_connectivity(seed, n)
     n_exc = int(round(0.8 * n))
-    weights = jnp.asarray(connected * np.where(np.arange(n) < n_exc, we, wi)[:, None], jnp.float32)
+    weights = jnp.asarray(
+        connected * np.where(np.arange(n) < n_exc, we, wi)[:, None], jnp.float32
+    )
     a_m, a_e, a_i = np.exp(-dt / TAU_M), np.exp(-dt / TAU_E), np.exp(-dt / TAU_I)
     k_e = TAU_E / (TAU_E - TAU_M) * (a_e - a_m)
     k_i = TAU_I / (TAU_I - TAU_M) * (a_i - a_m)
@@ -77,10 +79,14 @@ def main():
     wall = time.perf_counter() - start
     rate = int(sol.num_spikes) / n / (t1 / 1000.0)
     print(f"CUBA n={n} t1={t1} ms seed={seed}")
-    print(f"  neurosim (event-driven, exact times): {int(sol.num_spikes)} spikes, {rate:.3f} Hz, {wall:.2f} s")
+    print(
+        f"  neurosim (event-driven, exact times): {int(sol.num_spikes)} spikes, {rate:.3f} Hz, {wall:.2f} s"
+    )
     for dt in (0.1, 0.05, 0.01):
         spikes, wall = run_clock_driven(seed, n, t1, dt, we, wi)
-        print(f"  clock-driven dt={dt:<5} ms:            {spikes} spikes, {spikes / n / (t1 / 1000.0):.3f} Hz, {wall:.2f} s")
+        print(
+            f"  clock-driven dt={dt:<5} ms:            {spikes} spikes, {spikes / n / (t1 / 1000.0):.3f} Hz, {wall:.2f} s"
+        )
 
 
 if __name__ == "__main__":

@@ -22,20 +22,26 @@ def main():
     parser.add_argument("--t1", type=float, default=1000.0)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument(
-        "--gradients", action="store_true", help="run the differentiable (checkpointed) loop"
+        "--gradients",
+        action="store_true",
+        help="run the differentiable (checkpointed) loop",
     )
     args = parser.parse_args()
     scale = 4000 / args.n  # keep the input per neuron when the network is smaller
-    print(f"CUBA: n={args.n}, t1={args.t1} ms, jax {jax.__version__} on {jax.devices()[0].platform}")
+    print(
+        f"CUBA: n={args.n}, t1={args.t1} ms, jax {jax.__version__} on {jax.devices()[0].platform}"
+    )
     for seed in args.seeds:
         net, y0 = ns.networks.vogels_abbott_cuba(
             seed, n=args.n, we=60 * 0.27 / 10 * scale, wi=-20 * 4.5 / 10 * scale
         )
 
         def run():
-            return jax.block_until_ready(ns.simulate(
-                net, t1=args.t1, y0=y0, max_spikes=400_000, gradients=args.gradients
-            ))
+            return jax.block_until_ready(
+                ns.simulate(
+                    net, t1=args.t1, y0=y0, max_spikes=400_000, gradients=args.gradients
+                )
+            )
 
         start = time.perf_counter()
         run()

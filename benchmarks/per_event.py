@@ -41,8 +41,10 @@ def timed(fn):
 def main():
     sizes = [int(x) for x in sys.argv[1:]] or [10, 100, 1000, 4000]
     print(f"jax {jax.__version__}, {jax.devices()[0].platform}, float32")
-    print(f"{'N':>6} {'t1 ms':>7} {'spikes':>7} {'neurosim s':>11} {'events/s':>9} "
-          f"{'spikes':>7} {'plain s':>8} {'events/s':>9} {'speed-up':>8}")
+    print(
+        f"{'N':>6} {'t1 ms':>7} {'spikes':>7} {'neurosim s':>11} {'events/s':>9} "
+        f"{'spikes':>7} {'plain s':>8} {'events/s':>9} {'speed-up':>8}"
+    )
     for n in sizes:
         weights, current, v0 = network(n)
         t1 = float(max(20.0, 4000.0 / n * 20.0))
@@ -53,18 +55,29 @@ def main():
             projections=[ns.Projection("p", "p", (pre, post, weights[pre, post]))],
         )
         y0 = {"p": ns.LIF().init_state(n)}
-        y0["p"] = type(y0["p"])(v=jnp.asarray(v0, jnp.float32), i=y0["p"].i,
-                                refractory=y0["p"].refractory, ref_end=y0["p"].ref_end)
+        y0["p"] = type(y0["p"])(
+            v=jnp.asarray(v0, jnp.float32),
+            i=y0["p"].i,
+            refractory=y0["p"].refractory,
+            ref_end=y0["p"].ref_end,
+        )
         sol, wall_ns = timed(lambda: ns.simulate(net, t1=t1, y0=y0, max_spikes=20_000))
         spikes = int(sol.num_spikes)
         (_, _, plain_spikes), wall_plain = timed(
-            lambda: run_plain(jnp.asarray(weights, jnp.float32), jnp.asarray(current, jnp.float32),
-                              jnp.asarray(v0, jnp.float32), t1, max_spikes=20_000)
+            lambda: run_plain(
+                jnp.asarray(weights, jnp.float32),
+                jnp.asarray(current, jnp.float32),
+                jnp.asarray(v0, jnp.float32),
+                t1,
+                max_spikes=20_000,
+            )
         )
         plain_rate = int(plain_spikes) / wall_plain
-        print(f"{n:>6} {t1:>7.0f} {spikes:>7} {wall_ns:>11.3f} {spikes / wall_ns:>9.0f} "
-              f"{int(plain_spikes):>7} {wall_plain:>8.3f} {plain_rate:>9.0f} "
-              f"{(spikes / wall_ns) / plain_rate:>8.2f}")
+        print(
+            f"{n:>6} {t1:>7.0f} {spikes:>7} {wall_ns:>11.3f} {spikes / wall_ns:>9.0f} "
+            f"{int(plain_spikes):>7} {wall_plain:>8.3f} {plain_rate:>9.0f} "
+            f"{(spikes / wall_ns) / plain_rate:>8.2f}"
+        )
 
 
 if __name__ == "__main__":

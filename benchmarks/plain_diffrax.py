@@ -43,9 +43,16 @@ def run_plain(weights, current, v0, t1, tau_mem=20.0, tau_syn=5.0, max_spikes=10
 
     def body(state: PlainState):
         sol = dfx.diffeqsolve(
-            dfx.ODETerm(_vector_field), dfx.Tsit5(), state.t, t1, None, (state.v, state.i),
-            args=(tau_mem, tau_syn, current), event=event,
-            stepsize_controller=dfx.PIDController(rtol=1e-6, atol=1e-6), max_steps=100_000,
+            dfx.ODETerm(_vector_field),
+            dfx.Tsit5(),
+            state.t,
+            t1,
+            None,
+            (state.v, state.i),
+            args=(tau_mem, tau_syn, current),
+            event=event,
+            stepsize_controller=dfx.PIDController(rtol=1e-6, atol=1e-6),
+            max_steps=100_000,
             # In float32, Newton at these tolerances on absolute time often hits its
             # iteration cap; the plain loop carries on with the last iterate.
             throw=False,
@@ -70,7 +77,9 @@ def run_plain(weights, current, v0, t1, tau_mem=20.0, tau_syn=5.0, max_spikes=10
         return (state.t < t1) & (state.num_spikes < max_spikes)
 
     init = PlainState(
-        t=jnp.asarray(0.0, v0.dtype), v=v0, i=jnp.zeros_like(v0),
+        t=jnp.asarray(0.0, v0.dtype),
+        v=v0,
+        i=jnp.zeros_like(v0),
         spike_times=jnp.full((max_spikes,), jnp.inf, v0.dtype),
         spike_neurons=jnp.full((max_spikes,), -1, jnp.int32),
         num_spikes=jnp.asarray(0, jnp.int32),

@@ -106,8 +106,12 @@ def timed_calls(fn, repeats):
         out = jax.block_until_ready(fn())
         warm.append(time.perf_counter() - start)
     median = statistics.median(warm)
-    return out, {"first_s": first, "warm_s": warm, "median_s": median,
-                 "first_minus_warm_s": first - median}
+    return out, {
+        "first_s": first,
+        "warm_s": warm,
+        "median_s": median,
+        "first_minus_warm_s": first - median,
+    }
 
 
 # ---------------------------------------------------------------- Brian2 (subprocess)
@@ -158,14 +162,25 @@ def cuba(seeds, n, t1, repeats):
         net, y0 = ns.networks.vogels_abbott_cuba(
             seed, n=n, we=60 * 0.27 / 10 * scale, wi=-20 * 4.5 / 10 * scale
         )
-        sol, timing = timed_calls(lambda net=net, y0=y0: cuba_run(net, y0, t1),
-                                  repeats if k == 0 else 1)
+        sol, timing = timed_calls(
+            lambda net=net, y0=y0: cuba_run(net, y0, t1), repeats if k == 0 else 1
+        )
         spikes = int(sol.num_spikes)
-        runs.append({"seed": seed, "spikes": spikes, "rate_hz": spikes / n / (t1 / 1000.0),
-                     "iterations": int(sol.iterations), "overflow": bool(sol.overflow),
-                     **timing, **compile_time(net, y0, t1)})
-        log(f"neurosim CUBA seed {seed}: {spikes} spikes, first call "
-            f"{timing['first_s']:.1f} s, warm {timing['median_s']:.2f} s")
+        runs.append(
+            {
+                "seed": seed,
+                "spikes": spikes,
+                "rate_hz": spikes / n / (t1 / 1000.0),
+                "iterations": int(sol.iterations),
+                "overflow": bool(sol.overflow),
+                **timing,
+                **compile_time(net, y0, t1),
+            }
+        )
+        log(
+            f"neurosim CUBA seed {seed}: {spikes} spikes, first call "
+            f"{timing['first_s']:.1f} s, warm {timing['median_s']:.2f} s"
+        )
     return runs
 
 
@@ -177,18 +192,34 @@ def lif_accuracy(x64, repeats, exact=None):
     method = "Tsit5" if exact is False else "closed form"
 
     def run():
-        return ns.simulate(neuron, n=1, t1=1000.0, current=1.5, max_spikes=200,
-                           rtol=tol, atol=tol, gradients=False, exact=exact)
+        return ns.simulate(
+            neuron,
+            n=1,
+            t1=1000.0,
+            current=1.5,
+            max_spikes=200,
+            rtol=tol,
+            atol=tol,
+            gradients=False,
+            exact=exact,
+        )
 
     sol, timing = timed_calls(run, repeats)
     times, _ = sol.spikes()
     exact = PERIOD * np.arange(1, int(1000.0 / PERIOD) + 1)
     k = min(len(times), len(exact))
     error = np.abs(times[:k].astype(np.float64) - exact[:k])
-    return {"method": method, "dtype": str(times.dtype), "rtol": tol, "atol": tol,
-            "spikes": len(times),
-            "expected_spikes": len(exact), "max_abs_error_ms": float(error.max()),
-            "first_spike_ms": float(times[0]), **timing}
+    return {
+        "method": method,
+        "dtype": str(times.dtype),
+        "rtol": tol,
+        "atol": tol,
+        "spikes": len(times),
+        "expected_spikes": len(exact),
+        "max_abs_error_ms": float(error.max()),
+        "first_spike_ms": float(times[0]),
+        **timing,
+    }
 
 
 def lif_accuracy_x64(repeats):
@@ -215,8 +246,15 @@ def izhikevich_lanes(t1, **kwargs):
     """One Izhikevich neuron per `jax.vmap` lane; returns (spike count, overflow)."""
 
     def one(a, b, c, d):
-        sol = ns.simulate(ns.Izhikevich(a=a, b=b, c=c, d=d), n=1, t1=t1, current=10.0,
-                          max_spikes=400, gradients=False, **kwargs)
+        sol = ns.simulate(
+            ns.Izhikevich(a=a, b=b, c=c, d=d),
+            n=1,
+            t1=t1,
+            current=10.0,
+            max_spikes=400,
+            gradients=False,
+            **kwargs,
+        )
         return sol.num_spikes, sol.overflow
 
     return jax.jit(jax.vmap(one))
@@ -230,13 +268,19 @@ def izhikevich(params, t1, repeats, euler_dts):
     population = ns.Izhikevich(**arrays)
 
     def whole():
-        return ns.simulate(population, n=n, t1=t1, current=10.0, max_spikes=80 * n,
-                           gradients=False)
+        return ns.simulate(
+            population, n=n, t1=t1, current=10.0, max_spikes=80 * n, gradients=False
+        )
 
     sol, timing = timed_calls(whole, repeats)
     _, neurons = sol.spikes()
-    runs = {"exact, one population": {"counts": np.bincount(neurons, minlength=n),
-                                      "overflow": bool(sol.overflow), **timing}}
+    runs = {
+        "exact, one population": {
+            "counts": np.bincount(neurons, minlength=n),
+            "overflow": bool(sol.overflow),
+            **timing,
+        }
+    }
     schemes = {"exact, vmap": (None, {})}
     for dt in euler_dts:
         kwargs = {"solver": dfx.Euler(), "dt0": dt, "locate_spikes": False}
@@ -244,11 +288,17 @@ def izhikevich(params, t1, repeats, euler_dts):
     for name, (dt, kwargs) in schemes.items():
         fn = izhikevich_lanes(t1, **kwargs)
         (counts, overflow), timing = timed_calls(lambda fn=fn: fn(**arrays), repeats)
-        runs[name] = {"counts": np.asarray(counts), "overflow": bool(np.any(overflow)),
-                      "euler_dt": dt, **timing}
+        runs[name] = {
+            "counts": np.asarray(counts),
+            "overflow": bool(np.any(overflow)),
+            "euler_dt": dt,
+            **timing,
+        }
     for name, r in runs.items():
-        log(f"neurosim Izhikevich {name}: {int(np.sum(r['counts']))} spikes, "
-            f"warm {r['median_s']:.2f} s")
+        log(
+            f"neurosim Izhikevich {name}: {int(np.sum(r['counts']))} spikes, "
+            f"warm {r['median_s']:.2f} s"
+        )
     return runs
 
 
@@ -266,18 +316,22 @@ def per_event_size(n, repeats):
     row = {"n": n, "t1": t1}
     for gradients in (True, False):
         sol, timing = timed_calls(
-            lambda g=gradients: ns.simulate(net, t1=t1, y0=y0, max_spikes=20_000,
-                                            gradients=g),
+            lambda g=gradients: ns.simulate(
+                net, t1=t1, y0=y0, max_spikes=20_000, gradients=g
+            ),
             repeats,
         )
         row[f"neurosim_grad_{gradients}"] = {"spikes": int(sol.num_spikes), **timing}
     args = [jnp.asarray(x, jnp.float32) for x in (weights, current, v0)]
-    (_, _, spikes), timing = timed_calls(lambda: run_plain(*args, t1, max_spikes=20_000),
-                                         repeats)
+    (_, _, spikes), timing = timed_calls(
+        lambda: run_plain(*args, t1, max_spikes=20_000), repeats
+    )
     row["plain"] = {"spikes": int(spikes), **timing}
-    log(f"per event N = {n}: neurosim {row['neurosim_grad_True']['spikes']} spikes "
+    log(
+        f"per event N = {n}: neurosim {row['neurosim_grad_True']['spikes']} spikes "
         f"{row['neurosim_grad_True']['median_s']:.3f} s, plain {int(spikes)} spikes "
-        f"{timing['median_s']:.3f} s")
+        f"{timing['median_s']:.3f} s"
+    )
     return row
 
 
@@ -295,8 +349,16 @@ def gradients(repeats, n=100, n_in=50, t1=100.0):
     neuron = ns.LIF()
 
     def forward(w, w_in, gradients):
-        return ns.simulate(neuron, n=n, t1=t1, weights=w, input_spikes=(times, sources),
-                           input_weights=w_in, max_spikes=4000, gradients=gradients)
+        return ns.simulate(
+            neuron,
+            n=n,
+            t1=t1,
+            weights=w,
+            input_spikes=(times, sources),
+            input_weights=w_in,
+            max_spikes=4000,
+            gradients=gradients,
+        )
 
     def loss(w, w_in):
         spike_times = forward(w, w_in, True).spike_times
@@ -307,8 +369,12 @@ def gradients(repeats, n=100, n_in=50, t1=100.0):
         "forward, gradients=True": jax.jit(lambda *ws: forward(*ws, True).num_spikes),
         "value_and_grad": jax.jit(jax.value_and_grad(loss, argnums=(0, 1))),
     }
-    out = {"n": n, "n_inputs": n_in, "t1": t1,
-           "input_spikes": int(np.isfinite(times).sum())}
+    out = {
+        "n": n,
+        "n_inputs": n_in,
+        "t1": t1,
+        "input_spikes": int(np.isfinite(times).sum()),
+    }
     for name, fn in functions.items():
         timed = attempt(lambda fn=fn: timed_calls(lambda: fn(w, w_in), repeats))
         if isinstance(timed, dict):  # failed
@@ -318,8 +384,11 @@ def gradients(repeats, n=100, n_in=50, t1=100.0):
         log(f"gradients, {name}: warm {out[name]['median_s']:.3f} s")
         if name == "value_and_grad":
             grads = jnp.concatenate([g.ravel() for g in result[1]])
-            out.update(loss=float(result[0]), grad_norm=float(jnp.linalg.norm(grads)),
-                       grad_finite=bool(jnp.all(jnp.isfinite(grads))))
+            out.update(
+                loss=float(result[0]),
+                grad_norm=float(jnp.linalg.norm(grads)),
+                grad_finite=bool(jnp.all(jnp.isfinite(grads))),
+            )
         else:
             out["spikes"] = int(result)
     return out
@@ -336,8 +405,10 @@ def load_average():
 def cpu_seconds():
     """(CPU time all processes have used, CPU time this process and its children have
     used), in s; their growth over the run tells what other processes took."""
-    usage = [resource.getrusage(resource.RUSAGE_SELF),
-             resource.getrusage(resource.RUSAGE_CHILDREN)]
+    usage = [
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    ]
     own = sum(r.ru_utime + r.ru_stime for r in usage)
     stat = Path("/proc/stat")
     if not stat.exists():
@@ -353,8 +424,10 @@ def others_share(start, wall):
     if busy0 is None:
         return "unknown"
     others = max(busy1 - busy0 - (own1 - own0), 0.0)
-    return (f"{others:.0f} s of CPU time in {wall:.0f} s of wall time "
-            f"({others / wall:.0%} of one core)")
+    return (
+        f"{others:.0f} s of CPU time in {wall:.0f} s of wall time "
+        f"({others / wall:.0%} of one core)"
+    )
 
 
 def machine(brian2_versions, load_at_start, others):
@@ -362,8 +435,11 @@ def machine(brian2_versions, load_at_start, others):
     info = {"cpu": "unknown", "cores": os.cpu_count(), "os": platform.platform()}
     cpuinfo, release = Path("/proc/cpuinfo"), Path("/etc/os-release")
     if cpuinfo.exists():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")]
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in cpuinfo.read_text().splitlines()
+            if line.startswith("model name")
+        ]
         info["cpu"] = names[0] if names else "unknown"
     if release.exists():
         for line in release.read_text().splitlines():
@@ -371,13 +447,18 @@ def machine(brian2_versions, load_at_start, others):
                 name = line.split("=", 1)[1].strip('"')
                 info["os"] = f"{name}, {platform.platform()}"
     return {
-        **info, "memory": _memory(), "neurosim": _revision(),
+        **info,
+        "memory": _memory(),
+        "neurosim": _revision(),
         "load average (1, 5, 15 min) at the start": load_at_start,
         "other processes during the run": others,
         "python": platform.python_version(),
         "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-        "jax": f"{jax.__version__} ({jax.default_backend()})", "equinox": eqx.__version__,
-        "diffrax": dfx.__version__, "optimistix": optx.__version__, "numpy": np.__version__,
+        "jax": f"{jax.__version__} ({jax.default_backend()})",
+        "equinox": eqx.__version__,
+        "diffrax": dfx.__version__,
+        "optimistix": optx.__version__,
+        "numpy": np.__version__,
         "brian2": brian2_versions.get("brian2", "not run"),
         "numpy (Brian2 environment)": brian2_versions.get("numpy", "not run"),
         "cython (Brian2 environment)": brian2_versions.get("cython", "not run"),
@@ -388,10 +469,18 @@ def _revision():
     """The git commit of the neurosim measured, and whether neurosim/ had local changes."""
     try:
         git = ["git", "-C", str(ROOT)]
-        commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, check=True).stdout.strip()
-        changed = subprocess.run([*git, "status", "--porcelain", "neurosim"],
-                                 capture_output=True, text=True, check=True).stdout.strip()
+        commit = subprocess.run(
+            [*git, "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        changed = subprocess.run(
+            [*git, "status", "--porcelain", "neurosim"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return f"{ns.__version__} (not a git checkout)"
     return f"{ns.__version__}, commit {commit}" + (" with local changes" if changed else "")
@@ -418,16 +507,24 @@ def jsonable(x):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
-    parser.add_argument("--brian2-python", default=str(ROOT / ".venv-bench/bin/python"),
-                        help="the interpreter of the Brian2 environment")
+    parser.add_argument(
+        "--brian2-python",
+        default=str(ROOT / ".venv-bench/bin/python"),
+        help="the interpreter of the Brian2 environment",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="warm calls per figure")
     parser.add_argument("--output", default=str(HERE / "RESULTS.md"))
     parser.add_argument("--lif-x64", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.lif_x64:  # the float64 child process of `lif_accuracy_x64`
         jax.config.update("jax_enable_x64", True)
-        print(json.dumps(jsonable([lif_accuracy(True, args.repeats, exact)
-                                   for exact in (None, False)])))
+        print(
+            json.dumps(
+                jsonable(
+                    [lif_accuracy(True, args.repeats, exact) for exact in (None, False)]
+                )
+            )
+        )
         return
 
     started, cpu_at_start = time.perf_counter(), cpu_seconds()
@@ -436,8 +533,11 @@ def main():
     busy = others_share(cpu_at_start, time.perf_counter() - started)
     log(f"other processes in the last second: {busy}; they slow every figure down")
     command = "python benchmarks/run_all.py" + (" --quick" if args.quick else "")
-    config = {"mode": "quick" if args.quick else "full", "command": command,
-              **(QUICK if args.quick else FULL)}
+    config = {
+        "mode": "quick" if args.quick else "full",
+        "command": command,
+        **(QUICK if args.quick else FULL),
+    }
     cu, iz = config["cuba"], config["izhikevich"]
     OUT.mkdir(parents=True, exist_ok=True)
     params = izhikevich_params(iz["n"])
@@ -448,16 +548,25 @@ def main():
     b2 = {
         "cuba": ("cuba", "--n", cu["n"], "--t1", cu["t1"], "--seeds", *cu["seeds"]),
         "lif": ("lif", "--repeats", args.repeats),
-        "izhikevich": ("izhikevich", "--params", params_path, "--t1", iz["t1"],
-                       "--repeats", args.repeats),
+        "izhikevich": (
+            "izhikevich",
+            "--params",
+            params_path,
+            "--t1",
+            iz["t1"],
+            "--repeats",
+            args.repeats,
+        ),
     }
     b2 = {name: attempt(lambda a=a: brian2(py, *a)) for name, a in b2.items()}
     results = {"brian2": {name: out.get("result", out) for name, out in b2.items()}}
     versions = next((out["versions"] for out in b2.values() if "versions" in out), {})
     workloads = {
         "cuba": lambda: cuba(cu["seeds"], cu["n"], cu["t1"], args.repeats),
-        "lif": lambda: [lif_accuracy(False, args.repeats, exact) for exact in (None, False)]
-        + lif_accuracy_x64(args.repeats),
+        "lif": lambda: (
+            [lif_accuracy(False, args.repeats, exact) for exact in (None, False)]
+            + lif_accuracy_x64(args.repeats)
+        ),
         "izhikevich": lambda: izhikevich(params, iz["t1"], args.repeats, iz["euler_dts"]),
         "per_event": lambda: [per_event_size(n, args.repeats) for n in config["per_event"]],
         "gradients": lambda: gradients(args.repeats),
@@ -474,10 +583,16 @@ def main():
     results = jsonable(results)
     (OUT / "results.json").write_text(json.dumps(results, indent=1))
     write_report(results, args.output)
-    log(f"wrote {args.output} and {OUT / 'results.json'}, "
-        f"{config['total_s'] / 60:.1f} min in all")
-    failed = [f"{side}/{name}" for side in ("brian2", "neurosim")
-              for name, data in results[side].items() if failures(data, name)]
+    log(
+        f"wrote {args.output} and {OUT / 'results.json'}, "
+        f"{config['total_s'] / 60:.1f} min in all"
+    )
+    failed = [
+        f"{side}/{name}"
+        for side in ("brian2", "neurosim")
+        for name, data in results[side].items()
+        if failures(data, name)
+    ]
     if failed:
         log(f"failed (see RESULTS.md): {', '.join(failed)}")
 

@@ -4,30 +4,30 @@ Time is in ms everywhere. See `neurosim.simulate` and the models in `neurosim.ne
 """
 
 from . import inputs as inputs
+from . import networks as networks
 from . import neurons as neurons
 from ._network import Network as Network
 from ._network import Population as Population
 from ._network import Projection as Projection
 from ._network import SpikeTrains as SpikeTrains
 from ._simulate import SimulationError as SimulationError
-from ._solvers import SequentialEuler as SequentialEuler
 from ._simulate import simulate as simulate
 from ._solution import Solution as Solution
-from . import networks as networks
-from .neurons import LI as LI
-from .neurons import CubaLIF as CubaLIF
-from .neurons import IZHIKEVICH_BEHAVIOURS as IZHIKEVICH_BEHAVIOURS
-from .neurons import LIF as LIF
-from .neurons import Izhikevich as Izhikevich
-from .neurons import izhikevich_behaviour as izhikevich_behaviour
-from .neurons import AbstractNeuron as AbstractNeuron
+from ._solvers import SequentialEuler as SequentialEuler
 from .neurons import EIF as EIF
 from .neurons import FHNRS as FHNRS
+from .neurons import IZHIKEVICH_BEHAVIOURS as IZHIKEVICH_BEHAVIOURS
+from .neurons import LI as LI
+from .neurons import LIF as LIF
+from .neurons import AbstractNeuron as AbstractNeuron
 from .neurons import AdaptiveCurrent as AdaptiveCurrent
 from .neurons import AdEx as AdEx
 from .neurons import Boomerang as Boomerang
+from .neurons import CubaLIF as CubaLIF
+from .neurons import Izhikevich as Izhikevich
 from .neurons import SpikeAdaptiveThreshold as SpikeAdaptiveThreshold
 from .neurons import VoltageAdaptiveThreshold as VoltageAdaptiveThreshold
 from .neurons import WereRabbit as WereRabbit
+from .neurons import izhikevich_behaviour as izhikevich_behaviour
 
 __version__ = "0.1.0"

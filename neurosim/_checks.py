@@ -11,10 +11,14 @@ import numpy as np
 
 
 def is_concrete(x) -> bool:
-    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(x))
+    return not any(
+        isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(x)
+    )
 
 
-def check_positive(owner: str, name: str, value, unit: str = "ms", allow_zero: bool = False):
+def check_positive(
+    owner: str, name: str, value, unit: str = "ms", allow_zero: bool = False
+):
     """Raise a ValueError naming `owner.name` when a concrete `value` is not > 0."""
     if value is None or not is_concrete(value):
         return

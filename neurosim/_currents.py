@@ -75,7 +75,9 @@ class PiecewiseConstant(AbstractCurrent):
 
     def __check_init__(self):
         if self.times.ndim != 1:
-            raise ValueError(f"PiecewiseConstant: `times` must be 1-D, got shape {self.times.shape}.")
+            raise ValueError(
+                f"PiecewiseConstant: `times` must be 1-D, got shape {self.times.shape}."
+            )
         if self.values.shape[:1] != (self.times.shape[0] + 1,):
             raise ValueError(
                 "PiecewiseConstant: `values` needs one more entry than `times` along its "
@@ -96,7 +98,9 @@ def Step(t_on, amplitude, t_off=None, baseline=0.0) -> PiecewiseConstant:
     amplitude = _float(amplitude)
     baseline = jnp.broadcast_to(_float(baseline), amplitude.shape)
     if t_off is None:
-        return PiecewiseConstant(jnp.stack([_float(t_on)]), jnp.stack([baseline, amplitude]))
+        return PiecewiseConstant(
+            jnp.stack([_float(t_on)]), jnp.stack([baseline, amplitude])
+        )
     return PiecewiseConstant(
         jnp.stack([_float(t_on), _float(t_off)]), jnp.stack([baseline, amplitude, baseline])
     )
@@ -132,7 +136,12 @@ class PulseTrain(AbstractCurrent):
         k = jnp.maximum(self._index(t), 0.0)
         onset = self.start + k * self.period
         candidates = jnp.stack(
-            [self.start, onset + self.width, onset + self.period, onset + self.period + self.width]
+            [
+                self.start,
+                onset + self.width,
+                onset + self.period,
+                onset + self.period + self.width,
+            ]
         )
         candidates = jnp.where(candidates > t, candidates, _INF)
         if self.count is not None:
@@ -201,7 +210,9 @@ class Function(AbstractCurrent):
     `jumps` (sorted, ms) so the solver does not step across them."""
 
     fn: Callable
-    jumps: Float[Array, " m"] = eqx.field(converter=_float, default_factory=lambda: jnp.zeros(0))
+    jumps: Float[Array, " m"] = eqx.field(
+        converter=_float, default_factory=lambda: jnp.zeros(0)
+    )
 
     def __call__(self, t) -> Array:
         return jnp.asarray(self.fn(t))

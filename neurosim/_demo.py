@@ -41,8 +41,14 @@ def run_demo(out_dir: str = "out", seed: int = 0) -> None:
 
     def run():
         return simulate(
-            neuron, n=N, t1=T1, weights=weights, input_spikes=inputs,
-            input_weights=input_weights, y0=y0, max_spikes=20_000,
+            neuron,
+            n=N,
+            t1=T1,
+            weights=weights,
+            input_spikes=inputs,
+            input_weights=input_weights,
+            y0=y0,
+            max_spikes=20_000,
         )
 
     start = time.perf_counter()
@@ -56,11 +62,19 @@ def run_demo(out_dir: str = "out", seed: int = 0) -> None:
     rates = sol.rates(N)
     n_input_spikes = int(np.isfinite(np.asarray(inputs[0])).sum())
     print("neurosim demo: recurrent LIF network driven by Poisson inputs")
-    print(f"  neurons: {N} ({N_EXC} excitatory, {N - N_EXC} inhibitory), inputs: {N_INPUTS} x 10 Hz")
-    print(f"  simulated: {T1:.0f} ms, input spikes: {n_input_spikes}, output spikes: {len(times)}")
-    print(f"  mean rate: {rates.mean():.2f} Hz (excitatory {rates[:N_EXC].mean():.2f} Hz, "
-          f"inhibitory {rates[N_EXC:].mean():.2f} Hz)")
-    print(f"  wall time: first call {first:.2f} s (includes compilation), second call {second:.3f} s")
+    print(
+        f"  neurons: {N} ({N_EXC} excitatory, {N - N_EXC} inhibitory), inputs: {N_INPUTS} x 10 Hz"
+    )
+    print(
+        f"  simulated: {T1:.0f} ms, input spikes: {n_input_spikes}, output spikes: {len(times)}"
+    )
+    print(
+        f"  mean rate: {rates.mean():.2f} Hz (excitatory {rates[:N_EXC].mean():.2f} Hz, "
+        f"inhibitory {rates[N_EXC:].mean():.2f} Hz)"
+    )
+    print(
+        f"  wall time: first call {first:.2f} s (includes compilation), second call {second:.3f} s"
+    )
     print(
         f"  event-loop iterations: {int(sol.iterations)}, segments or solver steps: "
         f"{int(sol.solver_steps)} (the LIF network is solved in closed form)"
@@ -79,12 +93,18 @@ def run_demo(out_dir: str = "out", seed: int = 0) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("  matplotlib is not installed: no raster plot (pip install 'neurosim[plot]')")
+        print(
+            "  matplotlib is not installed: no raster plot (pip install 'neurosim[plot]')"
+        )
         return
     fig, ax = plt.subplots(figsize=(8, 4))
     exc = neurons < N_EXC
-    ax.plot(times[exc], neurons[exc], "|", color="tab:blue", markersize=3, label="excitatory")
-    ax.plot(times[~exc], neurons[~exc], "|", color="tab:red", markersize=3, label="inhibitory")
+    ax.plot(
+        times[exc], neurons[exc], "|", color="tab:blue", markersize=3, label="excitatory"
+    )
+    ax.plot(
+        times[~exc], neurons[~exc], "|", color="tab:red", markersize=3, label="inhibitory"
+    )
     ax.set_xlabel("time (ms)")
     ax.set_ylabel("neuron")
     ax.set_title(f"{len(times)} spikes, mean rate {rates.mean():.1f} Hz")

@@ -149,7 +149,9 @@ def run(
     def next_input_time(ptr):
         if num_inputs == 0:
             return inf
-        return jnp.where(ptr < num_inputs, input_times[jnp.minimum(ptr, num_inputs - 1)], inf)
+        return jnp.where(
+            ptr < num_inputs, input_times[jnp.minimum(ptr, num_inputs - 1)], inf
+        )
 
     record_window = min(RECORD_WINDOW, max(num_records, 1))
     cap = _exact.max_horizon(system) if exact else None
@@ -225,6 +227,7 @@ def run(
         t_next_const = lax.stop_gradient(t_next)
         ulp = t_next_const - jnp.nextafter(t_next_const, -inf)
         t_left = jnp.where(length > 0, t_next - ulp, t_next)
+
         def _diffrax_segment(t, t_left, length, carry):
             args = (system, t, t_left, carry.armed)
             if any_spiking:
@@ -281,7 +284,9 @@ def run(
             t_event = t + tau
             t_stop = jnp.where(reaches_end, t_next, t_event)
         else:
-            hit, ok, tau, y_end, saved, last, steps = _diffrax_segment(t, t_left, length, carry)
+            hit, ok, tau, y_end, saved, last, steps = _diffrax_segment(
+                t, t_left, length, carry
+            )
             t_event = jnp.minimum(t + tau, t_next)
             t_stop = t_next
         if num_records > 0:
@@ -299,7 +304,9 @@ def run(
             dt = horizon
         elif adaptive:
             span = jnp.where(hit, tau, length)
-            dt = jnp.where(steps >= 2, span / jnp.maximum(steps, 1), jnp.maximum(carry.dt, span))
+            dt = jnp.where(
+                steps >= 2, span / jnp.maximum(steps, 1), jnp.maximum(carry.dt, span)
+            )
         else:
             dt = carry.dt
         carry = replace(carry, dt=dt, solver_steps=carry.solver_steps + steps)
@@ -312,7 +319,9 @@ def run(
                 carry, t_event, y_end, crossing & carry.armed, crossing & ~carry.armed
             )
 
-        carry = lax.cond(hit, on_event, lambda c: handle_breakpoint(c, t_stop, y_end), carry)
+        carry = lax.cond(
+            hit, on_event, lambda c: handle_breakpoint(c, t_stop, y_end), carry
+        )
         status = jnp.where(ok, carry.status, SOLVER_FAILED)
         status = jnp.where(_all_finite(carry.y), status, NONFINITE)
         status = jnp.where(system.failed(carry.aux), QUEUE_OVERFLOW, status)
@@ -395,5 +404,3 @@ def run(
         iterations=final.iterations,
         solver_steps=final.solver_steps,
     )
-
-

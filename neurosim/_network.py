@@ -37,7 +37,9 @@ class Population(eqx.Module):
 
     def __init__(self, neuron: AbstractNeuron, n: int, current=None):
         if not isinstance(neuron, AbstractNeuron):
-            raise TypeError(f"Population: `neuron` must be a neurosim model, got {type(neuron).__name__}.")
+            raise TypeError(
+                f"Population: `neuron` must be a neurosim model, got {type(neuron).__name__}."
+            )
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"Population: `n` must be a positive int, got {n!r}.")
         self.neuron = neuron
@@ -66,9 +68,13 @@ class SpikeTrains(eqx.Module):
             )
         # Checked with numpy: a jnp reduction under a jit trace is staged, even of a
         # concrete array.
-        if is_concrete(sources) and sources.size and (
-            int(np.min(np.asarray(sources))) < 0
-            or int(np.max(np.asarray(sources))) >= num_sources
+        if (
+            is_concrete(sources)
+            and sources.size
+            and (
+                int(np.min(np.asarray(sources))) < 0
+                or int(np.max(np.asarray(sources))) >= num_sources
+            )
         ):
             raise ValueError(f"SpikeTrains: `sources` must lie in [0, {num_sources}).")
         self.times = times
@@ -99,7 +105,9 @@ class Projection(eqx.Module):
     delay: object
     target: str | None = eqx.field(static=True)
 
-    def __init__(self, pre: str, post: str, weights, *, delay=None, target: str | None = None):
+    def __init__(
+        self, pre: str, post: str, weights, *, delay=None, target: str | None = None
+    ):
         self.pre = pre
         self.post = post
         self.weights = weights
@@ -170,11 +178,15 @@ class Connection(eqx.Module):
             more = jnp.nonzero(remaining, size=gather, fill_value=self.n_pre)[0]
             ok = more < self.n_pre
             more = jnp.minimum(more, self.n_pre - 1)
-            remaining = remaining.at[jnp.where(ok, more, self.n_pre)].set(False, mode="drop")
+            remaining = remaining.at[jnp.where(ok, more, self.n_pre)].set(
+                False, mode="drop"
+            )
             return remaining, x + self.rows(more, ok)
 
-        done = jnp.zeros_like(fired).at[jnp.where(valid, rows, self.n_pre)].set(
-            True, mode="drop"
+        done = (
+            jnp.zeros_like(fired)
+            .at[jnp.where(valid, rows, self.n_pre)]
+            .set(True, mode="drop")
         )
         return lax.while_loop(cond, body, (fired & ~done, first))[1]
 
@@ -183,7 +195,9 @@ def _as_triplets(weights, n_pre, n_post, delay, owner):
     """Sparse input as concrete index arrays plus (possibly traced) values/delays."""
     if isinstance(weights, jsparse.BCOO):
         if weights.shape != (n_pre, n_post):
-            raise ValueError(f"{owner}: sparse `weights` has shape {weights.shape}, expected ({n_pre}, {n_post}).")
+            raise ValueError(
+                f"{owner}: sparse `weights` has shape {weights.shape}, expected ({n_pre}, {n_post})."
+            )
         indices = np.asarray(weights.indices)
         return indices[:, 0], indices[:, 1], weights.data, delay
     try:
@@ -194,11 +208,15 @@ def _as_triplets(weights, n_pre, n_post, delay, owner):
             "triple (pre_index, post_index, values)."
         ) from None
     if not is_concrete((pre_index, post_index)):
-        raise ValueError(f"{owner}: sparse indices must be concrete arrays, not traced values.")
+        raise ValueError(
+            f"{owner}: sparse indices must be concrete arrays, not traced values."
+        )
     pre_index, post_index = np.asarray(pre_index), np.asarray(post_index)
     values = jnp.asarray(values)
     if not (pre_index.shape == post_index.shape == values.shape) or pre_index.ndim != 1:
-        raise ValueError(f"{owner}: pre_index, post_index and values must be 1-D of equal length.")
+        raise ValueError(
+            f"{owner}: pre_index, post_index and values must be 1-D of equal length."
+        )
     if pre_index.size and (pre_index.min() < 0 or pre_index.max() >= n_pre):
         raise ValueError(f"{owner}: pre_index must lie in [0, {n_pre}).")
     if post_index.size and (post_index.min() < 0 or post_index.max() >= n_post):
@@ -221,26 +239,44 @@ def build_connection(proj: Projection, n_pre: int, n_post: int, dtype) -> Connec
     if dense:
         weight = jnp.asarray(proj.weights, dtype)
         if weight.shape != (n_pre, n_post):
-            raise ValueError(f"{owner}: `weights` has shape {weight.shape}, expected ({n_pre}, {n_post}).")
+            raise ValueError(
+                f"{owner}: `weights` has shape {weight.shape}, expected ({n_pre}, {n_post})."
+            )
         if not per_synapse:
-            return Connection(proj.pre, proj.post, proj.target, n_pre, n_post, weight, None, delay, False)
+            return Connection(
+                proj.pre, proj.post, proj.target, n_pre, n_post, weight, None, delay, False
+            )
         if delay.shape != (n_pre, n_post):
-            raise ValueError(f"{owner}: per-synapse `delay` has shape {delay.shape}, expected ({n_pre}, {n_post}).")
+            raise ValueError(
+                f"{owner}: per-synapse `delay` has shape {delay.shape}, expected ({n_pre}, {n_post})."
+            )
         if not is_concrete(delay):
-            raise ValueError(f"{owner}: per-synapse delays must be concrete values to be sorted.")
-        nonzero = np.nonzero(np.asarray(weight) != 0) if is_concrete(weight) else np.nonzero(np.ones((n_pre, n_post)))
+            raise ValueError(
+                f"{owner}: per-synapse delays must be concrete values to be sorted."
+            )
+        nonzero = (
+            np.nonzero(np.asarray(weight) != 0)
+            if is_concrete(weight)
+            else np.nonzero(np.ones((n_pre, n_post)))
+        )
         pre_index, post_index = nonzero
         values = weight[pre_index, post_index]
         delay = delay[pre_index, post_index]
     else:
-        pre_index, post_index, values, delay = _as_triplets(proj.weights, n_pre, n_post, delay, owner)
+        pre_index, post_index, values, delay = _as_triplets(
+            proj.weights, n_pre, n_post, delay, owner
+        )
         values = jnp.asarray(values, dtype)
         if per_synapse:
             delay = jnp.asarray(delay, dtype)
             if delay.shape != values.shape:
-                raise ValueError(f"{owner}: per-synapse `delay` must have one value per synapse ({values.shape}).")
+                raise ValueError(
+                    f"{owner}: per-synapse `delay` must have one value per synapse ({values.shape})."
+                )
             if not is_concrete(delay):
-                raise ValueError(f"{owner}: per-synapse delays must be concrete values to be sorted.")
+                raise ValueError(
+                    f"{owner}: per-synapse delays must be concrete values to be sorted."
+                )
     # Order synapses by presynaptic neuron, then by delay, and pad rows to equal length.
     sort_delay = np.asarray(delay) if per_synapse else np.zeros(len(pre_index))
     order = np.lexsort((sort_delay, pre_index))
@@ -253,12 +289,26 @@ def build_connection(proj: Projection, n_pre: int, n_post: int, dtype) -> Connec
     gather[pre_sorted, column] = order
     padded = gather == len(order)
     safe = np.where(padded, 0, gather)
-    weight = jnp.where(padded, 0.0, jnp.asarray(values, dtype)[safe]) if len(order) else jnp.zeros((n_pre, fan_out), dtype)
-    post = np.where(padded, n_post, post_index[safe] if len(order) else n_post).astype(np.int32)
+    weight = (
+        jnp.where(padded, 0.0, jnp.asarray(values, dtype)[safe])
+        if len(order)
+        else jnp.zeros((n_pre, fan_out), dtype)
+    )
+    post = np.where(padded, n_post, post_index[safe] if len(order) else n_post).astype(
+        np.int32
+    )
     if per_synapse:
         delay = jnp.where(padded, jnp.inf, jnp.asarray(delay, dtype)[safe])
     return Connection(
-        proj.pre, proj.post, proj.target, n_pre, n_post, weight, jnp.asarray(post), delay, per_synapse
+        proj.pre,
+        proj.post,
+        proj.target,
+        n_pre,
+        n_post,
+        weight,
+        jnp.asarray(post),
+        delay,
+        per_synapse,
     )
 
 
@@ -301,12 +351,18 @@ class Network(eqx.Module):
             raise ValueError("Network: `populations` must name at least one Population.")
         for name, pop in populations.items():
             if not isinstance(pop, Population):
-                raise TypeError(f"Network: population {name!r} must be a Population, got {type(pop).__name__}.")
+                raise TypeError(
+                    f"Network: population {name!r} must be a Population, got {type(pop).__name__}."
+                )
         for name, source in inputs.items():
             if not isinstance(source, SpikeTrains):
-                raise TypeError(f"Network: input {name!r} must be SpikeTrains, got {type(source).__name__}.")
+                raise TypeError(
+                    f"Network: input {name!r} must be SpikeTrains, got {type(source).__name__}."
+                )
             if name in populations:
-                raise ValueError(f"Network: the name {name!r} is both a population and an input.")
+                raise ValueError(
+                    f"Network: the name {name!r} is both a population and an input."
+                )
         connections = []
         for proj in projections:
             if proj.post not in populations:

@@ -98,5 +98,3 @@ def event_root_finder(dtype, time_scale) -> BracketedNewton:
     eps = jnp.finfo(dtype).eps
     scale = jnp.maximum(jnp.abs(time_scale), 1.0)
     return BracketedNewton(rtol=2 * eps, atol=2 * eps * scale)
-
-

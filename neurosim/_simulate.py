@@ -4,7 +4,6 @@ import warnings
 
 import diffrax as dfx
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
@@ -12,8 +11,8 @@ import numpy as np
 from . import _engine, _exact
 from ._checks import is_concrete
 from ._currents import as_current
-from ._solution import STATUS_MESSAGES, Solution
 from ._network import Network, Population, Projection, SpikeTrains
+from ._solution import STATUS_MESSAGES, Solution
 from ._system import NetworkSystem
 from .neurons.base import AbstractNeuron
 
@@ -41,7 +40,9 @@ def _as_float(x, dtype):
 def _check_times(t0, t1):
     if is_concrete((t0, t1)):
         if not np.isfinite(float(t1)):
-            raise _arg_error("t1", f"must be finite (got {float(t1)})", "Pass an end time in ms.")
+            raise _arg_error(
+                "t1", f"must be finite (got {float(t1)})", "Pass an end time in ms."
+            )
         if float(t1) <= float(t0):
             raise _arg_error(
                 "t1",
@@ -50,10 +51,14 @@ def _check_times(t0, t1):
             )
 
 
-def _single_population_network(neuron, n, current, weights, input_spikes, input_weights, dtype):
+def _single_population_network(
+    neuron, n, current, weights, input_spikes, input_weights, dtype
+):
     """The network equivalent of the single-population call."""
     if input_spikes is None and input_weights is not None:
-        raise _arg_error("input_weights", "was given without `input_spikes`", "Pass both or neither.")
+        raise _arg_error(
+            "input_weights", "was given without `input_spikes`", "Pass both or neither."
+        )
     if input_spikes is not None and input_weights is None:
         raise _arg_error(
             "input_weights",
@@ -65,7 +70,8 @@ def _single_population_network(neuron, n, current, weights, input_spikes, input_
         weights = jnp.asarray(weights, dtype)
         if weights.shape != (n, n):
             raise _arg_error(
-                "weights", f"has shape {weights.shape}, expected ({n}, {n})",
+                "weights",
+                f"has shape {weights.shape}, expected ({n}, {n})",
                 "Pass an (n, n) matrix, row = presynaptic neuron.",
             )
         projections.append(Projection(POPULATION, POPULATION, weights))
@@ -74,7 +80,9 @@ def _single_population_network(neuron, n, current, weights, input_spikes, input_
             times, sources = input_spikes
         except (TypeError, ValueError):
             raise _arg_error(
-                "input_spikes", "must be a pair (times, indices)", "Pass two 1-D arrays of equal length."
+                "input_spikes",
+                "must be a pair (times, indices)",
+                "Pass two 1-D arrays of equal length.",
             ) from None
         input_weights = jnp.asarray(input_weights, dtype)
         if input_weights.ndim != 2 or input_weights.shape[1] != n:
@@ -84,9 +92,15 @@ def _single_population_network(neuron, n, current, weights, input_spikes, input_
                 "Row k holds the weights of input k onto each of the n neurons.",
             )
         try:
-            inputs[INPUT] = SpikeTrains(jnp.asarray(times, dtype), sources, input_weights.shape[0])
+            inputs[INPUT] = SpikeTrains(
+                jnp.asarray(times, dtype), sources, input_weights.shape[0]
+            )
         except ValueError as error:
-            raise _arg_error("input_spikes", f"is invalid: {error}", "Indices refer to rows of `input_weights`.") from None
+            raise _arg_error(
+                "input_spikes",
+                f"is invalid: {error}",
+                "Indices refer to rows of `input_weights`.",
+            ) from None
         projections.append(Projection(INPUT, POPULATION, input_weights))
     population = Population(neuron, n, current)
     return Network({POPULATION: population}, projections, inputs)
@@ -114,11 +128,19 @@ def _prepare_record(record, t0, t1, dtype):
     if record.ndim == 0:
         record = record[None]
     if record.ndim != 1:
-        raise _arg_error("record", f"must be 1-D (got shape {record.shape})", "Pass a 1-D array of times in ms.")
+        raise _arg_error(
+            "record",
+            f"must be 1-D (got shape {record.shape})",
+            "Pass a 1-D array of times in ms.",
+        )
     if is_concrete((record, t0, t1)) and record.size:
         r = np.asarray(record)
         if np.any(np.diff(r) < 0):
-            raise _arg_error("record", "must be sorted", "Pass times in increasing order, e.g. jnp.sort(record).")
+            raise _arg_error(
+                "record",
+                "must be sorted",
+                "Pass times in increasing order, e.g. jnp.sort(record).",
+            )
         if r[0] < float(t0) or r[-1] > float(t1):
             raise _arg_error(
                 "record",
@@ -177,9 +199,11 @@ def _report(solution: Solution, throw: bool) -> Solution:
     failed = (solution.status != _engine.FINISHED) & (solution.status != _engine.OVERFLOW)
     if not is_concrete(solution.status):
         if throw:
-            message = "simulate failed: " + "; or ".join(
-                STATUS_MESSAGES[code] for code in (3, 4, 5)
-            ) + ". Pass throw=False to inspect the partial Solution."
+            message = (
+                "simulate failed: "
+                + "; or ".join(STATUS_MESSAGES[code] for code in (3, 4, 5))
+                + ". Pass throw=False to inspect the partial Solution."
+            )
             solution = eqx.error_if(solution, failed, message)
         return solution
     status = int(solution.status)
@@ -213,17 +237,27 @@ def _nonfinite_detail(state) -> str:
 
 
 def _initial_states(network: Network, y0, single: bool):
-    states = {name: pop.neuron.init_state(pop.n) for name, pop in network.populations.items()}
+    states = {
+        name: pop.neuron.init_state(pop.n) for name, pop in network.populations.items()
+    }
     if y0 is None:
         return states
     if single:
         states[POPULATION] = _check_state(y0, states[POPULATION])
         return states
     if not isinstance(y0, dict):
-        raise _arg_error("y0", "must be a dict population name -> state for a Network", "E.g. y0={'exc': state}.")
+        raise _arg_error(
+            "y0",
+            "must be a dict population name -> state for a Network",
+            "E.g. y0={'exc': state}.",
+        )
     for name, state in y0.items():
         if name not in states:
-            raise _arg_error("y0", f"names {name!r}, which is not a population", f"Populations: {sorted(states)}.")
+            raise _arg_error(
+                "y0",
+                f"names {name!r}, which is not a population",
+                f"Populations: {sorted(states)}.",
+            )
         states[name] = _check_state(state, states[name], owner=f"y0[{name!r}]")
     return states
 
@@ -234,16 +268,28 @@ def _record_fields(network: Network, record_fields, single: bool):
     if single:
         record_fields = {POPULATION: record_fields}
     if not isinstance(record_fields, dict):
-        raise _arg_error("record_fields", "must be a dict population -> field names", "E.g. {'exc': ('v',)}.")
+        raise _arg_error(
+            "record_fields",
+            "must be a dict population -> field names",
+            "E.g. {'exc': ('v',)}.",
+        )
     fields = {}
     for name, names in record_fields.items():
         if name not in network.populations:
-            raise _arg_error("record_fields", f"names {name!r}, which is not a population", f"Populations: {sorted(network.populations)}.")
+            raise _arg_error(
+                "record_fields",
+                f"names {name!r}, which is not a population",
+                f"Populations: {sorted(network.populations)}.",
+            )
         names = (names,) if isinstance(names, str) else tuple(names)
         state = network.populations[name].neuron.init_state(1)
         for field in names:
             if not hasattr(state, field):
-                raise _arg_error("record_fields", f"asks for {name}.{field}, which is not a state field", "Check the model's state class.")
+                raise _arg_error(
+                    "record_fields",
+                    f"asks for {name}.{field}, which is not a state field",
+                    "Check the model's state class.",
+                )
         fields[name] = names
     return fields
 
@@ -358,25 +404,40 @@ def simulate(
     if single:
         if not isinstance(model, AbstractNeuron):
             raise _arg_error(
-                "model", f"must be a neurosim neuron model or Network (got {type(model).__name__})",
+                "model",
+                f"must be a neurosim neuron model or Network (got {type(model).__name__})",
                 "Pass e.g. neurosim.LIF() with n=..., or a neurosim.Network.",
             )
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise _arg_error("n", f"must be a positive int (got {n!r})", "Pass the number of neurons.")
+            raise _arg_error(
+                "n", f"must be a positive int (got {n!r})", "Pass the number of neurons."
+            )
     else:
-        for name, value in (("n", n), ("current", current), ("weights", weights),
-                            ("input_spikes", input_spikes), ("input_weights", input_weights)):
+        for name, value in (
+            ("n", n),
+            ("current", current),
+            ("weights", weights),
+            ("input_spikes", input_spikes),
+            ("input_weights", input_weights),
+        ):
             if value is not None:
                 raise _arg_error(
-                    name, "is not used with a Network",
+                    name,
+                    "is not used with a Network",
                     "Give sizes and currents to each Population, weights to Projections, "
                     "and spike inputs as the network's `inputs`.",
                 )
     _check_times(t0, t1)
     if not isinstance(max_spikes, int) or max_spikes < 1:
-        raise _arg_error("max_spikes", f"must be a positive int (got {max_spikes!r})", "E.g. max_spikes=10_000.")
+        raise _arg_error(
+            "max_spikes",
+            f"must be a positive int (got {max_spikes!r})",
+            "E.g. max_spikes=10_000.",
+        )
     if not isinstance(max_in_flight, int) or max_in_flight < 1:
-        raise _arg_error("max_in_flight", f"must be a positive int (got {max_in_flight!r})", "E.g. 4096.")
+        raise _arg_error(
+            "max_in_flight", f"must be a positive int (got {max_in_flight!r})", "E.g. 4096."
+        )
     if single:
         dtype = jtu.tree_leaves(model.init_state(1))[0].dtype
         network = _single_population_network(
@@ -390,7 +451,11 @@ def simulate(
         probe = eqx.filter_eval_shape(lambda c: c(jnp.asarray(t0, float)), pop.current)
         if probe.shape not in ((), (pop.n,)):
             where = "current" if single else f"Population {name!r} current"
-            raise _arg_error(where, f"gives values of shape {probe.shape}", f"Expected a scalar or ({pop.n},).")
+            raise _arg_error(
+                where,
+                f"gives values of shape {probe.shape}",
+                f"Expected a scalar or ({pop.n},).",
+            )
     states = _initial_states(network, y0, single)
     dtype = jtu.tree_leaves(states)[0].dtype
     record = _prepare_record(record, t0, t1, dtype)
@@ -420,11 +485,15 @@ def simulate(
     else:
         adaptive = not isinstance(stepsize_controller, dfx.ConstantStepSize)
         if not adaptive and dt0 is None:
-            raise _arg_error("dt0", "is required with ConstantStepSize", "Pass the step size in ms.")
+            raise _arg_error(
+                "dt0", "is required with ConstantStepSize", "Pass the step size in ms."
+            )
     if dt0 is None:
         dt0 = 0.05
     if max_iterations is None:
-        max_iterations = 8 * max_spikes + 2 * (input_times.shape[0] + record.shape[0]) + 100_000
+        max_iterations = (
+            8 * max_spikes + 2 * (input_times.shape[0] + record.shape[0]) + 100_000
+        )
     config = dict(
         max_spikes=max_spikes,
         solver=solver,
@@ -437,14 +506,24 @@ def simulate(
         exact=bool(exact),
     )
     out = _run_jit(
-        system, _as_float(t0, dtype), _as_float(t1, dtype), states, input_times,
-        input_sources, record, _as_float(dt0, dtype), config,
+        system,
+        _as_float(t0, dtype),
+        _as_float(t1, dtype),
+        states,
+        input_times,
+        input_sources,
+        record,
+        _as_float(dt0, dtype),
+        config,
     )
     recorded, final_state = out.records, out.final_state
     if single:
         recorded = recorded[POPULATION]
         final_state = final_state[POPULATION]
-    slices = tuple((name, offset, network.populations[name].n) for name, offset in network.offsets.items())
+    slices = tuple(
+        (name, offset, network.populations[name].n)
+        for name, offset in network.offsets.items()
+    )
     solution = Solution(
         spike_times=out.spike_times,
         spike_neurons=out.spike_neurons,

@@ -72,7 +72,10 @@ class Solution(eqx.Module):
         """The recorded spikes as NumPy arrays `(times, neurons)`, padding removed. With
         a population name: that population's spikes, with indices local to it."""
         k = int(self.num_spikes)
-        times, neurons = np.asarray(self.spike_times[:k]), np.asarray(self.spike_neurons[:k])
+        times, neurons = (
+            np.asarray(self.spike_times[:k]),
+            np.asarray(self.spike_neurons[:k]),
+        )
         if population is None:
             return times, neurons
         offset, size = self._slice(population)
@@ -84,11 +87,17 @@ class Solution(eqx.Module):
         times, neurons = self.spikes(population)
         return times[neurons == neuron]
 
-    def spike_trains(self, population: str | None = None, n: int | None = None) -> list[np.ndarray]:
+    def spike_trains(
+        self, population: str | None = None, n: int | None = None
+    ) -> list[np.ndarray]:
         """Per-neuron spike trains (a list of arrays of times in ms)."""
         times, neurons = self.spikes(population)
         if n is None:
-            n = self._slice(population)[1] if population is not None else int(neurons.max(initial=-1)) + 1
+            n = (
+                self._slice(population)[1]
+                if population is not None
+                else int(neurons.max(initial=-1)) + 1
+            )
         return [times[neurons == k] for k in range(n)]
 
     def duration(self) -> float:
@@ -107,14 +116,18 @@ class Solution(eqx.Module):
         counts = np.bincount(neurons, minlength=n)[:n]
         return counts / (self.duration() / 1000.0)
 
-    def population_rate(self, population: str | None = None, *, bin_ms: float = 1.0, n: int | None = None):
+    def population_rate(
+        self, population: str | None = None, *, bin_ms: float = 1.0, n: int | None = None
+    ):
         """The population rate (Hz per neuron) in bins of `bin_ms`: returns
         `(bin_starts, rate)`."""
         times, _ = self.spikes(population)
         if n is None:
             n = self._slice(population)[1] if population is not None else None
         if n is None:
-            raise ValueError("population_rate: pass `n` (the number of neurons) for a single population.")
+            raise ValueError(
+                "population_rate: pass `n` (the number of neurons) for a single population."
+            )
         edges = np.arange(float(self.t0), float(self.t_final) + bin_ms, bin_ms)
         counts, _ = np.histogram(times, edges)
         return edges[:-1], counts / n / (bin_ms / 1000.0)

@@ -83,6 +83,8 @@ class GridStepSize(dfx.AbstractStepSizeController):
     def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
         return self._next_grid_point(t0), None
 
-    def adapt_step_size(self, t0, t1, y0, y1_candidate, args, y_error, error_order, controller_state):
+    def adapt_step_size(
+        self, t0, t1, y0, y1_candidate, args, y_error, error_order, controller_state
+    ):
         next_t1 = self._next_grid_point(t1)
         return True, t1, next_t1, False, None, dfx.RESULTS.successful

@@ -47,10 +47,14 @@ def poisson_spikes(
         rate_fn, max_rate = rate
     else:
         rate_fn, max_rate = None, rate
-    max_rate = jnp.broadcast_to(jnp.asarray(max_rate, jnp.result_type(float)), (num_sources,))
+    max_rate = jnp.broadcast_to(
+        jnp.asarray(max_rate, jnp.result_type(float)), (num_sources,)
+    )
     check_positive("poisson_spikes", "rate", max_rate, unit="Hz", allow_zero=True)
     if is_concrete((t0, t1)) and float(t1) <= float(t0):
-        raise ValueError(f"poisson_spikes: `t1` must be greater than `t0` (got {t0}, {t1}).")
+        raise ValueError(
+            f"poisson_spikes: `t1` must be greater than `t0` (got {t0}, {t1})."
+        )
     if max_per_source is None:
         if not is_concrete(max_rate):
             raise ValueError(
@@ -74,7 +78,9 @@ def poisson_spikes(
         local = jnp.broadcast_to(rate_fn(times), times.shape)
         u = jax.random.uniform(key_keep, times.shape)
         keep = keep & (u * max_rate[:, None] < local)
-    sources = jnp.broadcast_to(jnp.arange(num_sources, dtype=jnp.int32)[:, None], times.shape)
+    sources = jnp.broadcast_to(
+        jnp.arange(num_sources, dtype=jnp.int32)[:, None], times.shape
+    )
     times = jnp.where(keep, times, jnp.inf).ravel()
     order = jnp.argsort(times)
     return times[order], sources.ravel()[order]

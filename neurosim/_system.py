@@ -57,7 +57,10 @@ class NetworkSystem(eqx.Module):
     @property
     def disarm_mask(self) -> np.ndarray:
         return np.concatenate(
-            [np.full((p.n,), p.neuron.disarms_on_spike) for p in self.network.populations.values()]
+            [
+                np.full((p.n,), p.neuron.disarms_on_spike)
+                for p in self.network.populations.values()
+            ]
         )
 
     def _split(self, flat):
@@ -123,7 +126,9 @@ class NetworkSystem(eqx.Module):
     @staticmethod
     def _arrivals(conn: Connection, queue: DelayQueue):
         if conn.per_synapse_delay:
-            row_delay = conn.delay[queue.pre, jnp.minimum(queue.cursor, conn.delay.shape[1] - 1)]
+            row_delay = conn.delay[
+                queue.pre, jnp.minimum(queue.cursor, conn.delay.shape[1] - 1)
+            ]
         else:
             row_delay = conn.delay
         return jnp.where(queue.live, queue.emit_t + row_delay, jnp.inf)
@@ -208,18 +213,26 @@ class NetworkSystem(eqx.Module):
                 continue
             size = queue.emit_t.shape[0]
             due = self._arrivals(conn, queue) == t
-            slots = jnp.nonzero(due, size=min(DELIVERIES_PER_ITERATION, size), fill_value=size)[0]
+            slots = jnp.nonzero(
+                due, size=min(DELIVERIES_PER_ITERATION, size), fill_value=size
+            )[0]
             ok = slots < size
             slots = jnp.minimum(slots, size - 1)
             rows = queue.pre[slots]
             if conn.per_synapse_delay:
                 row_delays = conn.delay[rows]
-                now = row_delays[jnp.arange(rows.shape[0]), jnp.minimum(queue.cursor[slots], row_delays.shape[1] - 1)]
+                now = row_delays[
+                    jnp.arange(rows.shape[0]),
+                    jnp.minimum(queue.cursor[slots], row_delays.shape[1] - 1),
+                ]
                 mask = row_delays == now[:, None]
                 x = conn.rows(rows, ok, synapse_mask=mask)
                 next_cursor = jnp.sum(row_delays <= now[:, None], axis=1).astype(jnp.int32)
                 finished = (next_cursor >= row_delays.shape[1]) | ~jnp.isfinite(
-                    row_delays[jnp.arange(rows.shape[0]), jnp.minimum(next_cursor, row_delays.shape[1] - 1)]
+                    row_delays[
+                        jnp.arange(rows.shape[0]),
+                        jnp.minimum(next_cursor, row_delays.shape[1] - 1),
+                    ]
                 )
             else:
                 x = conn.rows(rows, ok)

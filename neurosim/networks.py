@@ -38,13 +38,29 @@ def vogels_abbott_cuba(
     values = np.where(pre < n_exc, we, wi)
     excitatory = pre < n_exc
     neuron = CubaLIF(
-        tau_mem=20.0, tau_exc=5.0, tau_inh=10.0, v_th=-50.0, v_reset=-60.0, v_leak=-49.0, t_ref=5.0
+        tau_mem=20.0,
+        tau_exc=5.0,
+        tau_inh=10.0,
+        v_th=-50.0,
+        v_reset=-60.0,
+        v_leak=-49.0,
+        t_ref=5.0,
     )
     network = Network(
         populations={"cuba": Population(neuron, n)},
         projections=[
-            Projection("cuba", "cuba", (pre[excitatory], post[excitatory], values[excitatory]), target="ge"),
-            Projection("cuba", "cuba", (pre[~excitatory], post[~excitatory], values[~excitatory]), target="gi"),
+            Projection(
+                "cuba",
+                "cuba",
+                (pre[excitatory], post[excitatory], values[excitatory]),
+                target="ge",
+            ),
+            Projection(
+                "cuba",
+                "cuba",
+                (pre[~excitatory], post[~excitatory], values[~excitatory]),
+                target="gi",
+            ),
         ],
     )
     y0 = neuron.init_state(n)

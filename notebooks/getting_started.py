@@ -25,7 +25,10 @@ jax.config.update("jax_enable_x64", True)
 sol = ns.simulate(ns.LIF(tau_mem=10.0), n=1, t1=100.0, current=1.5, rtol=1e-10, atol=1e-10)
 times, _ = sol.spikes()
 print("spike times:", np.round(times, 6))
-print("max error vs k * 10 ln 3:", np.max(np.abs(times - np.arange(1, len(times) + 1) * 10 * np.log(3))))
+print(
+    "max error vs k * 10 ln 3:",
+    np.max(np.abs(times - np.arange(1, len(times) + 1) * 10 * np.log(3))),
+)
 
 # %% [markdown]
 # ## A small network: LIF hidden layer, leaky-integrator readout
@@ -42,12 +45,23 @@ net = ns.Network(
         "hidden": ns.Population(ns.LIF(tau_mem=10.0, tau_syn=5.0, t_ref=2.0), 50),
         "readout": ns.Population(ns.LI(tau_mem=20.0, tau_syn=5.0), 2),
     },
-    projections=[ns.Projection("drive", "hidden", w_in), ns.Projection("hidden", "readout", w_out)],
+    projections=[
+        ns.Projection("drive", "hidden", w_in),
+        ns.Projection("hidden", "readout", w_out),
+    ],
     inputs={"drive": ns.SpikeTrains(times, sources, num_sources=20)},
 )
 record = jnp.linspace(0.0, 200.0, 401)
-sol = ns.simulate(net, t1=200.0, record=record, record_fields={"readout": ("v",)}, max_spikes=4000)
-print("hidden spikes:", len(sol.spikes("hidden")[0]), "mean rate:", sol.rates("hidden").mean().round(1), "Hz")
+sol = ns.simulate(
+    net, t1=200.0, record=record, record_fields={"readout": ("v",)}, max_spikes=4000
+)
+print(
+    "hidden spikes:",
+    len(sol.spikes("hidden")[0]),
+    "mean rate:",
+    sol.rates("hidden").mean().round(1),
+    "Hz",
+)
 print("readout v at 200 ms:", np.asarray(sol.states["readout"]["v"][-1]))
 
 # %% [markdown]
@@ -65,7 +79,11 @@ drive = jnp.array([1.4, 1.6, 2.0])
 def first_spikes(tau):
     sol = ns.simulate(ns.LIF(tau_mem=tau), n=3, t1=120.0, current=drive, max_spikes=64)
     # The k-th spike of each neuron (spike buffers are sorted by time).
-    per_neuron = jnp.where(sol.spike_neurons[None, :] == jnp.arange(3)[:, None], sol.spike_times[None, :], jnp.inf)
+    per_neuron = jnp.where(
+        sol.spike_neurons[None, :] == jnp.arange(3)[:, None],
+        sol.spike_times[None, :],
+        jnp.inf,
+    )
     return jnp.sort(per_neuron, axis=1)[:, :3]
 
 

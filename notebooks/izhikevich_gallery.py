@@ -41,7 +41,9 @@ for ax, name in zip(axes.ravel(), names):
     figure = figure_panel.simulate(figure_step=True, record=ts, max_spikes=256)
     exact = exact_panel.simulate(record=ts, rtol=1e-8, atol=1e-8, max_spikes=256)
     t = np.asarray(ts)
-    ax.plot(t, np.asarray(figure.states.v[:, 0]), lw=0.8, color="0.6", label="figure scheme")
+    ax.plot(
+        t, np.asarray(figure.states.v[:, 0]), lw=0.8, color="0.6", label="figure scheme"
+    )
     ax.plot(t, np.asarray(exact.states.v[:, 0]), lw=0.8, color="tab:blue", label="exact")
     for s in exact.spike_train(0):
         ax.axvline(s, ymin=0.93, ymax=1.0, color="tab:blue", lw=0.8)
@@ -55,7 +57,9 @@ for ax, name in zip(axes.ravel(), names):
     ax.set_xticks([])
     ax.set_yticks([])
 axes[0, 0].legend(loc="lower right", fontsize=7)
-fig.suptitle("Izhikevich (2004) behaviours: exact continuous-time model (blue) and the figure's Euler scheme (grey)")
+fig.suptitle(
+    "Izhikevich (2004) behaviours: exact continuous-time model (blue) and the figure's Euler scheme (grey)"
+)
 fig.tight_layout()
 os.makedirs("out", exist_ok=True)
 fig.savefig("out/izhikevich_gallery.png", dpi=90)

@@ -146,11 +146,17 @@ def test_heterogeneous_and_degenerate_time_constants(x64):
     s/tau e^{-s/tau}) and one within 1e-9 of it, with refractoriness and recurrent
     input: the closed form against the ODE solver."""
     tau_mem = jnp.array([10.0, 8.0, 12.0, 5.0, 5.0 + 5e-9])
-    neuron = ns.LIF(tau_mem=tau_mem, tau_syn=jnp.array([5.0, 8.0, 3.0, 5.0, 5.0]), t_ref=1.5)
+    neuron = ns.LIF(
+        tau_mem=tau_mem, tau_syn=jnp.array([5.0, 8.0, 3.0, 5.0, 5.0]), t_ref=1.5
+    )
     weights = 0.4 * (jnp.ones((5, 5)) - jnp.eye(5))
     kwargs = dict(
-        n=5, t1=120.0, current=jnp.array([1.2, 1.1, 1.3, 1.05, 1.05]), weights=weights,
-        max_spikes=512, record=jnp.linspace(0.0, 120.0, 25),
+        n=5,
+        t1=120.0,
+        current=jnp.array([1.2, 1.1, 1.3, 1.05, 1.05]),
+        weights=weights,
+        max_spikes=512,
+        record=jnp.linspace(0.0, 120.0, 25),
     )
     exact = ns.simulate(neuron, exact=True, **kwargs)
     solver = ns.simulate(neuron, exact=False, **kwargs, **TIGHT)
@@ -158,8 +164,10 @@ def test_heterogeneous_and_degenerate_time_constants(x64):
     np.testing.assert_array_equal(exact.spike_neurons, solver.spike_neurons)
     finite = np.isfinite(np.asarray(solver.spike_times))
     np.testing.assert_allclose(
-        np.asarray(exact.spike_times)[finite], np.asarray(solver.spike_times)[finite],
-        rtol=0, atol=1e-7,
+        np.asarray(exact.spike_times)[finite],
+        np.asarray(solver.spike_times)[finite],
+        rtol=0,
+        atol=1e-7,
     )
     np.testing.assert_allclose(
         np.asarray(exact.states.v), np.asarray(solver.states.v), rtol=0, atol=1e-7

@@ -27,7 +27,10 @@ def test_two_populations_equal_one_population_with_block_weights():
     w_ab = jnp.array([[0.5, 0.0], [0.0, 0.3], [0.2, 0.2]])
     w_ba = jnp.array([[-0.4, 0.0, -0.2], [0.0, -0.3, 0.0]])
     net = ns.Network(
-        populations={"a": ns.Population(lif, 3, current_a), "b": ns.Population(lif, 2, current_b)},
+        populations={
+            "a": ns.Population(lif, 3, current_a),
+            "b": ns.Population(lif, 2, current_b),
+        },
         projections=[
             ns.Projection("a", "a", w_aa),
             ns.Projection("a", "b", w_ab),
@@ -37,7 +40,11 @@ def test_two_populations_equal_one_population_with_block_weights():
     block = jnp.block([[w_aa, w_ab], [w_ba, jnp.zeros((2, 2))]])
     sol_net = ns.simulate(net, t1=150.0, max_spikes=256)
     sol_one = ns.simulate(
-        lif, n=5, t1=150.0, current=jnp.concatenate([current_a, current_b]), weights=block,
+        lif,
+        n=5,
+        t1=150.0,
+        current=jnp.concatenate([current_a, current_b]),
+        weights=block,
         max_spikes=256,
     )
     t_net, i_net = sol_net.spikes()
@@ -55,7 +62,9 @@ def _delayed_pair(delay, weight=0.4, t1=40.0, record=None, target=None):
     lif = ns.LIF(tau_mem=10.0, tau_syn=5.0)
     net = ns.Network(
         populations={"a": ns.Population(lif, 1, 1.5), "b": ns.Population(lif, 1)},
-        projections=[ns.Projection("a", "b", jnp.array([[weight]]), delay=delay, target=target)],
+        projections=[
+            ns.Projection("a", "b", jnp.array([[weight]]), delay=delay, target=target)
+        ],
     )
     return ns.simulate(net, t1=t1, record=record, max_spikes=16, **TIGHT)
 
@@ -112,8 +121,12 @@ def test_per_synapse_delays_and_simultaneous_deliveries(x64):
 
 def test_delta_synapse_target_v_and_kick_above_threshold_spikes_at_arrival(x64):
     t_a = 10 * LN3
-    sol = _delayed_pair(2.0, weight=0.3, t1=t_a + 6.0, record=jnp.asarray([t_a + 3.0]), target="v")
-    np.testing.assert_allclose(float(sol.states["b"].v[0, 0]), 0.3 * np.exp(-1.0 / 10.0), atol=1e-9)
+    sol = _delayed_pair(
+        2.0, weight=0.3, t1=t_a + 6.0, record=jnp.asarray([t_a + 3.0]), target="v"
+    )
+    np.testing.assert_allclose(
+        float(sol.states["b"].v[0, 0]), 0.3 * np.exp(-1.0 / 10.0), atol=1e-9
+    )
     kicked = _delayed_pair(2.0, weight=1.5, t1=t_a + 6.0, target="v")
     t_b, _ = kicked.spikes("b")
     np.testing.assert_allclose(t_b, [t_a + 2.0], atol=1e-9)
@@ -171,7 +184,9 @@ def test_poisson_time_varying_rate_by_thinning():
     def rate(t):
         return jnp.where(t < 500.0, 40.0, 0.0)
 
-    times, _ = poisson_spikes(jax.random.PRNGKey(0), (rate, 40.0), num_sources=300, t1=1000.0)
+    times, _ = poisson_spikes(
+        jax.random.PRNGKey(0), (rate, 40.0), num_sources=300, t1=1000.0
+    )
     finite = np.asarray(times)[np.isfinite(np.asarray(times))]
     assert np.all(finite < 500.0)
     per_source = len(finite) / 300
@@ -192,7 +207,14 @@ def test_pulse_train_drive_matches_closed_form(x64):
     # so no spikes, and the voltage at the end of each pulse is known in closed form.
     pulses = PulseTrain(start=2.0, width=4.0, period=20.0, amplitude=2.0, count=3)
     ends = 2.0 + np.arange(3) * 20.0 + 4.0
-    sol = ns.simulate(ns.LIF(tau_mem=10.0), n=1, t1=70.0, current=pulses, record=jnp.asarray(ends), **TIGHT)
+    sol = ns.simulate(
+        ns.LIF(tau_mem=10.0),
+        n=1,
+        t1=70.0,
+        current=pulses,
+        record=jnp.asarray(ends),
+        **TIGHT,
+    )
     assert int(sol.num_spikes) == 0
     v_end = 2.0 * (1 - np.exp(-0.4))
     decay = np.exp(-16.0 / 10.0)
@@ -215,15 +237,28 @@ def test_lif_hidden_layer_feeds_li_readout(x64):
         projections=[ns.Projection("hidden", "readout", w_out)],
     )
     record = jnp.linspace(0.0, 60.0, 13)
-    sol = ns.simulate(net, t1=60.0, record=record, record_fields={"readout": ("v",)}, max_spikes=64, **TIGHT)
+    sol = ns.simulate(
+        net,
+        t1=60.0,
+        record=record,
+        record_fields={"readout": ("v",)},
+        max_spikes=64,
+        **TIGHT,
+    )
     times, neurons = sol.spikes("hidden")
     expected = np.zeros(13)
     r = np.asarray(record)
     for t_k, k in zip(times, neurons):
-        expected += np.where(r > t_k, float(w_out[k, 0]) * _kernel_v(r - t_k, 20.0, 5.0), 0.0)
-    np.testing.assert_allclose(np.asarray(sol.states["readout"]["v"][:, 0]), expected, atol=1e-9)
+        expected += np.where(
+            r > t_k, float(w_out[k, 0]) * _kernel_v(r - t_k, 20.0, 5.0), 0.0
+        )
+    np.testing.assert_allclose(
+        np.asarray(sol.states["readout"]["v"][:, 0]), expected, atol=1e-9
+    )
     # Spike times of the hidden layer are the closed-form ones.
-    np.testing.assert_allclose(times[neurons == 1][:2], 10 * np.log(2.0) * np.array([1, 2]), atol=1e-9)
+    np.testing.assert_allclose(
+        times[neurons == 1][:2], 10 * np.log(2.0) * np.array([1, 2]), atol=1e-9
+    )
 
 
 def test_network_spike_inputs_and_rates():
@@ -272,12 +307,44 @@ def test_full_delay_queue_is_reported():
 @pytest.mark.parametrize(
     "build, match",
     [
-        (lambda lif: ns.Network({"a": ns.Population(lif, 2)}, [ns.Projection("a", "c", jnp.zeros((2, 2)))]), "'c'"),
-        (lambda lif: ns.Network({"a": ns.Population(lif, 2)}, [ns.Projection("x", "a", jnp.zeros((2, 2)))]), "'x'"),
-        (lambda lif: ns.Network({"a": ns.Population(lif, 2)}, [ns.Projection("a", "a", jnp.zeros((3, 2)))]), "shape"),
-        (lambda lif: ns.Network({"a": ns.Population(lif, 2)}, [ns.Projection("a", "a", jnp.zeros((2, 2)), target="w")]), "'w'"),
-        (lambda lif: ns.Network({"a": ns.Population(lif, 2)}, [ns.Projection("a", "a", jnp.zeros((2, 2)), delay=-1.0)]), "delay"),
-        (lambda lif: ns.Network({"a": ns.Population(lif, 2)}, [ns.Projection("a", "a", ([0], [5], [1.0]))]), "post_index"),
+        (
+            lambda lif: ns.Network(
+                {"a": ns.Population(lif, 2)}, [ns.Projection("a", "c", jnp.zeros((2, 2)))]
+            ),
+            "'c'",
+        ),
+        (
+            lambda lif: ns.Network(
+                {"a": ns.Population(lif, 2)}, [ns.Projection("x", "a", jnp.zeros((2, 2)))]
+            ),
+            "'x'",
+        ),
+        (
+            lambda lif: ns.Network(
+                {"a": ns.Population(lif, 2)}, [ns.Projection("a", "a", jnp.zeros((3, 2)))]
+            ),
+            "shape",
+        ),
+        (
+            lambda lif: ns.Network(
+                {"a": ns.Population(lif, 2)},
+                [ns.Projection("a", "a", jnp.zeros((2, 2)), target="w")],
+            ),
+            "'w'",
+        ),
+        (
+            lambda lif: ns.Network(
+                {"a": ns.Population(lif, 2)},
+                [ns.Projection("a", "a", jnp.zeros((2, 2)), delay=-1.0)],
+            ),
+            "delay",
+        ),
+        (
+            lambda lif: ns.Network(
+                {"a": ns.Population(lif, 2)}, [ns.Projection("a", "a", ([0], [5], [1.0]))]
+            ),
+            "post_index",
+        ),
     ],
 )
 def test_bad_networks_name_the_problem(build, match):
@@ -312,8 +379,9 @@ def _izhikevich_reference(params, currents, weights, v0, u0, t1):
     threshold.terminal, threshold.direction = True, 1
     t, y, spikes = 0.0, np.concatenate([v0, u0]).astype(float), []
     while t < t1:
-        sol = solve_ivp(field, (t, t1), y, method="DOP853", rtol=1e-12, atol=1e-12,
-                        events=threshold)
+        sol = solve_ivp(
+            field, (t, t1), y, method="DOP853", rtol=1e-12, atol=1e-12, events=threshold
+        )
         if sol.status != 1:
             break
         t, y = sol.t_events[0][0], sol.y_events[0][0].copy()
@@ -353,7 +421,11 @@ def test_recurrent_izhikevich_excitatory_and_fast_spiking_populations(x64):
     u0 = np.concatenate([np.asarray(exc.init_state(2).u), np.asarray(inh.init_state(1).u)])
     expected = _izhikevich_reference(
         ([0.02, 0.02, 0.1], [0.2] * 3, [-65.0] * 3, [8.0, 8.0, 2.0]),
-        np.concatenate([i_exc, i_inh]), weights, v0, u0, t1,
+        np.concatenate([i_exc, i_inh]),
+        weights,
+        v0,
+        u0,
+        t1,
     )
     got = [(float(t), int(k)) for t, k in zip(*sol.spikes("exc"))]
     got += [(float(t), 2 + int(k)) for t, k in zip(*sol.spikes("inh"))]
@@ -377,7 +449,9 @@ def _wide_fan_in(scale, gradients, simultaneous):
         projections=[ns.Projection("pre", "post", w)],
     )
     sol = ns.simulate(net, t1=60.0, max_spikes=256, gradients=gradients, **TIGHT)
-    times, _ = sol.spikes("post") if not isinstance(scale, jax.core.Tracer) else (None, None)
+    times, _ = (
+        sol.spikes("post") if not isinstance(scale, jax.core.Tracer) else (None, None)
+    )
     # Global indices follow the population names: "post" (0-2) before "pre" (3-14).
     post = jnp.where(sol.spike_neurons < 3, sol.spike_times, jnp.inf)
     return jnp.sort(post)[:3], times

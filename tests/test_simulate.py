@@ -48,7 +48,9 @@ def test_refractory_holds_voltage_at_reset(x64):
     neuron = ns.LIF(tau_mem=10.0, t_ref=2.0, v_reset=0.2)
     t_spike = 10 * LN3
     record = jnp.array([t_spike + 0.5, t_spike + 1.9, t_spike + 3.0])
-    sol = ns.simulate(neuron, n=1, t1=20.0, current=1.5, record=record, rtol=1e-12, atol=1e-12)
+    sol = ns.simulate(
+        neuron, n=1, t1=20.0, current=1.5, record=record, rtol=1e-12, atol=1e-12
+    )
     v = np.asarray(sol.states.v[:, 0])
     np.testing.assert_allclose(v[:2], 0.2, atol=1e-12)
     # After refractoriness ends at t_spike + 2: v relaxes from 0.2 towards 1.5.
@@ -64,8 +66,14 @@ def test_recurrent_weight_gives_closed_form_response(x64):
     t_a = 10 * LN3
     record = t_a + jnp.array([-1e-9, 1.0, 3.0, 7.5])
     sol = ns.simulate(
-        neuron, n=2, t1=t_a + 8.0, current=current, weights=weights, record=record,
-        rtol=1e-12, atol=1e-12,
+        neuron,
+        n=2,
+        t1=t_a + 8.0,
+        current=current,
+        weights=weights,
+        record=record,
+        rtol=1e-12,
+        atol=1e-12,
     )
     times, neurons = sol.spikes()
     assert list(neurons) == [0]
@@ -73,7 +81,9 @@ def test_recurrent_weight_gives_closed_form_response(x64):
     s = np.asarray(record) - t_a
     i_expected = np.where(s > 0, w * np.exp(-s / tau_syn), 0.0)
     v_expected = np.where(
-        s > 0, w * tau_syn / (tau_syn - tau_mem) * (np.exp(-s / tau_syn) - np.exp(-s / tau_mem)), 0.0
+        s > 0,
+        w * tau_syn / (tau_syn - tau_mem) * (np.exp(-s / tau_syn) - np.exp(-s / tau_mem)),
+        0.0,
     )
     np.testing.assert_allclose(np.asarray(sol.states.i[:, 1]), i_expected, atol=1e-9)
     np.testing.assert_allclose(np.asarray(sol.states.v[:, 1]), v_expected, atol=1e-9)
@@ -87,8 +97,14 @@ def test_input_spike_trains_give_closed_form_subthreshold_response(x64):
     in_weights = jnp.array([[0.4, 0.1], [0.2, 0.5]])
     record = jnp.linspace(0.0, 40.0, 41)
     sol = ns.simulate(
-        neuron, n=2, t1=40.0, input_spikes=(in_times, in_index), input_weights=in_weights,
-        record=record, rtol=1e-12, atol=1e-12,
+        neuron,
+        n=2,
+        t1=40.0,
+        input_spikes=(in_times, in_index),
+        input_weights=in_weights,
+        record=record,
+        rtol=1e-12,
+        atol=1e-12,
     )
     assert int(sol.num_spikes) == 0
 
@@ -119,7 +135,9 @@ def test_vmap_over_currents_equals_separate_calls():
     separate = jnp.stack([first_spikes(c) for c in currents])
     np.testing.assert_array_equal(np.isinf(batched), np.isinf(separate))
     finite = np.isfinite(np.asarray(separate))
-    np.testing.assert_allclose(np.asarray(batched)[finite], np.asarray(separate)[finite], rtol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(batched)[finite], np.asarray(separate)[finite], rtol=1e-5
+    )
 
 
 def test_jit_equals_eager():
@@ -127,7 +145,9 @@ def test_jit_equals_eager():
     weights = jnp.array([[0.0, 0.4, 0.0], [0.0, 0.0, 0.6], [0.2, 0.0, 0.0]])
 
     def run(current):
-        sol = ns.simulate(neuron, n=3, t1=80.0, current=current, weights=weights, max_spikes=64)
+        sol = ns.simulate(
+            neuron, n=3, t1=80.0, current=current, weights=weights, max_spikes=64
+        )
         return sol.spike_times, sol.spike_neurons
 
     current = jnp.array([1.6, 0.9, 0.8])
@@ -139,7 +159,9 @@ def test_jit_equals_eager():
 
 def _first_spike(current, tau_mem):
     neuron = ns.LIF(tau_mem=tau_mem)
-    sol = ns.simulate(neuron, n=1, t1=50.0, current=current, rtol=1e-12, atol=1e-12, max_spikes=8)
+    sol = ns.simulate(
+        neuron, n=1, t1=50.0, current=current, rtol=1e-12, atol=1e-12, max_spikes=8
+    )
     return sol.spike_times[0]
 
 
@@ -164,8 +186,13 @@ def test_gradient_of_later_spike_through_resets_and_weights(x64):
     def third_spike_of_b(w):
         weights = jnp.array([[0.0, w], [0.0, 0.0]])
         sol = ns.simulate(
-            ns.LIF(tau_mem=10.0, tau_syn=5.0, t_ref=1.0), n=2, t1=120.0,
-            current=jnp.array([1.5, 1.2]), weights=weights, rtol=1e-12, atol=1e-12,
+            ns.LIF(tau_mem=10.0, tau_syn=5.0, t_ref=1.0),
+            n=2,
+            t1=120.0,
+            current=jnp.array([1.5, 1.2]),
+            weights=weights,
+            rtol=1e-12,
+            atol=1e-12,
             max_spikes=64,
         )
         times = jnp.where(sol.spike_neurons == 1, sol.spike_times, jnp.inf)
@@ -182,9 +209,15 @@ def test_gradient_of_later_spike_through_resets_and_weights(x64):
 def test_gradient_with_respect_to_input_spike_time(x64):
     def first_spike(t_in):
         sol = ns.simulate(
-            ns.LIF(tau_mem=10.0, tau_syn=5.0), n=1, t1=60.0, current=1.05,
-            input_spikes=(jnp.array([t_in]), jnp.array([0])), input_weights=jnp.array([[1.0]]),
-            rtol=1e-12, atol=1e-12, max_spikes=4,
+            ns.LIF(tau_mem=10.0, tau_syn=5.0),
+            n=1,
+            t1=60.0,
+            current=1.05,
+            input_spikes=(jnp.array([t_in]), jnp.array([0])),
+            input_weights=jnp.array([[1.0]]),
+            rtol=1e-12,
+            atol=1e-12,
+            max_spikes=4,
         )
         return sol.spike_times[0]
 
@@ -200,13 +233,17 @@ def test_small_buffer_sets_overflow_and_keeps_spikes():
         sol = ns.simulate(neuron, n=1, t1=1000.0, current=1.5, max_spikes=5)
     assert bool(sol.overflow)
     assert int(sol.num_spikes) == 5
-    np.testing.assert_allclose(np.asarray(sol.spike_times), np.arange(1, 6) * 10 * LN3, atol=1e-3)
+    np.testing.assert_allclose(
+        np.asarray(sol.spike_times), np.arange(1, 6) * 10 * LN3, atol=1e-3
+    )
     assert float(sol.t_final) < 1000.0
 
 
 def test_simultaneous_spikes_are_recorded_together():
     neuron = ns.LIF(tau_mem=10.0)
-    sol = ns.simulate(neuron, n=3, t1=25.0, current=jnp.array([1.5, 1.5, 1.5]), max_spikes=16)
+    sol = ns.simulate(
+        neuron, n=3, t1=25.0, current=jnp.array([1.5, 1.5, 1.5]), max_spikes=16
+    )
     times, neurons = sol.spikes()
     assert len(times) == 6
     assert sorted(neurons[:3].tolist()) == [0, 1, 2]
@@ -214,7 +251,9 @@ def test_simultaneous_spikes_are_recorded_together():
 
 
 def test_fixed_step_euler_runs():
-    sol = ns.simulate(ns.LIF(tau_mem=10.0), n=1, t1=50.0, current=1.5, solver=dfx.Euler(), dt0=0.01)
+    sol = ns.simulate(
+        ns.LIF(tau_mem=10.0), n=1, t1=50.0, current=1.5, solver=dfx.Euler(), dt0=0.01
+    )
     times, _ = sol.spikes()
     np.testing.assert_allclose(times, np.arange(1, 5) * 10 * LN3, atol=0.05)
 
@@ -228,8 +267,13 @@ def test_heterogeneous_parameters():
 
 def test_li_readout_matches_closed_form(x64):
     sol = ns.simulate(
-        ns.LI(tau_mem=10.0, tau_syn=5.0), n=1, t1=30.0, current=2.0,
-        record=jnp.array([5.0, 30.0]), rtol=1e-12, atol=1e-12,
+        ns.LI(tau_mem=10.0, tau_syn=5.0),
+        n=1,
+        t1=30.0,
+        current=2.0,
+        record=jnp.array([5.0, 30.0]),
+        rtol=1e-12,
+        atol=1e-12,
     )
     expected = 2.0 * (1 - np.exp(-np.array([5.0, 30.0]) / 10.0))
     np.testing.assert_allclose(np.asarray(sol.states.v[:, 0]), expected, atol=1e-9)
@@ -243,17 +287,24 @@ def test_li_readout_gradient_matches_closed_form_and_finite_differences(x64):
 
     def readout(tau_mem):
         sol = ns.simulate(
-            ns.LI(tau_mem=tau_mem, tau_syn=tau_syn), n=1, t1=20.0,
+            ns.LI(tau_mem=tau_mem, tau_syn=tau_syn),
+            n=1,
+            t1=20.0,
             input_spikes=(jnp.array([t_in]), jnp.array([0])),
-            input_weights=jnp.array([[w]]), record=jnp.array([t_rec]),
-            rtol=1e-12, atol=1e-12,
+            input_weights=jnp.array([[w]]),
+            record=jnp.array([t_rec]),
+            rtol=1e-12,
+            atol=1e-12,
         )
         return sol.states.v[0, 0]
 
     def closed_form(tau_mem):
         s = t_rec - t_in
-        return w * tau_syn / (tau_syn - tau_mem) * (
-            jnp.exp(-s / tau_syn) - jnp.exp(-s / tau_mem)
+        return (
+            w
+            * tau_syn
+            / (tau_syn - tau_mem)
+            * (jnp.exp(-s / tau_syn) - jnp.exp(-s / tau_mem))
         )
 
     tau, h = 10.0, 1e-5
@@ -325,8 +376,13 @@ def test_forward_only_loop_gives_the_same_spikes():
 
     def run(gradients):
         return ns.simulate(
-            ns.LIF(tau_mem=10.0, t_ref=1.0), n=2, t1=100.0, current=jnp.array([1.5, 1.1]),
-            weights=weights, gradients=gradients, max_spikes=64,
+            ns.LIF(tau_mem=10.0, t_ref=1.0),
+            n=2,
+            t1=100.0,
+            current=jnp.array([1.5, 1.1]),
+            weights=weights,
+            gradients=gradients,
+            max_spikes=64,
         ).spikes()
 
     (t_ckpt, i_ckpt), (t_plain, i_plain) = run(True), run(False)
@@ -341,11 +397,25 @@ def test_callable_current_gives_the_closed_form(x64):
     from neurosim.inputs import Function
 
     plain = ns.simulate(
-        ns.LIF(tau_mem=10.0), n=1, t1=50.0, current=lambda t: 1.5, max_spikes=16, rtol=1e-12, atol=1e-12
+        ns.LIF(tau_mem=10.0),
+        n=1,
+        t1=50.0,
+        current=lambda t: 1.5,
+        max_spikes=16,
+        rtol=1e-12,
+        atol=1e-12,
     )
     np.testing.assert_allclose(plain.spike_train(0), np.arange(1, 5) * 10 * LN3, atol=1e-8)
     stepped = Function(lambda t: jnp.where(t < 25.0, 1.5, 3.0), jumps=[25.0])
-    sol = ns.simulate(ns.LIF(tau_mem=10.0), n=1, t1=40.0, current=stepped, max_spikes=16, rtol=1e-12, atol=1e-12)
+    sol = ns.simulate(
+        ns.LIF(tau_mem=10.0),
+        n=1,
+        t1=40.0,
+        current=stepped,
+        max_spikes=16,
+        rtol=1e-12,
+        atol=1e-12,
+    )
     # Two spikes at 10 ln 3 k; at 25 ms v = 1.5 (1 - e^{-(25 - 20 ln 3)/10}), then
     # under I = 3 it reaches 1 at 25 + 10 ln((3 - v25) / 2).
     v25 = 1.5 * (1 - np.exp(-(25 - 20 * LN3) / 10))

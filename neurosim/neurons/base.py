@@ -54,11 +54,15 @@ class AbstractNeuron(eqx.Module):
         """The time derivative of `state` (per ms) at time `t` (ms), given the external
         input `current` (shape `(n,)`)."""
 
-    def spike_condition(self, t, state: State, current: Float[Array, " n"]) -> Float[Array, " n"]:
+    def spike_condition(
+        self, t, state: State, current: Float[Array, " n"]
+    ) -> Float[Array, " n"]:
         """Per neuron, a value whose upward zero crossing is a spike."""
         raise NotImplementedError(f"{type(self).__name__} does not spike.")
 
-    def rearm_condition(self, t, state: State, current: Float[Array, " n"]) -> Float[Array, " n"]:
+    def rearm_condition(
+        self, t, state: State, current: Float[Array, " n"]
+    ) -> Float[Array, " n"]:
         """For models with `disarms_on_spike`: per neuron, a value whose upward zero
         crossing re-arms a disarmed neuron. The default is `-spike_condition`."""
         return -self.spike_condition(t, state, current)

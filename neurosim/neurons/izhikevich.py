@@ -248,7 +248,9 @@ class IzhikevichBehaviour(eqx.Module):
         from .._simulate import simulate
 
         if figure_step:
-            kwargs = dict(solver=SequentialEuler(), dt0=self.dt, locate_spikes=False) | kwargs
+            kwargs = (
+                dict(solver=SequentialEuler(), dt0=self.dt, locate_spikes=False) | kwargs
+            )
         return simulate(self.neuron, n=n, t1=self.t1, current=self.current, **kwargs)
 
 
@@ -259,68 +261,136 @@ _T_INTEGRATOR = 100.0 / 11.0
 # (`t > T1`) become right-continuous steps at T1.
 _FIGURE = {
     "tonic_spiking": dict(
-        a=0.02, b=0.2, c=-65.0, d=6.0, v0=-70.0, dt=0.25, t1=100.0,
+        a=0.02,
+        b=0.2,
+        c=-65.0,
+        d=6.0,
+        v0=-70.0,
+        dt=0.25,
+        t1=100.0,
         stimulus=_pieces((10.0, 14.0, 0.0)),
         text="(A) Tonic spiking: a step of 14 at 10 ms; regular firing for as long as "
         "the input lasts.",
     ),
     "phasic_spiking": dict(
-        a=0.02, b=0.25, c=-65.0, d=6.0, v0=-64.0, dt=0.25, t1=200.0,
+        a=0.02,
+        b=0.25,
+        c=-65.0,
+        d=6.0,
+        v0=-64.0,
+        dt=0.25,
+        t1=200.0,
         stimulus=_pieces((20.0, 0.5, 0.0)),
         text="(B) Phasic spiking: a step of 0.5 at 20 ms; a single spike at its onset, "
         "then silence.",
     ),
     "tonic_bursting": dict(
-        a=0.02, b=0.2, c=-50.0, d=2.0, v0=-70.0, dt=0.25, t1=220.0,
+        a=0.02,
+        b=0.2,
+        c=-50.0,
+        d=2.0,
+        v0=-70.0,
+        dt=0.25,
+        t1=220.0,
         stimulus=_pieces((22.0, 15.0, 0.0)),
         text="(C) Tonic bursting: a step of 15 at 22 ms; periodic bursts of spikes.",
     ),
     "phasic_bursting": dict(
-        a=0.02, b=0.25, c=-55.0, d=0.05, v0=-64.0, dt=0.2, t1=200.0,
+        a=0.02,
+        b=0.25,
+        c=-55.0,
+        d=0.05,
+        v0=-64.0,
+        dt=0.2,
+        t1=200.0,
         stimulus=_pieces((20.0, 0.6, 0.0)),
         text="(D) Phasic bursting: a step of 0.6 at 20 ms; one burst at its onset, "
         "then silence.",
     ),
     "mixed_mode": dict(
-        a=0.02, b=0.2, c=-55.0, d=4.0, v0=-70.0, dt=0.25, t1=160.0,
+        a=0.02,
+        b=0.2,
+        c=-55.0,
+        d=4.0,
+        v0=-70.0,
+        dt=0.25,
+        t1=160.0,
         stimulus=_pieces((16.0, 10.0, 0.0)),
         text="(E) Mixed mode: a step of 10 at 16 ms; a burst at its onset, then single "
         "spikes.",
     ),
     "spike_frequency_adaptation": dict(
-        a=0.01, b=0.2, c=-65.0, d=8.0, v0=-70.0, dt=0.25, t1=85.0,
+        a=0.01,
+        b=0.2,
+        c=-65.0,
+        d=8.0,
+        v0=-70.0,
+        dt=0.25,
+        t1=85.0,
         stimulus=_pieces((8.5, 30.0, 0.0)),
         text="(F) Spike frequency adaptation: a step of 30 at 8.5 ms; the inter-spike "
         "intervals lengthen.",
     ),
     "class_1_exc": dict(
-        a=0.02, b=-0.1, c=-55.0, d=6.0, v0=-60.0, mn=4.1, bias=108.0, dt=0.25, t1=300.0,
+        a=0.02,
+        b=-0.1,
+        c=-55.0,
+        d=6.0,
+        v0=-60.0,
+        mn=4.1,
+        bias=108.0,
+        dt=0.25,
+        t1=300.0,
         stimulus=_pieces((30.0, 0.0, 0.075)),
         text="(G) Class 1 excitability: a ramp of slope 0.075 per ms from 30 ms; firing "
         "starts at a low rate that grows with the input (the figure's sq v^2 + 4.1 v + "
         "108).",
     ),
     "class_2_exc": dict(
-        a=0.2, b=0.26, c=-65.0, d=0.0, v0=-64.0, dt=0.25, t1=300.0,
+        a=0.2,
+        b=0.26,
+        c=-65.0,
+        d=0.0,
+        v0=-64.0,
+        dt=0.25,
+        t1=300.0,
         stimulus=_pieces((30.0, -0.5, 0.015), base=-0.5),
         text="(H) Class 2 excitability: a ramp of slope 0.015 per ms from -0.5 at 30 ms; "
         "firing starts abruptly at a high rate.",
     ),
     "spike_latency": dict(
-        a=0.02, b=0.2, c=-65.0, d=6.0, v0=-70.0, dt=0.2, t1=100.0,
+        a=0.02,
+        b=0.2,
+        c=-65.0,
+        d=6.0,
+        v0=-70.0,
+        dt=0.2,
+        t1=100.0,
         stimulus=_pulses([(10.0, 13.0)], 7.04),
         text="(I) Spike latency: a 3 ms pulse of 7.04 at 10 ms, just above threshold; "
         "the spike comes after the pulse has ended (16.6 ms in the exact model; 26.6 ms "
         "in the figure, whose Euler step lets the pulse act for 2.8 ms only).",
     ),
     "subthreshold_oscillation": dict(
-        a=0.05, b=0.26, c=-60.0, d=0.0, v0=-62.0, dt=0.25, t1=200.0,
+        a=0.05,
+        b=0.26,
+        c=-60.0,
+        d=0.0,
+        v0=-62.0,
+        dt=0.25,
+        t1=200.0,
         stimulus=_pulses([(20.0, 25.0)], 2.0),
         text="(J) Subthreshold oscillations: a 5 ms pulse of 2 at 20 ms; one spike, "
         "then damped oscillations of v around rest.",
     ),
     "resonator": dict(
-        a=0.1, b=0.26, c=-60.0, d=-1.0, v0=-62.0, dt=0.25, t1=400.0,
+        a=0.1,
+        b=0.26,
+        c=-60.0,
+        d=-1.0,
+        v0=-62.0,
+        dt=0.25,
+        t1=400.0,
         stimulus=_pulses(
             [(40.0, 44.0), (60.0, 64.0), (280.0, 284.0), (320.0, 324.0)], 0.65
         ),
@@ -328,7 +398,15 @@ _FIGURE = {
         "nothing, the pair 40 ms apart (the resonant interval) elicits a spike.",
     ),
     "integrator": dict(
-        a=0.02, b=-0.1, c=-55.0, d=6.0, v0=-60.0, mn=4.1, bias=108.0, dt=0.25, t1=100.0,
+        a=0.02,
+        b=-0.1,
+        c=-55.0,
+        d=6.0,
+        v0=-60.0,
+        mn=4.1,
+        bias=108.0,
+        dt=0.25,
+        t1=100.0,
         stimulus=_pulses(
             [
                 (_T_INTEGRATOR, _T_INTEGRATOR + 2.0),
@@ -342,28 +420,56 @@ _FIGURE = {
         "spike, the pair 10 ms apart does not.",
     ),
     "rebound_spike": dict(
-        a=0.03, b=0.25, c=-60.0, d=4.0, v0=-64.0, dt=0.2, t1=200.0,
+        a=0.03,
+        b=0.25,
+        c=-60.0,
+        d=4.0,
+        v0=-64.0,
+        dt=0.2,
+        t1=200.0,
         stimulus=_pulses([(20.0, 25.0)], -15.0),
         text="(M) Rebound spike: a 5 ms inhibitory pulse of -15 at 20 ms; one spike "
         "after its end.",
     ),
     "rebound_burst": dict(
-        a=0.03, b=0.25, c=-52.0, d=0.0, v0=-64.0, dt=0.2, t1=200.0,
+        a=0.03,
+        b=0.25,
+        c=-52.0,
+        d=0.0,
+        v0=-64.0,
+        dt=0.2,
+        t1=200.0,
         stimulus=_pulses([(20.0, 25.0)], -15.0),
         text="(N) Rebound burst: a 5 ms inhibitory pulse of -15 at 20 ms; a burst after "
         "its end.",
     ),
     "threshold_variability": dict(
-        a=0.03, b=0.25, c=-60.0, d=4.0, v0=-64.0, dt=0.25, t1=100.0,
+        a=0.03,
+        b=0.25,
+        c=-60.0,
+        d=4.0,
+        v0=-64.0,
+        dt=0.25,
+        t1=100.0,
         stimulus=_pieces(
-            (10.0, 1.0, 0.0), (15.0, 0.0, 0.0), (70.0, -6.0, 0.0), (75.0, 0.0, 0.0),
-            (80.0, 1.0, 0.0), (85.0, 0.0, 0.0),
+            (10.0, 1.0, 0.0),
+            (15.0, 0.0, 0.0),
+            (70.0, -6.0, 0.0),
+            (75.0, 0.0, 0.0),
+            (80.0, 1.0, 0.0),
+            (85.0, 0.0, 0.0),
         ),
         text="(O) Threshold variability: a 5 ms pulse of 1 at 10 ms does not fire; the "
         "same pulse at 80 ms, 5 ms after an inhibitory pulse, does.",
     ),
     "bistability": dict(
-        a=0.1, b=0.26, c=-60.0, d=0.0, v0=-61.0, dt=0.25, t1=300.0,
+        a=0.1,
+        b=0.26,
+        c=-60.0,
+        d=0.0,
+        v0=-61.0,
+        dt=0.25,
+        t1=300.0,
         stimulus=_pulses([(37.5, 42.5), (216.0, 221.0)], 1.24, base=0.24),
         text="(P) Bistability: on a holding current of 0.24, a 5 ms pulse of 1.24 at "
         "37.5 ms switches tonic spiking on and a second one at 216 ms switches it off. "
@@ -371,17 +477,33 @@ _FIGURE = {
         "come at about 205-208 ms (continuous=True: 206.5 ms).",
     ),
     "dap": dict(
-        a=1.0, b=0.2, c=-60.0, d=-21.0, v0=-70.0, dt=0.1, t1=50.0,
+        a=1.0,
+        b=0.2,
+        c=-60.0,
+        d=-21.0,
+        v0=-70.0,
+        dt=0.1,
+        t1=50.0,
         stimulus=_pulses([(9.0, 11.0)], 20.0),
         text="(Q) Depolarizing after-potential: a 2 ms pulse of 20 at 9 ms; one spike "
         "followed by a depolarizing bump of v. With d = -21 the exact model fires "
         "tonically after the pulse (continuous=True: d = -18).",
     ),
     "accomodation": dict(
-        a=0.02, b=1.0, c=-55.0, d=4.0, v0=-65.0, u0=-16.0, v_u=-65.0, k_u=0.0, dt=0.5,
+        a=0.02,
+        b=1.0,
+        c=-55.0,
+        d=4.0,
+        v0=-65.0,
+        u0=-16.0,
+        v_u=-65.0,
+        k_u=0.0,
+        dt=0.5,
         t1=400.0,
         stimulus=_pieces(
-            (0.0, 0.0, 1.0 / 25.0), (200.0, 0.0, 0.0), (300.0, 0.0, 4.0 / 12.5),
+            (0.0, 0.0, 1.0 / 25.0),
+            (200.0, 0.0, 0.0),
+            (300.0, 0.0, 4.0 / 12.5),
             (312.5, 0.0, 0.0),
         ),
         text="(R) Accommodation: a slow ramp to 8 over 200 ms does not fire, a fast ramp "
@@ -390,14 +512,26 @@ _FIGURE = {
         "state and the neuron fires spontaneously.",
     ),
     "inhibition_induced_spiking": dict(
-        a=-0.02, b=-1.0, c=-60.0, d=8.0, v0=-63.8, dt=0.5, t1=350.0,
+        a=-0.02,
+        b=-1.0,
+        c=-60.0,
+        d=8.0,
+        v0=-63.8,
+        dt=0.5,
+        t1=350.0,
         stimulus=_pulses([(50.0, 250.0)], 75.0, base=80.0),
         text="(S) Inhibition-induced spiking: silent at a current of 80, tonic spiking "
         "while it is lowered to 75 (50-250 ms). The exact model fires a last spike "
         "4.6 ms after the inhibition ends.",
     ),
     "inhibition_induced_bursting": dict(
-        a=-0.026, b=-1.0, c=-45.0, d=-2.0, v0=-63.8, dt=0.5, t1=350.0,
+        a=-0.026,
+        b=-1.0,
+        c=-45.0,
+        d=-2.0,
+        v0=-63.8,
+        dt=0.5,
+        t1=350.0,
         stimulus=_pulses([(50.0, 250.0)], 75.0, base=80.0),
         text="(T) Inhibition-induced bursting: silent at a current of 80, bursts while "
         "it is lowered to 75 (50-250 ms). With d = -2 the exact model never stops "

@@ -67,7 +67,9 @@ class _AbstractLIF(_Linear):
         check_positive(owner, "t_ref", self.t_ref, allow_zero=True)
         check_below(owner, "v_reset", self.v_reset, "v_th", self.v_th)
         if self.reset_mode not in ("hard", "soft"):
-            raise ValueError(f"{owner}: `reset_mode` must be 'hard' or 'soft', got {self.reset_mode!r}.")
+            raise ValueError(
+                f"{owner}: `reset_mode` must be 'hard' or 'soft', got {self.reset_mode!r}."
+            )
 
     def _dv(self, state, drive, current):
         """dv/dt, held at zero while refractory."""
@@ -98,7 +100,9 @@ class _AbstractLIF(_Linear):
 
     def apply_scheduled(self, t, state):
         ended = (state.refractory > 0) & (state.ref_end <= t)
-        return eqx.tree_at(lambda s: s.refractory, state, jnp.where(ended, 0.0, state.refractory))
+        return eqx.tree_at(
+            lambda s: s.refractory, state, jnp.where(ended, 0.0, state.refractory)
+        )
 
 
 class LIF(_AbstractLIF):
@@ -192,7 +196,9 @@ class CubaLIF(_AbstractLIF):
 
     def init_state(self, n: int) -> CubaLIFState:
         zeros = jnp.zeros((n,), self.tau_mem.dtype)
-        return CubaLIFState(v=zeros + self.v_leak, ge=zeros, gi=zeros, refractory=zeros, ref_end=zeros)
+        return CubaLIFState(
+            v=zeros + self.v_leak, ge=zeros, gi=zeros, refractory=zeros, ref_end=zeros
+        )
 
     def dynamics(self, t, state: CubaLIFState, current) -> CubaLIFState:
         zeros = jnp.zeros_like(state.v)
