@@ -57,7 +57,7 @@ class _Carry(eqx.Module):
     y: PyTree
     aux: PyTree
     armed: Bool[Array, " N"]
-    dt: Float[Array, ""]
+    dt: Float[Array, ""]  # step size carried across segments (closed form: the horizon)
     input_ptr: Int[Array, ""]
     record_ptr: Int[Array, ""]
     spike_times: Float[Array, " S"]
@@ -228,6 +228,9 @@ def run(
         ulp = t_next_const - jnp.nextafter(t_next_const, -inf)
         t_left = jnp.where(length > 0, t_next - ulp, t_next)
 
+        # Record times ahead, in the segment's local time (clipped to its end).
+        local = jnp.clip(record_t - t, 0.0, length) if num_records > 0 else None
+
         def _diffrax_segment(t, t_left, length, carry):
             args = (system, t, t_left, carry.armed)
             if any_spiking:
@@ -241,7 +244,6 @@ def run(
             else:
                 event = None
             if num_records > 0:
-                local = jnp.clip(record_t - t, 0.0, length)
                 saveat = dfx.SaveAt(ts=local, t1=True)
             else:
                 saveat = dfx.SaveAt(t1=True)
@@ -275,7 +277,6 @@ def run(
             return hit, ok, tau, y_end, saved, last, steps
 
         if exact:
-            local = jnp.clip(record_t - t, 0.0, length) if num_records > 0 else None
             hit, tau, reaches_end, y_end, saved, last, horizon = _exact.segment(
                 system, t, carry.y, length, carry.dt, cap, local
             )

@@ -5,13 +5,13 @@ external current is piecewise constant, a segment of the event loop needs no ODE
 solver: the state at any time is known in closed form, and only the first threshold
 crossing must be found. Over a horizon `h` (at most half the shortest time constant)
 the segment samples the spike conditions at `M` equally spaced points and bounds them
-rigorously on each sub-interval (`voltage_bound`):
+rigorously on each sub-interval (`ClosedForm.bound`):
 
 - no sub-interval can hold a crossing: the segment advances by `h` and the horizon
   doubles (up to its cap);
-- the first sub-interval that can hold one ends in a crossing: each crossing neuron's
-  time is found by safeguarded Newton on the closed form, the earliest one is the
-  event;
+- the first sub-interval that can hold one ends in a crossing: the earliest crossing
+  is the first root of the largest condition, found by safeguarded Newton on the
+  closed form;
 - it could hold one but no neuron is above threshold at its end (a possible grazing
   crossing): the segment stops at the sub-interval's start and the horizon shrinks to
   the sub-interval, so that the bound tightens (its slack is of order `h^2`), down to
@@ -61,29 +61,29 @@ def max_horizon(system):
     return lax.stop_gradient(0.5 * jnp.min(jnp.stack(shortest)))
 
 
-def _split(system, flat):
-    parts, start = {}, 0
-    for name, pop in system.network.populations.items():
-        parts[name] = flat if jnp.ndim(flat) == 0 else flat[start : start + pop.n]
-        start += pop.n
-    return parts
-
-
 class _Closed:
-    """The network's closed-form solution from the segment start `t`."""
+    """The network's closed-form solution from a segment start: one `ClosedForm` per
+    population."""
 
-    def __init__(self, system, t, y0):
-        self.system = system
-        self.forms = {}
+    def __init__(self, system, forms):
+        self.system, self.forms = system, forms
+
+    @classmethod
+    def start(cls, system, t, y0):
+        forms = {}
         for name, pop in system.network.populations.items():
             dtype = jtu.tree_leaves(y0[name])[0].dtype
             current = system._current(pop, t, dtype)
-            self.forms[name] = pop.neuron.closed_form(y0[name], current, t)
+            forms[name] = pop.neuron.closed_form(y0[name], current, t)
+        return cls(system, forms)
+
+    def frozen(self):
+        """The same solution with no derivatives flowing through it (root finding)."""
+        return _Closed(self.system, jtu.tree_map(lax.stop_gradient, self.forms))
 
     def state(self, s):
-        """The state `s` ms after the start (`s` scalar or one value per neuron)."""
-        parts = _split(self.system, s)
-        return {name: form.at(parts[name]) for name, form in self.forms.items()}
+        """The state `s` ms after the start (local time `s`, a scalar)."""
+        return {name: form.at(s) for name, form in self.forms.items()}
 
     def _per_population(self, fn):
         out = []
@@ -110,12 +110,12 @@ class _Closed:
 def segment(system, t, y0, length, horizon, cap, record_local=None):
     """One exact segment from `t` (state `y0`) of at most `length` ms.
 
-    Returns `(hit, tau, y_end, saved, kept, horizon)`: whether it ends in a spike,
-    its local end time, the state there (before any reset), the states at the local
-    record times `record_local` (or None), how many of those lie within the segment,
-    and the next horizon.
+    Returns `(hit, tau, reaches_end, y_end, saved, kept, horizon)`: whether it ends in
+    a spike, its local end time, whether it reached `length`, the state there (before
+    any reset), the states at the local record times `record_local` (or None), how
+    many of those lie within the segment, and the next horizon.
     """
-    closed = _Closed(system, t, y0)
+    closed = _Closed.start(system, t, y0)
     dtype = jnp.result_type(length)
     horizon = lax.stop_gradient(horizon)
     h = jnp.minimum(lax.stop_gradient(length), horizon)
@@ -134,7 +134,7 @@ def segment(system, t, y0, length, horizon, cap, record_local=None):
     # The earliest crossing is the first root of g(s) = max_i c_i(s) in
     # (knots[k], knots[k + 1]]: safeguarded Newton on g with a scalar `s`, so that the
     # exponentials of the closed form are scalars for homogeneous parameters.
-    frozen = _Closed(system, lax.stop_gradient(t), jtu.tree_map(lax.stop_gradient, y0))
+    frozen = closed.frozen()
     tol = 4 * jnp.finfo(dtype).eps * (jnp.abs(lax.stop_gradient(t)) + h)
 
     def g_and_slope(x):

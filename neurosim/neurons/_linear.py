@@ -43,8 +43,20 @@ def _exp_scaled(s, tau):
     return jnp.exp(-s / tau)
 
 
-class ClosedForm:
-    """The closed-form solution of one population from a segment start `t0`."""
+class ClosedForm(eqx.Module):
+    """The closed-form solution of one population from a segment start `t0` (a PyTree,
+    so that `jax.tree.map(lax.stop_gradient, form)` freezes it)."""
+
+    neuron: eqx.Module
+    state: eqx.Module
+    tau_m: jnp.ndarray
+    taus: tuple
+    g: tuple
+    v_inf: jnp.ndarray
+    r: jnp.ndarray
+    a: jnp.ndarray
+    b: tuple
+    c: jnp.ndarray
 
     def __init__(self, neuron, state, current, t0):
         self.neuron, self.state = neuron, state
@@ -62,15 +74,15 @@ class ClosedForm:
         grow_m = jnp.exp(self.r / tau_m)
         a = (state.v - self.v_inf) * grow_m
         c_total = jnp.zeros_like(state.v)
-        self.b = []
+        b = []
         for g, tau in zip(self.g, self.taus, strict=True):
             degenerate = jnp.abs(tau - tau_m) <= tiny * tau_m
             c = jnp.where(degenerate, 0.0, tau / jnp.where(degenerate, 1.0, tau - tau_m))
             a = a - g * c * grow_m * jnp.exp(-self.r / tau)
             a = a - jnp.where(degenerate, g * self.r / tau_m, 0.0)
             c_total = c_total + jnp.where(degenerate, g / tau_m, 0.0)
-            self.b.append(g * c)
-        self.a, self.c = a, c_total
+            b.append(g * c)
+        self.a, self.b, self.c = a, tuple(b), c_total
 
     def voltage(self, s):
         free = self.v_inf + (self.a + self.c * s) * _exp_scaled(s, self.tau_m)
