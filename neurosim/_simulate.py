@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
 
-from . import _engine, _exact
+from . import _engine, _per_neuron
 from ._checks import is_concrete
 from ._currents import as_current
 from ._network import Network, Population, Projection, SpikeTrains
@@ -182,6 +182,19 @@ def _default_controller(solver, rtol, atol, dt0):
 
 @eqx.filter_jit
 def _run_jit(system, t0, t1, y0, input_times, input_sources, record, dt0, config):
+    if config["exact"]:
+        return _per_neuron.run(
+            system,
+            t0=t0,
+            t1=t1,
+            y0=y0,
+            input_times=input_times,
+            input_sources=input_sources,
+            record_times=record,
+            max_spikes=config["max_spikes"],
+            max_iterations=config["max_iterations"],
+            gradients=config["gradients"],
+        )
     return _engine.run(
         system,
         t0=t0,
@@ -470,9 +483,9 @@ def simulate(
             solver is None
             and stepsize_controller is None
             and locate_spikes
-            and _exact.supported(system)
+            and _per_neuron.supported(system)
         )
-    elif exact and not _exact.supported(system):
+    elif exact and not _per_neuron.supported(system):
         raise _arg_error(
             "exact",
             "needs every population to be of the LIF family (LIF, CubaLIF, LI) with a "

@@ -1,0 +1,711 @@
+r"""Per-neuron clocks: the exact event loop for networks of the LIF family.
+
+Between events a neuron of the LIF family is known in closed form
+(`neurosim.neurons._linear`), and a spike changes only the neurons it reaches. So each
+neuron keeps its own clock: its state is stored at the time it was last touched, with
+the current it sees (constant between current jumps) and its *prediction*: the time of
+its next threshold crossing if nothing reaches it before, found once from the closed
+form. Each iteration of the loop takes the earliest of
+
+- the earliest prediction over all neurons (one reduction over the network),
+- the next external input spike, the next delayed delivery,
+- the next jump of an external current, the next record time,
+
+and touches only the neurons that event involves: a firing neuron and the targets of
+its outgoing synapses are brought to the event time by the closed form, reset or
+jumped by their weights, and predicted anew. The work of a spike is proportional to
+its fan-out, not to the size of the network. A current jump touches its population, a
+record time reads every neuron (without changing any), the end brings every neuron to
+`t1`.
+
+**Prediction.** From a neuron's state at time `t`, the spike condition `v - v_th` is
+sampled at `KNOTS + 1` points of a horizon `h` (per neuron) and bounded rigorously on
+each sub-interval (`ClosedForm.bound`: comparison with a monotone solution; its slack
+is of order `(h / KNOTS)^2`):
+
+- the first sub-interval whose bound allows a crossing ends above threshold: the
+  crossing is the root there, found by safeguarded Newton on the closed form (to a few
+  ulps of the absolute time); the prediction is *certain*: a spike;
+- it allows one but ends below threshold (a possible grazing crossing): the neuron is
+  checked again at the sub-interval's start with the horizon shrunk to the
+  sub-interval, so that the bound tightens, down to `MIN_HORIZON_FRACTION` of the
+  cap, where a graze that does not reach the end of a sub-interval is taken as no
+  crossing, as a step-based event check would;
+- no crossing within `h`: if the closed form provably stays below threshold after
+  `h` too (the bound from `h` to infinity), the prediction is infinite; else the
+  neuron is checked again at `t + h` with the horizon doubled (up to its cap).
+
+A check is an event that touches one neuron and emits nothing; it carries no gradient.
+
+**Gradients.** A predicted spike time is the root plus one Newton step with the slope
+held constant (the implicit function theorem), computed from the differentiable
+closed form; everything downstream uses it. The loop is a checkpointed
+`equinox.internal.while_loop` when `gradients=True`.
+
+**Ties.** At equal times a record time comes first (it stores left limits), then a
+predicted spike, a delayed delivery, an input spike, a current jump; neurons that
+fire at the same time fire in successive iterations at that time.
+"""
+
+import equinox as eqx
+import equinox.internal as eqxi
+import jax.lax as lax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+import numpy as np
+from jaxtyping import Array, Float, Int, PyTree
+
+from ._currents import Constant, PiecewiseConstant, PulseTrain, Sum
+from ._system import DelayQueue, NetworkSystem, _jump
+from .neurons.lif import _Linear
+
+# Status codes, as in `_engine`.
+RUNNING, FINISHED, OVERFLOW, NONFINITE, ITERATION_LIMIT, QUEUE_OVERFLOW = 0, 1, 2, 4, 5, 6
+
+KNOTS = 8
+HORIZON_FACTOR = 4.0  # horizon cap: this many times the shortest time constant
+MIN_HORIZON_FRACTION = 1e-6
+ROOT_ITERATIONS = 60
+UNROLLED = 0
+
+
+def _piecewise_constant(current) -> bool:
+    if isinstance(current, Sum):
+        return all(_piecewise_constant(term) for term in current.terms)
+    return isinstance(current, (Constant, PiecewiseConstant, PulseTrain))
+
+
+def _constant(current) -> bool:
+    if isinstance(current, Sum):
+        return all(_constant(term) for term in current.terms)
+    return isinstance(current, Constant)
+
+
+def supported(system) -> bool:
+    """Whether every population is linear between events (the LIF family) with a
+    piecewise-constant external current."""
+    return all(
+        isinstance(pop.neuron, _Linear) and _piecewise_constant(pop.current)
+        for pop in system.network.populations.values()
+    )
+
+
+def _take(tree, idx, n):
+    """The entries `idx` of every leaf with one value per neuron (others as they are);
+    out-of-range indices read the last neuron (their results are dropped)."""
+
+    def take(leaf):
+        if eqx.is_array(leaf) and leaf.ndim >= 1 and leaf.shape[0] == n:
+            return leaf.at[idx].get(mode="clip")
+        return leaf
+
+    return jtu.tree_map(take, tree)
+
+
+def _put(full, part, idx):
+    return jtu.tree_map(lambda a, b: a.at[idx].set(b, mode="drop"), full, part)
+
+
+def _advance(neuron, state, current, t_last, t):
+    """The states at `t` of neurons last touched at `t_last` (per neuron)."""
+    s = t - t_last
+    moved = neuron.closed_form(state, current, t_last).at(s)
+    return jtu.tree_map(lambda new, old: jnp.where(s > 0, new, old), moved, state)
+
+
+def _pick(array, k):
+    return jnp.take_along_axis(array, k[None], axis=0)[0]
+
+
+# Kinds of prediction (stored per neuron with the prediction).
+CHECK, SPIKE = 0.0, 1.0
+NEWTON_STEPS = 3
+
+
+def _predict(neuron, state, current, t, h, cap):
+    """The next event of neurons at time `t` (see the module docstring).
+
+    Returns `(key, kind, h_next)`: the predicted spike time (kind SPIKE; inf for
+    never) or the time of the next check (kind CHECK), and the next horizon.
+
+    Written as a walk over the knots with one vector per knot, elementwise operations
+    only: XLA's CPU reductions over a vector are scalar loops, and the work here is
+    for the few neurons an event touches, where the number of operations (not their
+    size) sets the cost.
+    """
+    full = neuron.closed_form(state, current, t)
+    form = jtu.tree_map(lax.stop_gradient, full)
+    theta = lax.stop_gradient(neuron.v_th)
+    h = lax.stop_gradient(h)
+    sub = h / KNOTS
+    ratio_m = jnp.exp(-sub / form.tau_m)
+    ratios = [jnp.exp(-sub / tau) for tau in form.taus]
+    held_v = form.state.v
+
+    def value(s, decay_m, decays, held):
+        free = form.v_inf + (form.a + form.c * s) * decay_m
+        for b, decay in zip(form.b, decays, strict=True):
+            free = free + b * decay
+        return jnp.where(held, held_v, free)
+
+    # The exponentials at the knots are integer powers of one per time constant.
+    decay_m = jnp.ones_like(sub)
+    decays = [jnp.ones_like(sub) for _ in ratios]
+    v_prev = value(0.0, decay_m, decays, form.r > 0)
+    due = (v_prev >= theta) & (form.r <= 0)
+    found = jnp.zeros_like(due)
+    lo = jnp.zeros_like(sub)
+    v_lo = v_hi = v_prev
+    for j in range(KNOTS):
+        s_next = sub * (j + 1)
+        decay_m = ratio_m ** (j + 1)
+        next_decays = [r ** (j + 1) for r in ratios]
+        held = s_next < form.r
+        v_next = value(s_next, decay_m, next_decays, held)
+        # Bounds over [s, s_next], with the same exponentials: forward from v(s)
+        # (`ClosedForm.bound`) and backward from v(s_next) (see the module docstring).
+        high, low = form.v_inf, form.v_inf
+        for g, d0, d1 in zip(form.g, decays, next_decays, strict=True):
+            high = high + jnp.maximum(g * d0, g * d1)
+            low = low + jnp.minimum(g * d0, g * d1)
+        forward = jnp.maximum(v_prev, high + (v_prev - high) * ratio_m)
+        backward = jnp.where(v_next < low, v_next, low + (v_next - low) / ratio_m)
+        bound = jnp.where(held, held_v, jnp.minimum(forward, backward))
+        new = (bound >= theta) & ~found
+        lo = jnp.where(new, sub * j, lo)
+        v_lo = jnp.where(new, v_prev, v_lo)
+        v_hi = jnp.where(new, v_next, v_hi)
+        found = found | new
+        v_prev, decays = v_next, next_decays
+    hi = lo + sub
+    crossing = ~due & found & (v_hi >= theta)
+    graze = ~due & found & ~crossing
+    refine = graze & (sub > MIN_HORIZON_FRACTION * cap)
+    # After h: v stays below max(v(h), v_inf + sum_j max(g_j(h), 0)) (comparison).
+    late = form.v_inf
+    for g, decay in zip(form.g, decays, strict=True):
+        late = late + jnp.maximum(g * decay, 0.0)
+    never = ~due & ~found & (jnp.maximum(v_prev, late) < theta) & (form.r <= h)
+
+    root = _root(full, form, neuron.v_th, theta, lo, hi, v_lo - theta, v_hi - theta, crossing, t)
+    s_check = lax.stop_gradient(jnp.where(refine, lo, jnp.where(graze, hi, h)))
+    key = jnp.where(crossing, t + root, lax.stop_gradient(t) + s_check)
+    key = jnp.where(due, t, jnp.where(never, jnp.inf, key))
+    kind = jnp.where(due | crossing, SPIKE, CHECK).astype(sub.dtype)
+    h_next = jnp.where(refine, sub, jnp.where(crossing | due, h, jnp.minimum(2 * h, cap)))
+    return key, kind, h_next
+
+
+def _value_and_slope(form, theta, x):
+    decay = jnp.exp(-x / form.tau_m)
+    linear = form.a + form.c * x
+    f = form.v_inf + linear * decay
+    df = (form.c - linear / form.tau_m) * decay
+    for b, tau in zip(form.b, form.taus, strict=True):
+        e = b * jnp.exp(-x / tau)
+        f = f + e
+        df = df - e / tau
+    return f - theta, df
+
+
+def _root(full, form, v_th, theta, lo, hi, f_lo, f_hi, active, t):
+    """Local crossing times in the brackets `[lo, hi]` (`f_lo < 0 <= f_hi`) where
+    `active`: `NEWTON_STEPS` Newton steps from the secant point, kept in the bracket,
+    then a safeguarded loop for any that did not converge (rare); differentiable by
+    the implicit function theorem (one more Newton step from the differentiable
+    closed form, with the slope held constant)."""
+    dtype = lo.dtype
+    tol = 4 * jnp.finfo(dtype).eps * (jnp.abs(lax.stop_gradient(t)) + hi)
+    x = lo + (hi - lo) * (-f_lo) / jnp.where(f_hi > f_lo, f_hi - f_lo, 1.0)
+    x = jnp.clip(x, lo, hi)
+    step = jnp.full_like(x, jnp.inf)
+    for _ in range(NEWTON_STEPS):
+        f, df = _value_and_slope(form, theta, x)
+        newton = jnp.clip(x - f / jnp.where(df > 0, df, 1.0), lo, hi)
+        step = jnp.abs(newton - x)
+        x = newton
+    slow = active & (step > 16 * tol)
+
+    def safeguarded(x):
+        def cond(carry):
+            i, _, lo_, hi_, done = carry
+            return (i < ROOT_ITERATIONS) & ~jnp.all(done)
+
+        def body(carry):
+            i, x, lo_, hi_, done = carry
+            f, df = _value_and_slope(form, theta, x)
+            lo2 = jnp.where(f < 0, x, lo_)
+            hi2 = jnp.where(f >= 0, x, hi_)
+            newton = x - f / jnp.where(df > 0, df, 1.0)
+            converged = (df > 0) & (jnp.abs(newton - x) <= tol)
+            inside = (df > 0) & (newton > lo2) & (newton < hi2)
+            x2 = jnp.where(inside, newton, 0.5 * (lo2 + hi2))
+            x2 = jnp.where(converged, jnp.clip(newton, lo2, hi2), x2)
+            finished = converged | (hi2 - lo2 <= tol)
+            return (
+                i + 1,
+                jnp.where(done, x, x2),
+                jnp.where(done, lo_, lo2),
+                jnp.where(done, hi_, hi2),
+                done | finished,
+            )
+
+        start = jnp.where(slow, lo + (hi - lo) * 0.5, x)
+        return lax.while_loop(cond, body, (0, start, lo, hi, ~slow))[1]
+
+    x = lax.cond(jnp.any(slow), safeguarded, lambda x: x, x)
+    x = jnp.where(active, x, 0.0)
+    f = full.voltage(x) - v_th
+    slope = form.slope(x)
+    return x - jnp.where(active, f / jnp.where(slope > 0, slope, 1.0), 0.0)
+
+
+def _grid(n):
+    """Rows and columns of the `(rows, cols)` grid that holds `n` keys (padded)."""
+    cols = max(min(128, n), -(-n // 64))
+    return -(-n // cols), cols
+
+
+def _as_grid(keys):
+    """`(n,)` keys padded with inf to their `(rows, cols)` grid."""
+    rows, cols = _grid(keys.shape[0])
+    return jnp.pad(keys, (0, rows * cols - keys.shape[0]), constant_values=jnp.inf).reshape(
+        rows, cols
+    )
+
+
+def _earliest(keys):
+    """The smallest key and its index. `keys` is padded to a `(rows, cols)` grid: XLA's
+    CPU backend vectorizes the reduction of a 2-D array, not that of a long vector."""
+    rows, cols = keys.shape
+    low = jnp.min(keys)
+    iota = lax.broadcasted_iota(jnp.int32, keys.shape, 0) * cols
+    iota = iota + lax.broadcasted_iota(jnp.int32, keys.shape, 1)
+    return low, jnp.min(jnp.where(keys == low, iota, rows * cols))
+
+
+class _Table:
+    """One population's per-neuron data packed as the columns of an `(n, width)`
+    array, so that an event reads and writes its neurons with one gather and one
+    scatter: the state fields, then the time of the last touch, the current, the
+    horizon and the kind of prediction."""
+
+    def __init__(self, state):
+        leaves, self.treedef = jtu.tree_flatten(state)
+        self.fields = len(leaves)
+
+    def pack(self, state, t_last, current, horizon, kind):
+        columns = jtu.tree_leaves(state) + [t_last, current, horizon, kind]
+        return jnp.stack(columns, axis=-1)
+
+    def unpack(self, rows):
+        state = jtu.tree_unflatten(
+            self.treedef, [rows[..., j] for j in range(self.fields)]
+        )
+        extra = [rows[..., self.fields + j] for j in range(4)]
+        return (state, *extra)
+
+
+class _Carry(eqx.Module):
+    t: Float[Array, ""]
+    table: dict  # population -> (n, width)
+    key: dict  # population -> predicted times (each neuron's priority), see `_as_grid`
+    jumped: dict
+    aux: tuple
+    input_ptr: Int[Array, ""]
+    record_ptr: Int[Array, ""]
+    spike_times: Float[Array, " S"]
+    spike_neurons: Int[Array, " S"]
+    num_spikes: Int[Array, ""]
+    records: PyTree
+    status: Int[Array, ""]
+    iterations: Int[Array, ""]
+    checks: Int[Array, ""]
+
+
+def run(
+    system: NetworkSystem,
+    *,
+    t0,
+    t1,
+    y0: PyTree,
+    input_times,
+    input_sources,
+    record_times,
+    max_spikes: int,
+    max_iterations: int,
+    gradients: bool = True,
+):
+    """Run the per-neuron event loop (pure; call it under jit). Returns the engine's
+    `RunOutput`; `solver_steps` counts the checks (events that emit nothing)."""
+    from ._engine import RunOutput
+
+    network = system.network
+    pops = network.populations
+    names = list(pops)
+    offsets = network.offsets
+    dtype = jtu.tree_leaves(y0)[0].dtype
+    t0 = jnp.asarray(t0, dtype)
+    t1 = jnp.asarray(t1, dtype)
+    inf = jnp.asarray(jnp.inf, dtype)
+    num_inputs = input_times.shape[0]
+    num_records = record_times.shape[0]
+    input_offsets = system.input_offsets()
+    connections = network.connections
+    jumping = [name for name in names if not _constant(pops[name].current)]
+    layout = {name: _Table(y0[name]) for name in names}
+
+    taus = []
+    for pop in pops.values():
+        for tau in (pop.neuron.tau_mem,) + pop.neuron.synapse_time_constants():
+            taus.append(jnp.min(tau))
+    cap = lax.stop_gradient(HORIZON_FACTOR * jnp.min(jnp.stack(taus))).astype(dtype)
+
+    def current_at(name, t):
+        pop = pops[name]
+        return jnp.broadcast_to(jnp.asarray(pop.current(t), dtype), (pop.n,))
+
+    def predict(name, neuron, state, current, t, h):
+        if not pops[name].neuron.spiking:
+            return jnp.full_like(state.v, jnp.inf), jnp.full_like(state.v, CHECK), h
+        return _predict(neuron, state, current, t, h, cap)
+
+    def states_at(table, t):
+        """Every neuron brought to `t` (reads only)."""
+        out = {}
+        for name in names:
+            state, t_last, current, *_ = layout[name].unpack(table[name])
+            out[name] = _advance(pops[name].neuron, state, current, t_last, t)
+        return out
+
+    # Which connections feed each population, grouped by what triggers them: the
+    # connections of one group deliver in the same event, different groups never do.
+    groups = {name: {} for name in names}
+    for c, conn in enumerate(connections):
+        if conn.pre in pops:
+            trigger = ("spike", conn.pre) if conn.delay is None else ("delay", c)
+        else:
+            trigger = ("input", conn.pre)
+        groups[conn.post].setdefault(trigger, []).append(c)
+
+    def body(carry: _Carry) -> _Carry:
+        t = carry.t
+        # ----- the earliest prediction -------------------------------------------
+        firsts, lows = [], []
+        for name in names:
+            low, k = _earliest(carry.key[name])
+            firsts.append(k)
+            lows.append(low)
+        if len(names) == 1:
+            which, t_low = jnp.asarray(0, jnp.int32), lows[0]
+        else:
+            stacked = jnp.stack(lows)
+            which = jnp.argmin(stacked).astype(jnp.int32)
+            t_low = stacked[which]
+
+        # ----- the other kinds of event -------------------------------------------
+        arrivals = []
+        for c, (conn, queue) in enumerate(zip(connections, carry.aux, strict=True)):
+            if queue is not None:
+                times = NetworkSystem._arrivals(conn, queue)
+                slot = jnp.argmin(times).astype(jnp.int32)
+                arrivals.append((c, slot, times[slot]))
+        if arrivals:
+            delay_times = jnp.stack([a[2] for a in arrivals])
+            delay_which = jnp.argmin(delay_times)
+            t_delay = delay_times[delay_which]
+        else:
+            t_delay = inf
+        source = 0
+        if num_inputs:
+            ptr = jnp.minimum(carry.input_ptr, num_inputs - 1)
+            t_input = jnp.where(carry.input_ptr < num_inputs, input_times[ptr], inf)
+            source = input_sources[ptr]
+        else:
+            t_input = inf
+        jump_times = {
+            name: jnp.asarray(pops[name].current.next_jump(carry.jumped[name]), dtype)
+            for name in jumping
+        }
+        t_jump = jnp.min(jnp.stack(list(jump_times.values()))) if jumping else inf
+        if num_records:
+            rptr = jnp.minimum(carry.record_ptr, num_records - 1)
+            t_record = jnp.where(carry.record_ptr < num_records, record_times[rptr], inf)
+        else:
+            t_record = inf
+
+        t_external = jnp.minimum(jnp.minimum(t_delay, t_input), t_jump)
+        t_event = jnp.minimum(t_low, t_external)
+        is_record = (t_record <= t_event) & (t_record <= t1)
+        finished = ~is_record & (t_event > t1)
+        active = ~is_record & ~finished
+        is_neuron = active & (t_low <= t_external)
+        is_delay = active & ~is_neuron & (t_delay <= t_event)
+        is_input = active & ~is_neuron & ~is_delay & (t_input <= t_event)
+        is_jump = active & ~is_neuron & ~is_delay & ~is_input
+        t_now = jnp.where(is_record, t_record, jnp.where(active, t_event, t))
+
+        # ----- records (read every neuron, change none) ---------------------------
+        records = carry.records
+        if num_records:
+            values = lax.cond(
+                is_record,
+                lambda table: system.observe(states_at(table, t_now)),
+                lambda table: jtu.tree_map(
+                    lambda leaf: jnp.zeros(leaf.shape[1:], leaf.dtype), carry.records
+                ),
+                carry.table,
+            )
+            slot = jnp.where(is_record, carry.record_ptr, num_records)
+            records = jtu.tree_map(
+                lambda buf, new: buf.at[slot].set(new, mode="drop"), records, values
+            )
+
+        # ----- the neurons each population touches --------------------------------
+        # The first neuron and the targets of its rows are read before it is known
+        # whether it fires (a check touches them too, changing nothing): whether it
+        # fires is then read from the rows gathered for the update, so that the table
+        # is read only before it is written (else XLA copies it on every iteration).
+        rows_of = {}  # connection -> (rows selected now, presynaptic row, synapse mask)
+        aux = list(carry.aux)
+        for c, conn in enumerate(connections):
+            if conn.pre in pops and conn.delay is None:
+                p = names.index(conn.pre)
+                rows_of[c] = (is_neuron & (which == p), firsts[p], None)
+            elif conn.pre in pops:
+                position = [a[0] for a in arrivals].index(c)
+                rows_of[c] = _delayed_row(
+                    conn,
+                    carry.aux[c],
+                    arrivals[position][1],
+                    is_delay & (delay_which == position),
+                )
+            else:
+                local = source - input_offsets[conn.pre]
+                ok = is_input & (local >= 0) & (local < conn.n_pre)
+                rows_of[c] = (ok, jnp.clip(local, 0, conn.n_pre - 1), None)
+        indices, gathered, fired = {}, {}, []
+        for p, name in enumerate(names):
+            n = pops[name].n
+            idx = jnp.concatenate(
+                [
+                    jnp.where(is_neuron & (which == p), firsts[p], n)[None].astype(jnp.int32),
+                    _targets(groups[name], connections, rows_of, n),
+                ]
+            )
+            indices[name] = idx
+            gathered[name] = carry.table[name].at[idx].get(mode="clip")
+            fired.append(is_neuron & (which == p) & (gathered[name][0, -1] == SPIKE))
+        fires = fired[0] if len(names) == 1 else jnp.any(jnp.stack(fired))
+        for c, conn in enumerate(connections):
+            if conn.pre in pops:
+                p = names.index(conn.pre)
+                on, row, mask = rows_of[c]
+                if conn.delay is None:
+                    rows_of[c] = (on & fired[p], row, mask)
+                else:
+                    slot = arrivals[[a[0] for a in arrivals].index(c)][1]
+                    aux[c] = _enqueue(
+                        conn, carry.aux[c], slot, on, row, fired[p], firsts[p], t_now
+                    )
+
+        # ----- touch them, population by population ------------------------------
+        table, keys = dict(carry.table), dict(carry.key)
+        finite = []
+        for p, name in enumerate(names):
+            pop, lay, idx = pops[name], layout[name], indices[name]
+            n = pop.n
+            neuron = _take(pop.neuron, idx, n)
+            state, t_last, current, horizon, _ = lay.unpack(gathered[name])
+            state = _advance(neuron, state, current, t_last, t_now)
+            me = (idx == firsts[p]) & is_neuron & (which == p)
+            if pop.neuron.spiking:
+                state = neuron.reset(t_now, state, me & fired[p])
+            for members in groups[name].values():
+                for c in members:
+                    x = _input_to(connections[c], rows_of[c], idx, n, dtype)
+                    state = _jump(neuron, state, x, connections[c].target)
+            # A check keeps its horizon; a neuron whose dynamics changed starts over.
+            h = jnp.where(me & ~fires, horizon, cap)
+            key, kind, h_next = predict(name, neuron, state, current, t_now, h)
+            new_rows = lay.pack(state, jnp.full_like(t_last, t_now), current, h_next, kind)
+            # In a check, only the checked neuron changes (its targets were read in
+            # case it fired; touching them would undo their own refinements).
+            grid = carry.key[name].shape
+            flat = carry.key[name].reshape(-1)
+            keep = is_neuron & ~fires & ~me
+            new_rows = jnp.where(keep[:, None], gathered[name], new_rows)
+            key = jnp.where(keep, flat.at[idx].get(mode="clip"), key)
+            table[name] = carry.table[name].at[idx].set(new_rows, mode="drop")
+            keys[name] = flat.at[idx].set(key, mode="drop").reshape(grid)
+            finite.append(jnp.all(jnp.isfinite(state.v)))
+
+        # ----- current jumps (the whole population) -------------------------------
+        jumped = dict(carry.jumped)
+        for name in jumping:
+            now = is_jump & (jump_times[name] <= t_now)
+
+            def jump(operands, name=name):
+                table_q, key_q = operands
+                lay = layout[name]
+                state, t_last, current, *_ = lay.unpack(table_q)
+                neuron = pops[name].neuron
+                state = _advance(neuron, state, current, t_last, t_now)
+                current = current_at(name, t_now)
+                h = jnp.full_like(t_last, cap)
+                key, kind, h_next = predict(name, neuron, state, current, t_now, h)
+                rows = lay.pack(state, jnp.full_like(t_last, t_now), current, h_next, kind)
+                return rows, _as_grid(key)
+
+            table[name], keys[name] = lax.cond(
+                now, jump, lambda operands: operands, (table[name], keys[name])
+            )
+            jumped[name] = jnp.where(now, t_now, carry.jumped[name])
+
+        # ----- spikes out, bookkeeping --------------------------------------------
+        offset = jnp.asarray([offsets[name] for name in names], jnp.int32)[which]
+        first = firsts[0] if len(names) == 1 else jnp.stack(firsts)[which]
+        slot = jnp.where(fires, carry.num_spikes, max_spikes)
+        status = jnp.where(finished, FINISHED, carry.status)
+        status = jnp.where(fires & (carry.num_spikes >= max_spikes), OVERFLOW, status)
+        status = jnp.where(jnp.all(jnp.stack(finite)), status, NONFINITE)
+        failed = [q.overflow for q in aux if q is not None]
+        if failed:
+            status = jnp.where(jnp.any(jnp.stack(failed)), QUEUE_OVERFLOW, status)
+        return _Carry(
+            t=jnp.where(finished, t, t_now),
+            table=table,
+            key=keys,
+            jumped=jumped,
+            aux=tuple(aux),
+            input_ptr=carry.input_ptr + is_input.astype(jnp.int32),
+            record_ptr=carry.record_ptr + is_record.astype(jnp.int32),
+            spike_times=carry.spike_times.at[slot].set(t_now, mode="drop"),
+            spike_neurons=carry.spike_neurons.at[slot].set(offset + first, mode="drop"),
+            num_spikes=jnp.minimum(carry.num_spikes + fires.astype(jnp.int32), max_spikes),
+            records=records,
+            status=status,
+            iterations=carry.iterations + 1,
+            checks=carry.checks + (is_neuron & ~fires).astype(jnp.int32),
+        )
+
+    # ----- the start: every neuron predicted from t0 ----------------------------------
+    table0, key0 = {}, {}
+    for name in names:
+        n = pops[name].n
+        current = current_at(name, t0)
+        h = jnp.full((n,), cap)
+        key, kind, h_next = predict(name, pops[name].neuron, y0[name], current, t0, h)
+        table0[name] = layout[name].pack(y0[name], jnp.full((n,), t0), current, h_next, kind)
+        key0[name] = _as_grid(key)
+    init = _Carry(
+        t=t0,
+        table=table0,
+        key=key0,
+        jumped={name: t0 for name in jumping},
+        aux=system.init_aux(dtype),
+        input_ptr=jnp.asarray(0, jnp.int32),
+        record_ptr=jnp.asarray(0, jnp.int32),
+        spike_times=jnp.full((max_spikes,), jnp.inf, dtype),
+        spike_neurons=jnp.full((max_spikes,), -1, jnp.int32),
+        num_spikes=jnp.asarray(0, jnp.int32),
+        records=jtu.tree_map(
+            lambda leaf: jnp.full((num_records,) + leaf.shape, jnp.nan, leaf.dtype),
+            system.observe(y0),
+        ),
+        status=jnp.asarray(RUNNING, jnp.int32),
+        iterations=jnp.asarray(0, jnp.int32),
+        checks=jnp.asarray(0, jnp.int32),
+    )
+    kind = "checkpointed" if gradients else "lax"
+    final = eqxi.while_loop(
+        lambda c: c.status == RUNNING, body, init, max_steps=max_iterations, kind=kind
+    )
+    status = jnp.where(final.status == RUNNING, ITERATION_LIMIT, final.status)
+    t_final = jnp.where(status == FINISHED, t1, final.t)
+    return RunOutput(
+        t_final=t_final,
+        final_state=states_at(final.table, t_final),
+        armed=jnp.ones((system.num_neurons,), bool),
+        spike_times=final.spike_times,
+        spike_neurons=final.spike_neurons,
+        num_spikes=final.num_spikes,
+        records=final.records,
+        status=status,
+        iterations=final.iterations,
+        solver_steps=final.checks,
+    )
+
+
+def _targets(groups, connections, deliveries, n):
+    """The postsynaptic neurons of the group delivering now (padded with `n`)."""
+    lists = []
+    for members in groups.values():
+        parts = []
+        for c in members:
+            conn = connections[c]
+            if conn.post_index is None:
+                parts.append(jnp.arange(n, dtype=jnp.int32))
+            else:
+                parts.append(conn.post_index[deliveries[c][1]])
+        lists.append((deliveries[members[0]][0], jnp.concatenate(parts)))
+    width = max((found.shape[0] for _, found in lists), default=0)
+    targets = jnp.full((width,), n, jnp.int32)
+    for on, found in lists:
+        padded = jnp.pad(found, (0, width - found.shape[0]), constant_values=n)
+        targets = jnp.where(on, padded, targets)
+    return targets
+
+
+def _input_to(conn, delivery, idx, n, dtype):
+    """What connection `conn` adds to each neuron of `idx` in this event (summed over
+    repeated targets, so that repeated entries of `idx` agree)."""
+    on, row, mask = delivery
+    weight = conn.weight[row] * on.astype(dtype)
+    if mask is not None:
+        weight = weight * mask.astype(dtype)
+    if conn.post_index is None:
+        dense = weight
+    else:
+        dense = jnp.zeros((n,), dtype).at[conn.post_index[row]].add(weight, mode="drop")
+    return dense.at[idx].get(mode="fill", fill_value=0.0)
+
+
+def _delayed_row(conn, queue, slot, now):
+    """The row a delayed projection delivers when its earliest arrival (`slot`) is
+    due `now`, with the synapses whose delay is the current one."""
+    row = queue.pre[slot]
+    mask = None
+    if conn.per_synapse_delay:
+        row_delays = conn.delay[row]
+        at = row_delays[jnp.minimum(queue.cursor[slot], row_delays.shape[0] - 1)]
+        mask = row_delays == at
+    return now, row, mask
+
+
+def _enqueue(conn, queue, slot, now, row, emits, pre, t):
+    """The queue of a delayed projection after the delivery of its earliest arrival
+    (`slot`, when `now`) and after the presynaptic spike `pre` at `t` enters (when
+    `emits`)."""
+    size = queue.emit_t.shape[0]
+    cursor = queue.cursor[slot]
+    if conn.per_synapse_delay:
+        row_delays = conn.delay[row]
+        width = row_delays.shape[0]
+        at = row_delays[jnp.minimum(cursor, width - 1)]
+        cursor = jnp.sum(row_delays <= at).astype(jnp.int32)
+        done = (cursor >= width) | ~jnp.isfinite(row_delays[jnp.minimum(cursor, width - 1)])
+    else:
+        done = jnp.asarray(True)
+    write = jnp.where(now, slot, size)
+    live = queue.live.at[write].set(~done, mode="drop")
+    cursor_all = queue.cursor.at[write].set(cursor, mode="drop")
+    tail = jnp.where(emits, queue.tail, size)
+    return DelayQueue(
+        emit_t=queue.emit_t.at[tail].set(t, mode="drop"),
+        pre=queue.pre.at[tail].set(pre, mode="drop"),
+        cursor=cursor_all.at[tail].set(0, mode="drop"),
+        live=live.at[tail].set(True, mode="drop"),
+        tail=jnp.where(emits, (queue.tail + 1) % size, queue.tail),
+        overflow=queue.overflow | (emits & live[queue.tail]),
+    )
