@@ -312,6 +312,31 @@ def build_connection(proj: Projection, n_pre: int, n_post: int, dtype) -> Connec
     )
 
 
+def _distinct_targets(connections) -> bool:
+    """Whether no presynaptic neuron reaches a postsynaptic neuron twice through the
+    connections that deliver together (same source and target, no delay; a delayed
+    projection delivers alone). The exact event loop checks repeated targets only
+    where they can occur."""
+    groups = {}
+    for c, conn in enumerate(connections):
+        trigger = (conn.pre, conn.post) if conn.delay is None else c
+        groups.setdefault(trigger, []).append(conn)
+    for members in groups.values():
+        rows = []
+        for conn in members:
+            if conn.post_index is None:
+                rows.append(np.broadcast_to(np.arange(conn.n_post), (conn.n_pre, conn.n_post)))
+            elif is_concrete(conn.post_index):
+                rows.append(np.asarray(conn.post_index))
+            else:
+                return False
+        ordered = np.sort(np.concatenate(rows, axis=1), axis=1)
+        repeated = (ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] < members[0].n_post)
+        if np.any(repeated):
+            return False
+    return True
+
+
 class Network(eqx.Module):
     """Populations, projections and external inputs, simulated together by
     `neurosim.simulate(network, t1=...)`.
@@ -341,6 +366,7 @@ class Network(eqx.Module):
     populations: dict[str, Population]
     connections: tuple[Connection, ...]
     inputs: dict[str, SpikeTrains]
+    distinct_targets: bool = eqx.field(static=True)
 
     def __init__(self, populations, projections=(), inputs=None):
         # Kept in name order: JAX flattens dicts by sorted key, so inside `jit` this is
@@ -396,6 +422,7 @@ class Network(eqx.Module):
         self.populations = populations
         self.connections = tuple(connections)
         self.inputs = inputs
+        self.distinct_targets = _distinct_targets(self.connections)
 
     @property
     def offsets(self) -> dict[str, int]:

@@ -107,10 +107,11 @@ def _put(full, part, idx):
 
 
 def _advance(neuron, state, current, t_last, t):
-    """The states at `t` of neurons last touched at `t_last` (per neuron)."""
-    s = t - t_last
-    moved = neuron.closed_form(state, current, t_last).at(s)
-    return jtu.tree_map(lambda new, old: jnp.where(s > 0, new, old), moved, state)
+    """The states at `t` of neurons last touched at `t_last` (per neuron). Also at
+    `t == t_last`: the two times may carry different derivatives (a check is a
+    constant time, a spike time is not), and the flow over `t - t_last` carries the
+    difference."""
+    return neuron.closed_form(state, current, t_last).at(t - t_last)
 
 
 def _pick(array, k):
@@ -536,8 +537,12 @@ def run(
             keep = is_neuron & ~fires & ~me
             new_rows = jnp.where(keep[:, None], gathered[name], new_rows)
             key = jnp.where(keep, flat.at[idx].get(mode="clip"), key)
-            table[name] = carry.table[name].at[idx].set(new_rows, mode="drop")
-            keys[name] = flat.at[idx].set(key, mode="drop").reshape(grid)
+            # Repeated entries (the first neuron among its own targets; repeated
+            # targets) hold equal values; each neuron is written once, so that the
+            # transpose of the write (reverse mode) does not count it twice.
+            write = _first_occurrences(idx, n, network.distinct_targets)
+            table[name] = carry.table[name].at[write].set(new_rows, mode="drop")
+            keys[name] = flat.at[write].set(key, mode="drop").reshape(grid)
             finite.append(jnp.all(jnp.isfinite(state.v)))
 
         # ----- current jumps (the whole population) -------------------------------
@@ -635,6 +640,18 @@ def run(
         iterations=final.iterations,
         solver_steps=final.checks,
     )
+
+
+def _first_occurrences(idx, n, distinct_targets):
+    """`idx` with every repeated entry replaced by `n` (dropped when written). Only the
+    first entry (the first neuron) can repeat when the rows hold distinct targets."""
+    if distinct_targets:
+        repeat = jnp.concatenate([jnp.zeros((1,), bool), idx[1:] == idx[0]])
+    else:
+        order = jnp.arange(idx.shape[0])
+        earlier = (idx[None, :] == idx[:, None]) & (order[None, :] < order[:, None])
+        repeat = jnp.any(earlier, axis=1)
+    return jnp.where(repeat, n, idx)
 
 
 def _targets(groups, connections, deliveries, n):
