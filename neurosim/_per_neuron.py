@@ -63,6 +63,7 @@ from .neurons.lif import _Linear
 RUNNING, FINISHED, OVERFLOW, NONFINITE, ITERATION_LIMIT, QUEUE_OVERFLOW = 0, 1, 2, 4, 5, 6
 
 KNOTS = 8
+SPACING = 2  # knots at h * (j / KNOTS) ** SPACING: finer near the present
 HORIZON_FACTOR = 4.0  # horizon cap: this many times the shortest time constant
 MIN_HORIZON_FRACTION = 1e-6
 ROOT_ITERATIONS = 60
@@ -138,47 +139,43 @@ def _predict(neuron, state, current, t, h, cap):
     form = jtu.tree_map(lax.stop_gradient, full)
     theta = lax.stop_gradient(neuron.v_th)
     h = lax.stop_gradient(h)
-    sub = h / KNOTS
-    ratio_m = jnp.exp(-sub / form.tau_m)
-    ratios = [jnp.exp(-sub / tau) for tau in form.taus]
+    fractions = [(j / KNOTS) ** SPACING for j in range(KNOTS + 1)]
     held_v = form.state.v
 
-    def value(s, decay_m, decays, held):
+    def at(s):
+        decay_m = jnp.exp(-s / form.tau_m)
+        decays = [jnp.exp(-s / tau) for tau in form.taus]
         free = form.v_inf + (form.a + form.c * s) * decay_m
         for b, decay in zip(form.b, decays, strict=True):
             free = free + b * decay
-        return jnp.where(held, held_v, free)
+        return jnp.where(s < form.r, held_v, free), decay_m, decays
 
-    # The exponentials at the knots are integer powers of one per time constant.
-    decay_m = jnp.ones_like(sub)
-    decays = [jnp.ones_like(sub) for _ in ratios]
-    v_prev = value(0.0, decay_m, decays, form.r > 0)
+    v_prev, decay_prev, decays = at(jnp.zeros_like(h))
     due = (v_prev >= theta) & (form.r <= 0)
     found = jnp.zeros_like(due)
-    lo = jnp.zeros_like(sub)
+    lo, hi = jnp.zeros_like(h), h
     v_lo = v_hi = v_prev
     for j in range(KNOTS):
-        s_next = sub * (j + 1)
-        decay_m = ratio_m ** (j + 1)
-        next_decays = [r ** (j + 1) for r in ratios]
-        held = s_next < form.r
-        v_next = value(s_next, decay_m, next_decays, held)
-        # Bounds over [s, s_next], with the same exponentials: forward from v(s)
-        # (`ClosedForm.bound`) and backward from v(s_next) (see the module docstring).
+        s, s_next = h * fractions[j], h * fractions[j + 1]
+        v_next, decay_next, next_decays = at(s_next)
+        # Bounds over [s, s_next]: forward from v(s) (`ClosedForm.bound`) and
+        # backward from v(s_next) (see the module docstring).
         high, low = form.v_inf, form.v_inf
         for g, d0, d1 in zip(form.g, decays, next_decays, strict=True):
             high = high + jnp.maximum(g * d0, g * d1)
             low = low + jnp.minimum(g * d0, g * d1)
-        forward = jnp.maximum(v_prev, high + (v_prev - high) * ratio_m)
-        backward = jnp.where(v_next < low, v_next, low + (v_next - low) / ratio_m)
-        bound = jnp.where(held, held_v, jnp.minimum(forward, backward))
+        ratio = decay_next / decay_prev
+        forward = jnp.maximum(v_prev, high + (v_prev - high) * ratio)
+        backward = jnp.where(v_next < low, v_next, low + (v_next - low) / ratio)
+        bound = jnp.where(s_next < form.r, held_v, jnp.minimum(forward, backward))
         new = (bound >= theta) & ~found
-        lo = jnp.where(new, sub * j, lo)
+        lo = jnp.where(new, s, lo)
+        hi = jnp.where(new, s_next, hi)
         v_lo = jnp.where(new, v_prev, v_lo)
         v_hi = jnp.where(new, v_next, v_hi)
         found = found | new
-        v_prev, decays = v_next, next_decays
-    hi = lo + sub
+        v_prev, decay_prev, decays = v_next, decay_next, next_decays
+    sub = hi - lo
     crossing = ~due & found & (v_hi >= theta)
     graze = ~due & found & ~crossing
     refine = graze & (sub > MIN_HORIZON_FRACTION * cap)
@@ -192,7 +189,7 @@ def _predict(neuron, state, current, t, h, cap):
     s_check = lax.stop_gradient(jnp.where(refine, lo, jnp.where(graze, hi, h)))
     key = jnp.where(crossing, t + root, lax.stop_gradient(t) + s_check)
     key = jnp.where(due, t, jnp.where(never, jnp.inf, key))
-    kind = jnp.where(due | crossing, SPIKE, CHECK).astype(sub.dtype)
+    kind = jnp.where(due | crossing, SPIKE, CHECK).astype(h.dtype)
     h_next = jnp.where(refine, sub, jnp.where(crossing | due, h, jnp.minimum(2 * h, cap)))
     return key, kind, h_next
 
