@@ -34,7 +34,6 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 from jaxtyping import Array, Bool, Float, Int, PyTree
 
-from . import _exact
 from ._root import event_root_finder
 from ._solvers import GridStepSize
 from ._system import NetworkSystem
@@ -57,7 +56,7 @@ class _Carry(eqx.Module):
     y: PyTree
     aux: PyTree
     armed: Bool[Array, " N"]
-    dt: Float[Array, ""]  # step size carried across segments (closed form: the horizon)
+    dt: Float[Array, ""]  # step size carried across segments
     input_ptr: Int[Array, ""]
     record_ptr: Int[Array, ""]
     spike_times: Float[Array, " S"]
@@ -132,7 +131,6 @@ def run(
     max_iterations: int,
     locate_spikes: bool = True,
     gradients: bool = True,
-    exact: bool = False,
 ) -> RunOutput:
     """Run the event loop (pure; call it under jit). See the module docstring."""
     num = system.num_neurons
@@ -154,7 +152,6 @@ def run(
         )
 
     record_window = min(RECORD_WINDOW, max(num_records, 1))
-    cap = _exact.max_horizon(system) if exact else None
 
     def pending_records(ptr):
         """The next `record_window` record times (inf past the end) and their slots."""
@@ -210,7 +207,7 @@ def run(
         t = carry.t
         t_next = jnp.minimum(
             jnp.minimum(t1, next_input_time(carry.input_ptr)),
-            system.next_internal_time(t, carry.y, carry.aux, neurons=not exact),
+            system.next_internal_time(t, carry.y, carry.aux),
         )
         if num_records > 0:
             record_t, record_slots = pending_records(carry.record_ptr)
@@ -276,20 +273,9 @@ def run(
             saved = jtu.tree_map(lambda leaf: leaf[:-1], sol.ys)
             return hit, ok, tau, y_end, saved, last, steps
 
-        if exact:
-            hit, tau, reaches_end, y_end, saved, last, horizon = _exact.segment(
-                system, t, carry.y, length, carry.dt, cap, local
-            )
-            ok = jnp.asarray(True)
-            steps = jnp.asarray(1, jnp.int32)
-            t_event = t + tau
-            t_stop = jnp.where(reaches_end, t_next, t_event)
-        else:
-            hit, ok, tau, y_end, saved, last, steps = _diffrax_segment(
-                t, t_left, length, carry
-            )
-            t_event = jnp.minimum(t + tau, t_next)
-            t_stop = t_next
+        hit, ok, tau, y_end, saved, last, steps = _diffrax_segment(t, t_left, length, carry)
+        t_event = jnp.minimum(t + tau, t_next)
+        t_stop = t_next
         if num_records > 0:
             # Saved before the stop (left limits at the stop time itself); entries
             # clipped to the segment end for later record times are not due yet.
@@ -301,9 +287,7 @@ def run(
                 record_values=system.observe(saved),
                 record_ptr=carry.record_ptr + jnp.sum(passed, dtype=carry.record_ptr.dtype),
             )
-        if exact:
-            dt = horizon
-        elif adaptive:
+        if adaptive:
             span = jnp.where(hit, tau, length)
             dt = jnp.where(
                 steps >= 2, span / jnp.maximum(steps, 1), jnp.maximum(carry.dt, span)
@@ -370,7 +354,7 @@ def run(
         y=y0,
         aux=system.init_aux(dtype),
         armed=jnp.ones((num,), bool),
-        dt=jnp.asarray(cap if exact else dt0, dtype),
+        dt=jnp.asarray(dt0, dtype),
         input_ptr=jnp.asarray(0, jnp.int32),
         record_ptr=jnp.asarray(0, jnp.int32),
         spike_times=jnp.full((max_spikes,), jnp.inf, dtype),

@@ -325,13 +325,17 @@ def _distinct_targets(connections) -> bool:
         rows = []
         for conn in members:
             if conn.post_index is None:
-                rows.append(np.broadcast_to(np.arange(conn.n_post), (conn.n_pre, conn.n_post)))
+                rows.append(
+                    np.broadcast_to(np.arange(conn.n_post), (conn.n_pre, conn.n_post))
+                )
             elif is_concrete(conn.post_index):
                 rows.append(np.asarray(conn.post_index))
             else:
                 return False
         ordered = np.sort(np.concatenate(rows, axis=1), axis=1)
-        repeated = (ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] < members[0].n_post)
+        repeated = (ordered[:, 1:] == ordered[:, :-1]) & (
+            ordered[:, 1:] < members[0].n_post
+        )
         if np.any(repeated):
             return False
     return True

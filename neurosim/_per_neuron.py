@@ -3,48 +3,65 @@ r"""Per-neuron clocks: the exact event loop for networks of the LIF family.
 Between events a neuron of the LIF family is known in closed form
 (`neurosim.neurons._linear`), and a spike changes only the neurons it reaches. So each
 neuron keeps its own clock: its state is stored at the time it was last touched, with
-the current it sees (constant between current jumps) and its *prediction*: the time of
-its next threshold crossing if nothing reaches it before, found once from the closed
-form. Each iteration of the loop takes the earliest of
+the current it sees (constant between current jumps) and its *key*, the time of its
+next threshold crossing if nothing reaches it before (or of its next check, below).
+Each iteration of the loop takes the earliest of
 
-- the earliest prediction over all neurons (one reduction over the network),
+- the smallest key over all neurons (one reduction over the network),
 - the next external input spike, the next delayed delivery,
 - the next jump of an external current, the next record time,
 
 and touches only the neurons that event involves: a firing neuron and the targets of
 its outgoing synapses are brought to the event time by the closed form, reset or
-jumped by their weights, and predicted anew. The work of a spike is proportional to
-its fan-out, not to the size of the network. A current jump touches its population, a
-record time reads every neuron (without changing any), the end brings every neuron to
-`t1`.
+jumped by their weights, and given new keys. The work of a spike grows with its
+fan-out, not with the size of the network. A current jump touches its population, a
+record time reads every neuron (changing none), the end brings every neuron to `t1`.
 
-**Prediction.** From a neuron's state at time `t`, the spike condition `v - v_th` is
-sampled at `KNOTS + 1` points of a horizon `h` (per neuron) and bounded rigorously on
-each sub-interval (`ClosedForm.bound`: comparison with a monotone solution; its slack
-is of order `(h / KNOTS)^2`):
+**Prediction** (`_predict`). From a neuron's state at time `t`, the spike condition
+`v - v_th` is sampled at `KNOTS + 1` points of a horizon `h` (per neuron), spaced as
+`h (j / KNOTS)^SPACING` (finer near the present), and bounded rigorously on each
+sub-interval `[a, b]` twice, taking the smaller bound. Each synaptic current is
+monotone, so their sum lies between `G_lo` and `G_hi`, the sums of their smaller and
+larger end values; with $\tau_m \dot v = v_\infty + G - v$:
 
-- the first sub-interval whose bound allows a crossing ends above threshold: the
-  crossing is the root there, found by safeguarded Newton on the closed form (to a few
-  ulps of the absolute time); the prediction is *certain*: a spike;
-- it allows one but ends below threshold (a possible grazing crossing): the neuron is
+- forward, from `v(a)`: `v` stays below the solution with `G_hi`, which moves
+  monotonically from `v(a)` towards `v_inf + G_hi` (slack of order `(b - a)^2`);
+- backward, from `v(b)`: with `D = v_inf + G_lo`, `v(s) - D <= (v(b) - D) e^{(b-s)/tau_m}`,
+  so `v <= v(b)` on the sub-interval when `v(b) < D` (a neuron rising towards its drive
+  cannot have crossed and come back), else `v <= D + (v(b) - D) e^{(b-a)/tau_m}`.
+
+Then:
+
+- the first sub-interval whose bound reaches threshold ends above it: the key is the
+  crossing there, by Newton's method from the secant point (`_root`, to a few ulps of
+  the absolute time; a safeguarded loop takes the rare ones that do not converge);
+- it reaches threshold but ends below (a possible grazing crossing): the neuron is
   checked again at the sub-interval's start with the horizon shrunk to the
-  sub-interval, so that the bound tightens, down to `MIN_HORIZON_FRACTION` of the
-  cap, where a graze that does not reach the end of a sub-interval is taken as no
-  crossing, as a step-based event check would;
-- no crossing within `h`: if the closed form provably stays below threshold after
-  `h` too (the bound from `h` to infinity), the prediction is infinite; else the
-  neuron is checked again at `t + h` with the horizon doubled (up to its cap).
+  sub-interval, down to `MIN_HORIZON_FRACTION` of the cap, where a graze that does not
+  reach the end of a sub-interval is taken as no crossing, as a step-based event check
+  would;
+- no crossing within `h`: if `v` provably stays below threshold after `h` too
+  (below `max(v(h), v_inf + sum_j max(g_j(h), 0))`), the key is infinite; else the
+  neuron is checked again at `t + h` with the horizon doubled (up to the cap,
+  `HORIZON_FACTOR` times the shortest time constant).
 
-A check is an event that touches one neuron and emits nothing; it carries no gradient.
+A check touches one neuron and emits nothing; its time carries no derivative.
 
-**Gradients.** A predicted spike time is the root plus one Newton step with the slope
-held constant (the implicit function theorem), computed from the differentiable
-closed form; everything downstream uses it. The loop is a checkpointed
+**Gradients.** A key that is a crossing is the root plus one Newton step with the
+slope held constant (the implicit function theorem), from the differentiable closed
+form; everything downstream uses it. Each touch advances over `t - t_last` even when
+it is zero: the two times can carry different derivatives. The loop is a checkpointed
 `equinox.internal.while_loop` when `gradients=True`.
 
+**Layout.** Keys live in a `(rows, cols)` grid: XLA's CPU backend vectorizes the
+reduction of a 2-D array, not that of a long vector. The rest of a population's data
+is one `(n, width)` table, read with one gather and written with one scatter per
+event; the table is read only before it is written, else XLA copies it on every
+iteration.
+
 **Ties.** At equal times a record time comes first (it stores left limits), then a
-predicted spike, a delayed delivery, an input spike, a current jump; neurons that
-fire at the same time fire in successive iterations at that time.
+key, a delayed delivery, an input spike, a current jump; neurons that fire at the
+same time fire in successive iterations at that time.
 """
 
 import equinox as eqx
@@ -52,7 +69,6 @@ import equinox.internal as eqxi
 import jax.lax as lax
 import jax.numpy as jnp
 import jax.tree_util as jtu
-import numpy as np
 from jaxtyping import Array, Float, Int, PyTree
 
 from ._currents import Constant, PiecewiseConstant, PulseTrain, Sum
@@ -67,7 +83,9 @@ SPACING = 2  # knots at h * (j / KNOTS) ** SPACING: finer near the present
 HORIZON_FACTOR = 4.0  # horizon cap: this many times the shortest time constant
 MIN_HORIZON_FRACTION = 1e-6
 ROOT_ITERATIONS = 60
-UNROLLED = 0
+NEWTON_STEPS = 3
+# Kinds of key (stored per neuron in its table row).
+CHECK, SPIKE = 0.0, 1.0
 
 
 def _piecewise_constant(current) -> bool:
@@ -103,25 +121,12 @@ def _take(tree, idx, n):
     return jtu.tree_map(take, tree)
 
 
-def _put(full, part, idx):
-    return jtu.tree_map(lambda a, b: a.at[idx].set(b, mode="drop"), full, part)
-
-
 def _advance(neuron, state, current, t_last, t):
     """The states at `t` of neurons last touched at `t_last` (per neuron). Also at
     `t == t_last`: the two times may carry different derivatives (a check is a
     constant time, a spike time is not), and the flow over `t - t_last` carries the
     difference."""
     return neuron.closed_form(state, current, t_last).at(t - t_last)
-
-
-def _pick(array, k):
-    return jnp.take_along_axis(array, k[None], axis=0)[0]
-
-
-# Kinds of prediction (stored per neuron with the prediction).
-CHECK, SPIKE = 0.0, 1.0
-NEWTON_STEPS = 3
 
 
 def _predict(neuron, state, current, t, h, cap):
@@ -185,7 +190,9 @@ def _predict(neuron, state, current, t, h, cap):
         late = late + jnp.maximum(g * decay, 0.0)
     never = ~due & ~found & (jnp.maximum(v_prev, late) < theta) & (form.r <= h)
 
-    root = _root(full, form, neuron.v_th, theta, lo, hi, v_lo - theta, v_hi - theta, crossing, t)
+    root = _root(
+        full, form, neuron.v_th, theta, lo, hi, v_lo - theta, v_hi - theta, crossing, t
+    )
     s_check = lax.stop_gradient(jnp.where(refine, lo, jnp.where(graze, hi, h)))
     key = jnp.where(crossing, t + root, lax.stop_gradient(t) + s_check)
     key = jnp.where(due, t, jnp.where(never, jnp.inf, key))
@@ -297,9 +304,7 @@ class _Table:
         return jnp.stack(columns, axis=-1)
 
     def unpack(self, rows):
-        state = jtu.tree_unflatten(
-            self.treedef, [rows[..., j] for j in range(self.fields)]
-        )
+        state = jtu.tree_unflatten(self.treedef, [rows[..., j] for j in range(self.fields)])
         extra = [rows[..., self.fields + j] for j in range(4)]
         return (state, *extra)
 
@@ -487,7 +492,9 @@ def run(
             n = pops[name].n
             idx = jnp.concatenate(
                 [
-                    jnp.where(is_neuron & (which == p), firsts[p], n)[None].astype(jnp.int32),
+                    jnp.where(is_neuron & (which == p), firsts[p], n)[None].astype(
+                        jnp.int32
+                    ),
                     _targets(groups[name], connections, rows_of, n),
                 ]
             )
@@ -598,7 +605,9 @@ def run(
         current = current_at(name, t0)
         h = jnp.full((n,), cap)
         key, kind, h_next = predict(name, pops[name].neuron, y0[name], current, t0, h)
-        table0[name] = layout[name].pack(y0[name], jnp.full((n,), t0), current, h_next, kind)
+        table0[name] = layout[name].pack(
+            y0[name], jnp.full((n,), t0), current, h_next, kind
+        )
         key0[name] = _as_grid(key)
     init = _Carry(
         t=t0,

@@ -195,6 +195,7 @@ def _run_jit(system, t0, t1, y0, input_times, input_sources, record, dt0, config
             max_iterations=config["max_iterations"],
             gradients=config["gradients"],
         )
+    engine_config = {key: value for key, value in config.items() if key != "exact"}
     return _engine.run(
         system,
         t0=t0,
@@ -204,7 +205,7 @@ def _run_jit(system, t0, t1, y0, input_times, input_sources, record, dt0, config
         input_sources=input_sources,
         record_times=record,
         dt0=dt0,
-        **config,
+        **engine_config,
     )
 
 

@@ -35,8 +35,9 @@ class Solution(eqx.Module):
     - `final_state`: the state at `t_final` (after the events at `t_final`).
     - `status`: 1 finished, 2 spike buffer full, 3 solver failure, 4 non-finite state,
         5 iteration limit (see `message`).
-    - `iterations`, `solver_steps`: loop iterations and accepted ODE steps (closed-form
-        segments for the LIF family) (cost).
+    - `iterations`, `solver_steps`: loop iterations and accepted ODE steps; on the
+        exact path of the LIF family (no ODE solver), `solver_steps` counts the checks,
+        iterations that touched one neuron and emitted nothing (cost).
     - `populations`: for a network, `(name, first global index, size)` of each
         population; None for a single population.
     """

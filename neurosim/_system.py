@@ -189,14 +189,12 @@ class NetworkSystem(eqx.Module):
             y[conn.post] = _jump(pops[conn.post].neuron, y[conn.post], x, conn.target)
         return y
 
-    def next_internal_time(self, t, y, aux, neurons: bool = True):
-        """The next scheduled change: a current jump, a delayed delivery and, with
-        `neurons`, a model's own schedule (the end of a refractory period; the closed
-        form of the LIF family handles that within a segment)."""
+    def next_internal_time(self, t, y, aux):
+        """The next scheduled change: a current jump, a delayed delivery, a model's own
+        schedule (the end of a refractory period)."""
         times = []
         for name, pop in self.network.populations.items():
-            if neurons:
-                times.append(jnp.asarray(pop.neuron.next_scheduled_time(y[name])))
+            times.append(jnp.asarray(pop.neuron.next_scheduled_time(y[name])))
             times.append(jnp.asarray(pop.current.next_jump(t)))
         for conn, queue in zip(self.network.connections, aux):
             if queue is not None:

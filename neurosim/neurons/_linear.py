@@ -27,12 +27,7 @@ e^{-(s-r)/\tau_m}$ kernel). The coefficients are computed once per segment; eval
 `v` at a time `s` then costs a few scalar exponentials (for homogeneous time
 constants) and multiply-adds per neuron, which is what makes the event loop fast.
 
-`bound(a, b)` gives a rigorous upper bound of `v` over `[a, b]` by comparison: each
-$g_j$ is monotone, so $\sum_j g_j \le G = \sum_j \max(g_j(a), g_j(b))$, and `v` stays
-below the monotone solution `w` of $\tau_m \dot w = v_\infty + G - w$ started from `v`
-where the neuron is free in `[a, b]`; with the decay taken over the whole of `[a, b]`
-the bound also holds for a neuron whose refractory period ends inside. The slack is
-of order $(b - a)^2$.
+The event loop that uses it is `neurosim._per_neuron`.
 """
 
 import equinox as eqx
@@ -109,14 +104,3 @@ class ClosedForm(eqx.Module):
             self.state,
             (self.voltage(s),) + currents,
         )
-
-    def bound(self, a, b):
-        """An upper bound of `v` over `[a, b]` (see the module docstring)."""
-        total = 0.0
-        for g, tau in zip(self.g, self.taus, strict=True):
-            total = total + jnp.maximum(g * _exp_scaled(a, tau), g * _exp_scaled(b, tau))
-        # v where the neuron is free in [a, b] (held neurons: v there is the held v).
-        start = self.voltage(a)
-        drive = self.v_inf + total
-        w = drive + (start - drive) * _exp_scaled(b - a, self.tau_m)
-        return jnp.where(b < self.r, self.state.v, jnp.maximum(start, w))
