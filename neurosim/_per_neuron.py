@@ -144,43 +144,38 @@ def _predict(neuron, state, current, t, h, cap):
     form = jtu.tree_map(lax.stop_gradient, full)
     theta = lax.stop_gradient(neuron.v_th)
     h = lax.stop_gradient(h)
-    fractions = [(j / KNOTS) ** SPACING for j in range(KNOTS + 1)]
-    held_v = form.state.v
-
-    def at(s):
-        decay_m = jnp.exp(-s / form.tau_m)
-        decays = [jnp.exp(-s / tau) for tau in form.taus]
-        free = form.v_inf + (form.a + form.c * s) * decay_m
-        for b, decay in zip(form.b, decays, strict=True):
-            free = free + b * decay
-        return jnp.where(s < form.r, held_v, free), decay_m, decays
-
-    v_prev, decay_prev, decays = at(jnp.zeros_like(h))
-    due = (v_prev >= theta) & (form.r <= 0)
-    found = jnp.zeros_like(due)
-    lo, hi = jnp.zeros_like(h), h
-    v_lo = v_hi = v_prev
-    for j in range(KNOTS):
-        s, s_next = h * fractions[j], h * fractions[j + 1]
-        v_next, decay_next, next_decays = at(s_next)
-        # Bounds over [s, s_next]: forward from v(s) (`ClosedForm.bound`) and
-        # backward from v(s_next) (see the module docstring).
-        high, low = form.v_inf, form.v_inf
-        for g, d0, d1 in zip(form.g, decays, next_decays, strict=True):
-            high = high + jnp.maximum(g * d0, g * d1)
-            low = low + jnp.minimum(g * d0, g * d1)
-        ratio = decay_next / decay_prev
-        forward = jnp.maximum(v_prev, high + (v_prev - high) * ratio)
-        backward = jnp.where(v_next < low, v_next, low + (v_next - low) / ratio)
-        bound = jnp.where(s_next < form.r, held_v, jnp.minimum(forward, backward))
-        new = (bound >= theta) & ~found
-        lo = jnp.where(new, s, lo)
-        hi = jnp.where(new, s_next, hi)
-        v_lo = jnp.where(new, v_prev, v_lo)
-        v_hi = jnp.where(new, v_next, v_hi)
-        found = found | new
-        v_prev, decay_prev, decays = v_next, decay_next, next_decays
+    # All knots at once, (KNOTS + 1, M) blocks: few, larger XLA operations.
+    fractions = jnp.asarray([(j / KNOTS) ** SPACING for j in range(KNOTS + 1)], h.dtype)
+    knots = h[None, :] * fractions[:, None]
+    decay_m = jnp.exp(-knots / form.tau_m)
+    decays = [jnp.exp(-knots / tau) for tau in form.taus]
+    free = form.v_inf + (form.a + form.c * knots) * decay_m
+    for b, decay in zip(form.b, decays, strict=True):
+        free = free + b * decay
+    held = knots < form.r
+    v = jnp.where(held, form.state.v, free)
+    # Bounds over each [a, b] = knots[j : j + 2]: forward from v(a), backward from
+    # v(b) (see the module docstring); the smaller one.
+    high, low = form.v_inf, form.v_inf
+    for g, decay in zip(form.g, decays, strict=True):
+        high = high + jnp.maximum(g * decay[:-1], g * decay[1:])
+        low = low + jnp.minimum(g * decay[:-1], g * decay[1:])
+    ratio = decay_m[1:] / decay_m[:-1]
+    forward = jnp.maximum(v[:-1], high + (v[:-1] - high) * ratio)
+    backward = jnp.where(v[1:] < low, v[1:], low + (v[1:] - low) / ratio)
+    possible = jnp.where(held[1:], form.state.v, jnp.minimum(forward, backward)) >= theta
+    due = (v[0] >= theta) & (form.r <= 0)
+    # The first sub-interval that can hold a crossing.
+    steps = jnp.arange(KNOTS, dtype=jnp.int32)[:, None]
+    first = jnp.min(jnp.where(possible, steps, KNOTS), axis=0)
+    found = first < KNOTS
+    first = jnp.minimum(first, KNOTS - 1)
+    lo, hi = h * fractions[first], h * fractions[first + 1]
+    v_lo = jnp.take_along_axis(v, first[None], axis=0)[0]
+    v_hi = jnp.take_along_axis(v, first[None] + 1, axis=0)[0]
     sub = hi - lo
+    v_prev = v[-1]
+    decays = [decay[-1] for decay in decays]
     crossing = ~due & found & (v_hi >= theta)
     graze = ~due & found & ~crossing
     refine = graze & (sub > MIN_HORIZON_FRACTION * cap)
