@@ -443,22 +443,6 @@ def run(
         is_jump = active & ~is_neuron & ~is_delay & ~is_input
         t_now = jnp.where(is_record, t_record, jnp.where(active, t_event, t))
 
-        # ----- records (read every neuron, change none) ---------------------------
-        records = carry.records
-        if num_records:
-            values = lax.cond(
-                is_record,
-                lambda table: system.observe(states_at(table, t_now)),
-                lambda table: jtu.tree_map(
-                    lambda leaf: jnp.zeros(leaf.shape[1:], leaf.dtype), carry.records
-                ),
-                carry.table,
-            )
-            slot = jnp.where(is_record, carry.record_ptr, num_records)
-            records = jtu.tree_map(
-                lambda buf, new: buf.at[slot].set(new, mode="drop"), records, values
-            )
-
         # ----- the neurons each population touches --------------------------------
         # The first neuron and the targets of its rows are read before it is known
         # whether it fires (a check touches them too, changing nothing): whether it
@@ -543,6 +527,24 @@ def run(
             table[name] = carry.table[name].at[write].set(new_rows, mode="drop")
             keys[name] = flat.at[write].set(key, mode="drop").reshape(grid)
             finite.append(jnp.all(jnp.isfinite(state.v)))
+
+        # ----- records (read every neuron, change none) ---------------------------
+        # Read after the writes above (which change nothing at a record time): a
+        # read before them would make XLA copy the tables on every iteration.
+        records = carry.records
+        if num_records:
+            values = lax.cond(
+                is_record,
+                lambda table: system.observe(states_at(table, t_now)),
+                lambda table: jtu.tree_map(
+                    lambda leaf: jnp.zeros(leaf.shape[1:], leaf.dtype), carry.records
+                ),
+                table,
+            )
+            slot = jnp.where(is_record, carry.record_ptr, num_records)
+            records = jtu.tree_map(
+                lambda buf, new: buf.at[slot].set(new, mode="drop"), records, values
+            )
 
         # ----- current jumps (the whole population) -------------------------------
         jumped = dict(carry.jumped)
