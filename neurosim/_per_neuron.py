@@ -66,6 +66,7 @@ same time fire in successive iterations at that time.
 
 import equinox as eqx
 import equinox.internal as eqxi
+import jax
 import jax.lax as lax
 import jax.numpy as jnp
 import jax.tree_util as jtu
@@ -253,7 +254,7 @@ def _root(full, form, v_th, theta, lo, hi, f_lo, f_hi, active, t):
         start = jnp.where(slow, lo + (hi - lo) * 0.5, x)
         return lax.while_loop(cond, body, (0, start, lo, hi, ~slow))[1]
 
-    x = lax.cond(jnp.any(slow), safeguarded, lambda x: x, x)
+    x = safeguarded(x)  # no iteration unless some did not converge
     x = jnp.where(active, x, 0.0)
     f = full.voltage(x) - v_th
     slope = form.slope(x)
@@ -385,6 +386,15 @@ def run(
         else:
             trigger = ("input", conn.pre)
         groups[conn.post].setdefault(trigger, []).append(c)
+
+    def store(buffer, slot, value, pred):
+        """`buffer[slot] = value` where `pred`. In the checkpointed loop the buffers
+        are equinox's write-only buffers (kept out of the checkpoints), written with a
+        predicate; in the plain loop an index past the end is dropped (a predicate
+        would read the buffer first, and XLA would copy it)."""
+        if gradients:
+            return eqxi.buffer_at_set(buffer, slot, value, pred=pred)
+        return buffer.at[jnp.where(pred, slot, buffer.shape[0])].set(value, mode="drop")
 
     def body(carry: _Carry) -> _Carry:
         t = carry.t
@@ -533,17 +543,20 @@ def run(
         # read before them would make XLA copy the tables on every iteration.
         records = carry.records
         if num_records:
+
+            def read(table):
+                return system.observe(states_at(table, t_now))
+
+            shapes = jax.eval_shape(read, table)
             values = lax.cond(
                 is_record,
-                lambda table: system.observe(states_at(table, t_now)),
-                lambda table: jtu.tree_map(
-                    lambda leaf: jnp.zeros(leaf.shape[1:], leaf.dtype), carry.records
-                ),
+                read,
+                lambda table: jtu.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), shapes),
                 table,
             )
-            slot = jnp.where(is_record, carry.record_ptr, num_records)
+            slot = jnp.minimum(carry.record_ptr, num_records - 1)
             records = jtu.tree_map(
-                lambda buf, new: buf.at[slot].set(new, mode="drop"), records, values
+                lambda new, buf: store(buf, slot, new, is_record), values, records
             )
 
         # ----- current jumps (the whole population) -------------------------------
@@ -571,7 +584,8 @@ def run(
         # ----- spikes out, bookkeeping --------------------------------------------
         offset = jnp.asarray([offsets[name] for name in names], jnp.int32)[which]
         first = firsts[0] if len(names) == 1 else jnp.stack(firsts)[which]
-        slot = jnp.where(fires, carry.num_spikes, max_spikes)
+        slot = jnp.minimum(carry.num_spikes, max_spikes - 1)
+        stored = fires & (carry.num_spikes < max_spikes)
         status = jnp.where(finished, FINISHED, carry.status)
         status = jnp.where(fires & (carry.num_spikes >= max_spikes), OVERFLOW, status)
         status = jnp.where(jnp.all(jnp.stack(finite)), status, NONFINITE)
@@ -586,8 +600,8 @@ def run(
             aux=tuple(aux),
             input_ptr=carry.input_ptr + is_input.astype(jnp.int32),
             record_ptr=carry.record_ptr + is_record.astype(jnp.int32),
-            spike_times=carry.spike_times.at[slot].set(t_now, mode="drop"),
-            spike_neurons=carry.spike_neurons.at[slot].set(offset + first, mode="drop"),
+            spike_times=store(carry.spike_times, slot, t_now, stored),
+            spike_neurons=store(carry.spike_neurons, slot, offset + first, stored),
             num_spikes=jnp.minimum(carry.num_spikes + fires.astype(jnp.int32), max_spikes),
             records=records,
             status=status,
@@ -626,8 +640,14 @@ def run(
         checks=jnp.asarray(0, jnp.int32),
     )
     kind = "checkpointed" if gradients else "lax"
+    # The spike and record buffers are only written: not part of the checkpoints.
     final = eqxi.while_loop(
-        lambda c: c.status == RUNNING, body, init, max_steps=max_iterations, kind=kind
+        lambda c: c.status == RUNNING,
+        body,
+        init,
+        max_steps=max_iterations,
+        kind=kind,
+        buffers=lambda c: (c.spike_times, c.spike_neurons, c.records),
     )
     status = jnp.where(final.status == RUNNING, ITERATION_LIMIT, final.status)
     t_final = jnp.where(status == FINISHED, t1, final.t)
