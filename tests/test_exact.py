@@ -195,11 +195,19 @@ def test_repeated_synapses_and_self_connections(x64):
     pre = np.array([0, 0, 0, 1, 1, 2])
     post = np.array([1, 1, 0, 2, 1, 0])
     weight = np.array([0.3, 0.4, 0.5, 0.6, -0.2, 0.7])
-    merged = (np.array([0, 0, 1, 1, 2]), np.array([1, 0, 2, 1, 0]), np.array([0.7, 0.5, 0.6, -0.2, 0.7]))
+    merged = (
+        np.array([0, 0, 1, 1, 2]),
+        np.array([1, 0, 2, 1, 0]),
+        np.array([0.7, 0.5, 0.6, -0.2, 0.7]),
+    )
 
     def run(weights, exact):
         net = ns.Network(
-            populations={"p": ns.Population(ns.LIF(tau_mem=10.0, t_ref=1.0), 3, jnp.array([1.3, 1.1, 1.2]))},
+            populations={
+                "p": ns.Population(
+                    ns.LIF(tau_mem=10.0, t_ref=1.0), 3, jnp.array([1.3, 1.1, 1.2])
+                )
+            },
             projections=[ns.Projection("p", "p", weights)],
         )
         kwargs = {} if exact else TIGHT
@@ -235,7 +243,9 @@ def test_simultaneous_spikes_and_records_at_an_event_time(x64):
         inputs={"drive": ns.SpikeTrains(jnp.array([5.0]), jnp.array([0]), num_sources=1)},
     )
     sol = ns.simulate(net, t1=10.0, record=jnp.array([5.0, 10.0]))
-    np.testing.assert_allclose(sol.states["p"].v[:, 0], [0.0, 0.5 * np.exp(-0.5)], atol=1e-12)
+    np.testing.assert_allclose(
+        sol.states["p"].v[:, 0], [0.0, 0.5 * np.exp(-0.5)], atol=1e-12
+    )
 
 
 def test_gradient_of_many_spikes_against_finite_differences(x64):
