@@ -415,9 +415,8 @@ def run(
         arrivals = []
         for c, (conn, queue) in enumerate(zip(connections, carry.aux, strict=True)):
             if queue is not None:
-                times = NetworkSystem._arrivals(conn, queue)
-                slot = jnp.argmin(times).astype(jnp.int32)
-                arrivals.append((c, slot, times[slot]))
+                first, slot = _earliest(_as_grid(NetworkSystem._arrivals(conn, queue)))
+                arrivals.append((c, slot, first))
         if arrivals:
             delay_times = jnp.stack([a[2] for a in arrivals])
             delay_which = jnp.argmin(delay_times)
@@ -499,8 +498,11 @@ def run(
                     rows_of[c] = (on & fired[p], row, mask)
                 else:
                     slot = arrivals[[a[0] for a in arrivals].index(c)][1]
+                    emits = fired[p]
+                    if conn.post_index is not None:  # a spike with no synapse here
+                        emits = emits & (conn.post_index[firsts[p], 0] < conn.n_post)
                     aux[c] = _enqueue(
-                        conn, carry.aux[c], slot, on, row, fired[p], firsts[p], t_now
+                        conn, carry.aux[c], slot, on, row, emits, firsts[p], t_now
                     )
 
         # ----- touch them, population by population ------------------------------
