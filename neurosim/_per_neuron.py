@@ -222,9 +222,10 @@ def _root(full, form, v_th, theta, lo, hi, f_lo, f_hi, active, t):
     step = jnp.full_like(x, jnp.inf)
     for _ in range(NEWTON_STEPS):
         f, df = _value_and_slope(form, theta, x)
-        newton = jnp.clip(x - f / jnp.where(df > 0, df, 1.0), lo, hi)
-        step = jnp.abs(newton - x)
-        x = newton
+        newton = x - f / jnp.where(df > 0, df, 1.0)
+        # The step before clipping: a step out of the bracket is not convergence.
+        step = jnp.where(df > 0, jnp.abs(newton - x), jnp.inf)
+        x = jnp.clip(newton, lo, hi)
     slow = active & (step > 16 * tol)
 
     def safeguarded(x):
