@@ -287,7 +287,7 @@ def test_float32_network_with_near_tangent_crossings_stays_ordered():
     with a small slope once gave a Newton step out of the bracket taken for
     convergence (a spike at -63 ms). Spike times must be ordered, within [0, t1], the
     run finished and the state finite."""
-    from neurosim._demo import N, T1, build
+    from neurosim._demo import T1, N, build
 
     neuron, weights, inputs, input_weights, y0 = build(0)
     sol = ns.simulate(
