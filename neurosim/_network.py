@@ -242,26 +242,34 @@ def build_connection(proj: Projection, n_pre: int, n_post: int, dtype) -> Connec
             raise ValueError(
                 f"{owner}: `weights` has shape {weight.shape}, expected ({n_pre}, {n_post})."
             )
-        if not per_synapse:
+        # A concrete matrix that is mostly zeros is stored by its synapses: a spike
+        # then touches its targets only. (A traced one, which may be differentiated
+        # with respect to its zeros too, stays dense.)
+        sparse_enough = is_concrete(weight) and np.mean(np.asarray(weight) != 0) <= 0.5
+        if not per_synapse and not sparse_enough:
             return Connection(
                 proj.pre, proj.post, proj.target, n_pre, n_post, weight, None, delay, False
             )
-        if delay.shape != (n_pre, n_post):
+        if not per_synapse:
+            pre_index, post_index = np.nonzero(np.asarray(weight) != 0)
+            values = weight[pre_index, post_index]
+        elif delay.shape != (n_pre, n_post):
             raise ValueError(
                 f"{owner}: per-synapse `delay` has shape {delay.shape}, expected ({n_pre}, {n_post})."
             )
-        if not is_concrete(delay):
+        elif not is_concrete(delay):
             raise ValueError(
                 f"{owner}: per-synapse delays must be concrete values to be sorted."
             )
-        nonzero = (
-            np.nonzero(np.asarray(weight) != 0)
-            if is_concrete(weight)
-            else np.nonzero(np.ones((n_pre, n_post)))
-        )
-        pre_index, post_index = nonzero
-        values = weight[pre_index, post_index]
-        delay = delay[pre_index, post_index]
+        else:
+            nonzero = (
+                np.nonzero(np.asarray(weight) != 0)
+                if is_concrete(weight)
+                else np.nonzero(np.ones((n_pre, n_post)))
+            )
+            pre_index, post_index = nonzero
+            values = weight[pre_index, post_index]
+            delay = delay[pre_index, post_index]
     else:
         pre_index, post_index, values, delay = _as_triplets(
             proj.weights, n_pre, n_post, delay, owner

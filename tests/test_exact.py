@@ -290,17 +290,25 @@ def test_float32_network_with_near_tangent_crossings_stays_ordered():
     from neurosim._demo import T1, N, build
 
     neuron, weights, inputs, input_weights, y0 = build(0)
-    sol = ns.simulate(
-        neuron,
-        n=N,
-        t1=T1,
-        weights=weights,
-        input_spikes=inputs,
-        input_weights=input_weights,
-        y0=y0,
-        max_spikes=20_000,
-        gradients=False,
-    )
+
+    # Traced weights stay dense (a concrete matrix this sparse would be stored by
+    # its synapses): every spike touches every neuron, as when the bug was found.
+    @jax.jit
+    def run(weights):
+        return ns.simulate(
+            neuron,
+            n=N,
+            t1=T1,
+            weights=weights,
+            input_spikes=inputs,
+            input_weights=input_weights,
+            y0=y0,
+            max_spikes=20_000,
+            gradients=False,
+            throw=False,
+        )
+
+    sol = run(weights)
     assert int(sol.status) == 1
     times, _ = sol.spikes()
     assert len(times) > 5000

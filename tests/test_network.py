@@ -488,3 +488,35 @@ def test_population_order_is_by_name_inside_and_outside_jit():
     np.testing.assert_allclose(sol.spike_train(0, "alpha")[0], 10 * np.log(2.0), rtol=1e-4)
     np.testing.assert_allclose(sol.spike_train(0, "zeta")[0], 10 * LN3, rtol=1e-4)
     np.testing.assert_allclose(sol.spike_train(1, "zeta")[0], 10 * np.log(1.5), rtol=1e-4)
+
+
+def test_mostly_zero_dense_weights_are_stored_by_synapse(x64):
+    """A concrete dense matrix with few non-zeros is stored by its synapses (a spike
+    touches its targets only); a traced one stays dense. Both give the same spikes."""
+    rng = np.random.default_rng(5)
+    n = 30
+    w = rng.normal(0.0, 0.6, (n, n)) * (rng.random((n, n)) < 0.15)
+    lif = ns.LIF(tau_mem=10.0, t_ref=1.0)
+    current = jnp.asarray(np.linspace(1.1, 1.4, n))
+
+    def network(weights):
+        return ns.Network(
+            populations={"p": ns.Population(lif, n, current)},
+            projections=[ns.Projection("p", "p", weights)],
+        )
+
+    assert network(jnp.asarray(w)).connections[0].post_index is not None
+    assert network(jnp.ones((n, n))).connections[0].post_index is None
+
+    def spikes(weights):
+        sol = ns.simulate(network(weights), t1=100.0, max_spikes=2000)
+        return sol.spike_times, sol.spike_neurons, sol.num_spikes
+
+    by_synapse = spikes(jnp.asarray(w))
+    dense = jax.jit(spikes)(jnp.asarray(w))
+    assert int(by_synapse[2]) == int(dense[2]) >= 100
+    np.testing.assert_array_equal(by_synapse[1], dense[1])
+    finite = np.isfinite(np.asarray(dense[0]))
+    np.testing.assert_allclose(
+        np.asarray(by_synapse[0])[finite], np.asarray(dense[0])[finite], atol=1e-9
+    )
