@@ -36,20 +36,26 @@ def build(seed: int):
     return neuron, weights, inputs, input_weights, y0
 
 
+def simulate_demo(neuron, weights, inputs, input_weights, y0, **kwargs):
+    """The demo's simulation (`build`'s outputs; extra `simulate` arguments)."""
+    return simulate(
+        neuron,
+        n=N,
+        t1=T1,
+        weights=weights,
+        input_spikes=inputs,
+        input_weights=input_weights,
+        y0=y0,
+        max_spikes=20_000,
+        **kwargs,
+    )
+
+
 def run_demo(out_dir: str = "out", seed: int = 0) -> None:
     neuron, weights, inputs, input_weights, y0 = build(seed)
 
     def run():
-        return simulate(
-            neuron,
-            n=N,
-            t1=T1,
-            weights=weights,
-            input_spikes=inputs,
-            input_weights=input_weights,
-            y0=y0,
-            max_spikes=20_000,
-        )
+        return simulate_demo(neuron, weights, inputs, input_weights, y0)
 
     start = time.perf_counter()
     sol = jax.block_until_ready(run())

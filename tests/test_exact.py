@@ -287,7 +287,7 @@ def test_float32_network_with_near_tangent_crossings_stays_ordered():
     with a small slope once gave a Newton step out of the bracket taken for
     convergence (a spike at -63 ms). Spike times must be ordered, within [0, t1], the
     run finished and the state finite."""
-    from neurosim._demo import T1, N, build
+    from neurosim._demo import T1, build, simulate_demo
 
     neuron, weights, inputs, input_weights, y0 = build(0)
 
@@ -295,17 +295,8 @@ def test_float32_network_with_near_tangent_crossings_stays_ordered():
     # its synapses): every spike touches every neuron, as when the bug was found.
     @jax.jit
     def run(weights):
-        return ns.simulate(
-            neuron,
-            n=N,
-            t1=T1,
-            weights=weights,
-            input_spikes=inputs,
-            input_weights=input_weights,
-            y0=y0,
-            max_spikes=20_000,
-            gradients=False,
-            throw=False,
+        return simulate_demo(
+            neuron, weights, inputs, input_weights, y0, gradients=False, throw=False
         )
 
     sol = run(weights)
