@@ -73,11 +73,17 @@ import jax.tree_util as jtu
 from jaxtyping import Array, Float, Int, PyTree
 
 from ._currents import Constant, PiecewiseConstant, PulseTrain, Sum
+from ._engine import (
+    FINISHED,
+    ITERATION_LIMIT,
+    NONFINITE,
+    OVERFLOW,
+    QUEUE_OVERFLOW,
+    RUNNING,
+    RunOutput,
+)
 from ._system import DelayQueue, NetworkSystem, _jump
 from .neurons.lif import _Linear
-
-# Status codes, as in `_engine`.
-RUNNING, FINISHED, OVERFLOW, NONFINITE, ITERATION_LIMIT, QUEUE_OVERFLOW = 0, 1, 2, 4, 5, 6
 
 KNOTS = 8
 SPACING = 2  # knots at h * (j / KNOTS) ** SPACING: finer near the present
@@ -310,8 +316,8 @@ class _Carry(eqx.Module):
     t: Float[Array, ""]
     table: dict  # population -> (n, width)
     key: dict  # population -> predicted times (each neuron's priority), see `_as_grid`
-    jumped: dict
-    aux: tuple
+    jumped: dict  # population with a stepped current -> time of its last jump
+    aux: tuple  # delay queues
     input_ptr: Int[Array, ""]
     record_ptr: Int[Array, ""]
     spike_times: Float[Array, " S"]
@@ -338,8 +344,6 @@ def run(
 ):
     """Run the per-neuron event loop (pure; call it under jit). Returns the engine's
     `RunOutput`; `solver_steps` counts the checks (events that emit nothing)."""
-    from ._engine import RunOutput
-
     network = system.network
     pops = network.populations
     names = list(pops)
