@@ -417,13 +417,14 @@ def run(
             t_low = stacked[which]
 
         # ----- the other kinds of event -------------------------------------------
-        arrivals = []
+        arrivals = {}  # delayed connection -> (its earliest arrival's slot, time)
         for c, (conn, queue) in enumerate(zip(connections, carry.aux, strict=True)):
             if queue is not None:
                 first, slot = _earliest(_as_grid(NetworkSystem._arrivals(conn, queue)))
-                arrivals.append((c, slot, first))
+                arrivals[c] = (slot, first)
+        delayed = list(arrivals)
         if arrivals:
-            delay_times = jnp.stack([a[2] for a in arrivals])
+            delay_times = jnp.stack([arrivals[c][1] for c in delayed])
             delay_which = jnp.argmin(delay_times)
             t_delay = delay_times[delay_which]
         else:
@@ -469,11 +470,11 @@ def run(
                 p = names.index(conn.pre)
                 rows_of[c] = (is_neuron & (which == p), firsts[p], None)
             elif conn.pre in pops:
-                position = [a[0] for a in arrivals].index(c)
+                position = delayed.index(c)
                 rows_of[c] = _delayed_row(
                     conn,
                     carry.aux[c],
-                    arrivals[position][1],
+                    arrivals[c][0],
                     is_delay & (delay_which == position),
                 )
             else:
@@ -502,7 +503,7 @@ def run(
                 if conn.delay is None:
                     rows_of[c] = (on & fired[p], row, mask)
                 else:
-                    slot = arrivals[[a[0] for a in arrivals].index(c)][1]
+                    slot = arrivals[c][0]
                     emits = fired[p]
                     if conn.post_index is not None:  # a spike with no synapse here
                         emits = emits & (conn.post_index[firsts[p], 0] < conn.n_post)

@@ -182,31 +182,19 @@ def _default_controller(solver, rtol, atol, dt0):
 
 @eqx.filter_jit
 def _run_jit(system, t0, t1, y0, input_times, input_sources, record, dt0, config):
-    if config["exact"]:
-        return _per_neuron.run(
-            system,
-            t0=t0,
-            t1=t1,
-            y0=y0,
-            input_times=input_times,
-            input_sources=input_sources,
-            record_times=record,
-            max_spikes=config["max_spikes"],
-            max_iterations=config["max_iterations"],
-            gradients=config["gradients"],
-        )
-    engine_config = {key: value for key, value in config.items() if key != "exact"}
-    return _engine.run(
-        system,
+    common = dict(
         t0=t0,
         t1=t1,
         y0=y0,
         input_times=input_times,
         input_sources=input_sources,
         record_times=record,
-        dt0=dt0,
-        **engine_config,
     )
+    if config["exact"]:
+        keep = ("max_spikes", "max_iterations", "gradients")
+        return _per_neuron.run(system, **common, **{key: config[key] for key in keep})
+    engine_config = {key: value for key, value in config.items() if key != "exact"}
+    return _engine.run(system, **common, dt0=dt0, **engine_config)
 
 
 def _report(solution: Solution, throw: bool) -> Solution:

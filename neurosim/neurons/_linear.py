@@ -23,7 +23,7 @@ $$
 
 where `D` holds the currents whose time constant equals `tau_mem` (within
 $\sqrt{\epsilon}$ relative; their `c_j` is replaced by the limit $(s - r)/\tau_m
-e^{-(s-r)/\tau_m}$ kernel). The coefficients are computed once per segment; evaluating
+e^{-(s-r)/\tau_m}$ kernel). The coefficients are computed once per event; evaluating
 `v` at a time `s` then costs a few scalar exponentials (for homogeneous time
 constants) and multiply-adds per neuron, which is what makes the event loop fast.
 
