@@ -320,33 +320,91 @@ def build_connection(proj: Projection, n_pre: int, n_post: int, dtype) -> Connec
     )
 
 
-def _distinct_targets(connections) -> bool:
-    """Whether no presynaptic neuron reaches a postsynaptic neuron twice through the
-    connections that deliver together (same source and target, no delay; a delayed
-    projection delivers alone). The exact event loop checks repeated targets only
-    where they can occur."""
+def trigger(c: int, conn: Connection, populations) -> tuple:
+    """What makes connection `c` deliver: a spike of its source population (`"spike"`),
+    its own delay queue (`"delay"`), or an external input spike (`"input"`). The
+    connections into one population with the same trigger deliver together."""
+    if conn.pre not in populations:
+        return ("input", conn.pre)
+    if conn.delay is None:
+        return ("spike", conn.pre)
+    return ("delay", c)
+
+
+class DeliveryPlan(eqx.Module):
+    """Internal: where the connections that deliver together into one population
+    (`members`, same `trigger`) put a presynaptic row's input, for the exact event
+    loop. `index[row]` lists the row's targets over all members, each once (padded
+    with `n_post`; None: every neuron in order); `sources[k][row]` gives, for each
+    entry, the slot of member `k`'s row that feeds it (its row width where none; None:
+    the member's row is the list itself); `self_slot[row]` is where a neuron of a
+    population that projects onto itself finds itself in its own row (`W` if absent;
+    None: not such a projection, or dense rows, where it is `row`).
+
+    `aligned` is False (and the arrays None) where a row reaches a neuron twice or the
+    indices are traced: the loop then sums the input of such a group densely."""
+
+    post: str = eqx.field(static=True)
+    trigger: tuple = eqx.field(static=True)
+    members: tuple[int, ...] = eqx.field(static=True)
+    aligned: bool = eqx.field(static=True)
+    index: Int[Array, "rows W"] | None = None
+    sources: tuple | None = None
+    self_slot: Int[Array, " rows"] | None = None
+
+
+def _plan(post: str, trig: tuple, members, connections) -> DeliveryPlan:
+    """The delivery plan of one group of connections (see `DeliveryPlan`)."""
+    members = tuple(members)
+    unaligned = DeliveryPlan(post, trig, members, False)
+    conns = [connections[c] for c in members]
+    n_post = conns[0].n_post
+    if any(conn.post_index is None for conn in conns):
+        if len(conns) > 1:
+            return unaligned  # several dense rows reach every neuron more than once
+        return DeliveryPlan(post, trig, members, True, None, (None,), None)
+    if not all(is_concrete(conn.post_index) for conn in conns):
+        return unaligned
+    rows = [np.asarray(conn.post_index) for conn in conns]
+    joined = np.concatenate(rows, axis=1)
+    ordered = np.sort(joined, axis=1)
+    if np.any((ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] < n_post)):
+        return unaligned
+    if len(conns) == 1:
+        index, sources = joined, (None,)
+    else:
+        # Each row's targets moved to the front, in member order.
+        order = np.argsort(joined >= n_post, axis=1, kind="stable")
+        width = max(int(np.max(np.sum(joined < n_post, axis=1))), 1)
+        order = order[:, :width]
+        index = np.take_along_axis(joined, order, axis=1)
+        sources, offset = [], 0
+        for row in rows:
+            slot = order - offset
+            own = (slot >= 0) & (slot < row.shape[1]) & (index < n_post)
+            sources.append(jnp.asarray(np.where(own, slot, row.shape[1]).astype(np.int32)))
+            offset += row.shape[1]
+        sources = tuple(sources)
+    self_slot = None
+    if trig == ("spike", post):
+        found = index == np.arange(index.shape[0])[:, None]
+        self_slot = np.where(
+            np.any(found, axis=1), np.argmax(found, axis=1), index.shape[1]
+        )
+        self_slot = jnp.asarray(self_slot.astype(np.int32))
+    return DeliveryPlan(
+        post, trig, members, True, jnp.asarray(index.astype(np.int32)), sources, self_slot
+    )
+
+
+def _delivery_plans(populations, connections) -> tuple[DeliveryPlan, ...]:
+    """One plan per group of connections that deliver together."""
     groups = {}
     for c, conn in enumerate(connections):
-        trigger = (conn.pre, conn.post) if conn.delay is None else c
-        groups.setdefault(trigger, []).append(conn)
-    for members in groups.values():
-        rows = []
-        for conn in members:
-            if conn.post_index is None:
-                rows.append(
-                    np.broadcast_to(np.arange(conn.n_post), (conn.n_pre, conn.n_post))
-                )
-            elif is_concrete(conn.post_index):
-                rows.append(np.asarray(conn.post_index))
-            else:
-                return False
-        ordered = np.sort(np.concatenate(rows, axis=1), axis=1)
-        repeated = (ordered[:, 1:] == ordered[:, :-1]) & (
-            ordered[:, 1:] < members[0].n_post
-        )
-        if np.any(repeated):
-            return False
-    return True
+        groups.setdefault((conn.post, trigger(c, conn, populations)), []).append(c)
+    return tuple(
+        _plan(post, trig, members, connections) for (post, trig), members in groups.items()
+    )
 
 
 class Network(eqx.Module):
@@ -378,7 +436,7 @@ class Network(eqx.Module):
     populations: dict[str, Population]
     connections: tuple[Connection, ...]
     inputs: dict[str, SpikeTrains]
-    distinct_targets: bool = eqx.field(static=True)
+    plans: tuple[DeliveryPlan, ...]
 
     def __init__(self, populations, projections=(), inputs=None):
         # Kept in name order: JAX flattens dicts by sorted key, so inside `jit` this is
@@ -434,7 +492,13 @@ class Network(eqx.Module):
         self.populations = populations
         self.connections = tuple(connections)
         self.inputs = inputs
-        self.distinct_targets = _distinct_targets(self.connections)
+        self.plans = _delivery_plans(populations, self.connections)
+
+    @property
+    def distinct_targets(self) -> bool:
+        """Whether no presynaptic neuron reaches a postsynaptic neuron twice through
+        the connections that deliver together (then every group has a plan)."""
+        return all(plan.aligned for plan in self.plans)
 
     @property
     def offsets(self) -> dict[str, int]:

@@ -382,15 +382,9 @@ def run(
             out[name] = _advance(pops[name].neuron, state, current, t_last, t)
         return out
 
-    # Which connections feed each population, grouped by what triggers them: the
-    # connections of one group deliver in the same event, different groups never do.
-    groups = {name: {} for name in names}
-    for c, conn in enumerate(connections):
-        if conn.pre in pops:
-            trigger = ("spike", conn.pre) if conn.delay is None else ("delay", c)
-        else:
-            trigger = ("input", conn.pre)
-        groups[conn.post].setdefault(trigger, []).append(c)
+    # The connections into each population, in groups that deliver in the same event
+    # (different groups never do), with their delivery plans.
+    plans = {name: [plan for plan in network.plans if plan.post == name] for name in names}
 
     def store(buffer, slot, value, pred):
         """`buffer[slot] = value` where `pred`. In the checkpointed loop the buffers
@@ -489,7 +483,7 @@ def run(
                     jnp.where(is_neuron & (which == p), firsts[p], n)[None].astype(
                         jnp.int32
                     ),
-                    _targets(groups[name], connections, rows_of, n),
+                    _targets(plans[name], connections, rows_of, n),
                 ]
             )
             indices[name] = idx
@@ -523,9 +517,9 @@ def run(
             me = (idx == firsts[p]) & is_neuron & (which == p)
             if pop.neuron.spiking:
                 state = neuron.reset(t_now, state, me & fired[p])
-            for members in groups[name].values():
-                for c in members:
-                    x = _input_to(connections[c], rows_of[c], idx, n, dtype)
+            for plan in plans[name]:
+                for k, c in enumerate(plan.members):
+                    x = _input_to(plan, k, connections[c], rows_of[c], idx, n)
                     state = _jump(neuron, state, x, connections[c].target)
             # A check keeps its horizon; a neuron whose dynamics changed starts over.
             h = jnp.where(me & ~fires, horizon, cap)
@@ -685,18 +679,18 @@ def _first_occurrences(idx, n, distinct_targets):
     return jnp.where(repeat, n, idx)
 
 
-def _targets(groups, connections, deliveries, n):
+def _targets(plans, connections, deliveries, n):
     """The postsynaptic neurons of the group delivering now (padded with `n`)."""
     lists = []
-    for members in groups.values():
-        parts = []
-        for c in members:
-            conn = connections[c]
-            if conn.post_index is None:
-                parts.append(jnp.arange(n, dtype=jnp.int32))
-            else:
-                parts.append(conn.post_index[deliveries[c][1]])
-        lists.append((deliveries[members[0]][0], jnp.concatenate(parts)))
+    for plan in plans:
+        on, row, _ = deliveries[plan.members[0]]
+        if not plan.aligned:
+            parts = [_row_targets(connections[c], row, n) for c in plan.members]
+            lists.append((on, jnp.concatenate(parts)))
+        elif plan.index is None:
+            lists.append((on, jnp.arange(n, dtype=jnp.int32)))
+        else:
+            lists.append((on, plan.index[row]))
     width = max((found.shape[0] for _, found in lists), default=0)
     targets = jnp.full((width,), n, jnp.int32)
     for on, found in lists:
@@ -705,18 +699,43 @@ def _targets(groups, connections, deliveries, n):
     return targets
 
 
-def _input_to(conn, delivery, idx, n, dtype):
-    """What connection `conn` adds to each neuron of `idx` in this event (summed over
-    repeated targets, so that repeated entries of `idx` agree)."""
-    on, row, mask = delivery
-    weight = conn.weight[row] * on.astype(dtype)
-    if mask is not None:
-        weight = weight * mask.astype(dtype)
+def _row_targets(conn, row, n):
     if conn.post_index is None:
-        dense = weight
+        return jnp.arange(n, dtype=jnp.int32)
+    return conn.post_index[row]
+
+
+def _input_to(plan, k, conn, delivery, idx, n):
+    """What connection `conn`, member `k` of `plan`, adds to each neuron of `idx` (the
+    first neuron, then the targets of the group delivering now) in this event."""
+    on, row, mask = delivery
+    weight = conn.weight[row]
+    if mask is not None:
+        weight = weight * mask.astype(weight.dtype)
+    weight = weight * on.astype(weight.dtype)
+    if not plan.aligned:
+        # Summed over repeated targets, so that repeated entries of `idx` agree.
+        if conn.post_index is None:
+            dense = weight
+        else:
+            dense = (
+                jnp.zeros((n,), weight.dtype)
+                .at[conn.post_index[row]]
+                .add(weight, mode="drop")
+            )
+        return dense.at[idx].get(mode="fill", fill_value=0.0)
+    # Aligned with the group's list (`DeliveryPlan`): no neuron appears twice in it.
+    source = plan.sources[k]
+    if source is not None:
+        weight = weight.at[source[row]].get(mode="fill", fill_value=0.0)
+    if plan.trigger == ("spike", plan.post):
+        # The first neuron, when it is among its own targets (a self-connection).
+        slot = row if plan.self_slot is None else plan.self_slot[row]
+        first = weight.at[slot].get(mode="fill", fill_value=0.0)
     else:
-        dense = jnp.zeros((n,), dtype).at[conn.post_index[row]].add(weight, mode="drop")
-    return dense.at[idx].get(mode="fill", fill_value=0.0)
+        first = jnp.zeros((), weight.dtype)
+    padding = idx.shape[0] - 1 - weight.shape[0]
+    return jnp.concatenate([first[None], jnp.pad(weight, (0, padding))])
 
 
 def _delayed_row(conn, queue, slot, now):

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _compare import assert_same_spikes
 from jax.experimental import sparse as jsparse
 
 import neurosim as ns
@@ -520,3 +521,46 @@ def test_mostly_zero_dense_weights_are_stored_by_synapse(x64):
     np.testing.assert_allclose(
         np.asarray(by_synapse[0])[finite], np.asarray(dense[0])[finite], atol=1e-9
     )
+
+
+def test_projections_that_deliver_together_share_one_target_list():
+    """The excitatory and inhibitory projections of the CUBA network (one source, self
+    connections allowed) deliver through one list per presynaptic neuron: each target
+    once, each projection's weight at its place, and the neuron's own place."""
+    n = 200
+    net, _ = ns.networks.vogels_abbott_cuba(3, n=n)
+    (plan,) = net.plans
+    assert plan.aligned and plan.members == (0, 1) and plan.trigger == ("spike", "cuba")
+    expected = [{} for _ in range(n)]  # row -> target -> weight per projection
+    for k, conn in enumerate(net.connections):
+        post, weight = np.asarray(conn.post_index), np.asarray(conn.weight)
+        for row in range(n):
+            for target, w in zip(post[row], weight[row], strict=True):
+                if target < n:
+                    expected[row].setdefault(int(target), [0.0, 0.0])[k] += float(w)
+    index = np.asarray(plan.index)
+    assert index.shape[1] == max(len(found) for found in expected)
+    for row in range(n):
+        listed = index[row][index[row] < n]
+        assert len(set(listed.tolist())) == len(listed)
+        found = {int(t): [0.0, 0.0] for t in listed}
+        for k, conn in enumerate(net.connections):
+            source = np.asarray(plan.sources[k][row])
+            weight = np.asarray(conn.weight[row])
+            for slot, target in enumerate(index[row]):
+                if target < n and source[slot] < weight.shape[0]:
+                    found[int(target)][k] += float(weight[source[slot]])
+        assert found == expected[row]
+        own = int(plan.self_slot[row])
+        assert (own < index.shape[1] and index[row, own] == row) == (row in expected[row])
+
+
+def test_reduced_cuba_exact_loop_equals_the_ode_solver(x64):
+    """Both CUBA projections (merged delivery, self-connections) through the exact loop
+    against the ODE-solver path."""
+    n = 100
+    net, y0 = ns.networks.vogels_abbott_cuba(1, n=n, we=1.62 * 4000 / n, wi=-9.0 * 4000 / n)
+    kwargs = dict(t1=60.0, y0=y0, max_spikes=4000)
+    exact = ns.simulate(net, **kwargs)
+    solver = ns.simulate(net, exact=False, **kwargs, **TIGHT)
+    assert_same_spikes(exact, solver, at_least=50, atol=1e-7)
