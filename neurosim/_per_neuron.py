@@ -85,7 +85,7 @@ from ._engine import (
 from ._system import DelayQueue, NetworkSystem, _jump
 from .neurons.lif import _Linear
 
-KNOTS = 8
+KNOTS = 6
 SPACING = 2  # knots at h * (j / KNOTS) ** SPACING: finer near the present
 HORIZON_FACTOR = 4.0  # horizon cap: this many times the shortest time constant
 MIN_HORIZON_FRACTION = 1e-6
