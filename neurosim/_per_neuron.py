@@ -700,6 +700,7 @@ def _targets(plans, connections, deliveries, n):
 
 
 def _row_targets(conn, row, n):
+    """The targets of one presynaptic row of `conn` (every neuron for dense rows)."""
     if conn.post_index is None:
         return jnp.arange(n, dtype=jnp.int32)
     return conn.post_index[row]
