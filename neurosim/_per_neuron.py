@@ -64,6 +64,8 @@ key, a delayed delivery, an input spike, a current jump; neurons that fire at th
 same time fire in successive iterations at that time.
 """
 
+import functools
+
 import equinox as eqx
 import equinox.internal as eqxi
 import jax
@@ -72,6 +74,7 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 from jaxtyping import Array, Float, Int, PyTree
 
+from ._cpu import loops_fused
 from ._currents import Constant, PiecewiseConstant, PulseTrain, Sum
 from ._engine import (
     FINISHED,
@@ -282,14 +285,40 @@ def _as_grid(keys):
     )
 
 
-def _earliest(keys):
+def _earliest(keys, whole=False):
     """The smallest key and its index. `keys` is padded to a `(rows, cols)` grid: XLA's
-    CPU backend vectorizes the reduction of a 2-D array, not that of a long vector."""
+    CPU backend vectorizes the reduction of a 2-D array, not that of a long vector.
+    In a loop compiled whole (`whole`, see `neurosim._cpu`) reductions are scalar
+    loops: the rows are first combined elementwise."""
     rows, cols = keys.shape
-    low = jnp.min(keys)
+
+    def smallest(x):
+        if whole:
+            x = functools.reduce(jnp.minimum, [x[r] for r in range(rows)])
+        return jnp.min(x)
+
+    low = smallest(keys)
     iota = lax.broadcasted_iota(jnp.int32, keys.shape, 0) * cols
     iota = iota + lax.broadcasted_iota(jnp.int32, keys.shape, 1)
-    return low, jnp.min(jnp.where(keys == low, iota, rows * cols))
+    return low, smallest(jnp.where(keys == low, iota, rows * cols))
+
+
+def _set_rows(array, idx, rows, whole):
+    """`array.at[idx].set(rows, mode="drop")`; in a loop compiled whole (`whole`), as a
+    loop of single-row updates (XLA cannot compile a loop holding a scatter whole).
+    Entries of `idx` are distinct or out of range."""
+    if not whole:
+        return array.at[idx].set(rows, mode="drop")
+    n = array.shape[0]
+
+    def put(k, array):
+        i = jnp.minimum(idx[k], n - 1)
+        start = (i,) + (0,) * (array.ndim - 1)
+        old = lax.dynamic_slice(array, start, (1,) + array.shape[1:])
+        new = jnp.where(idx[k] < n, rows[k][None], old)
+        return lax.dynamic_update_slice(array, new, start)
+
+    return lax.fori_loop(0, idx.shape[0], put, array)
 
 
 class _Table:
@@ -386,13 +415,25 @@ def run(
     # (different groups never do), with their delivery plans.
     plans = {name: [plan for plan in network.plans if plan.post == name] for name in names}
 
+    # A forward run on the CPU may be compiled into one function (`neurosim._cpu`):
+    # then no scatter in the loop.
+    whole = loops_fused() and not gradients
+    spare = 1 if whole else 0  # a last slot of each buffer, for the writes not stored
+
     def store(buffer, slot, value, pred):
         """`buffer[slot] = value` where `pred`. In the checkpointed loop the buffers
         are equinox's write-only buffers (kept out of the checkpoints), written with a
         predicate; in the plain loop an index past the end is dropped (a predicate
-        would read the buffer first, and XLA would copy it)."""
+        would read the buffer first, and XLA would copy it), or in a loop compiled
+        whole, the spare last slot is written."""
         if gradients:
             return eqxi.buffer_at_set(buffer, slot, value, pred=pred)
+        if whole:
+            slot = jnp.where(pred, slot, buffer.shape[0] - 1)
+            value = jnp.asarray(value, buffer.dtype)[None]
+            return lax.dynamic_update_slice(
+                buffer, value, (slot,) + (0,) * (buffer.ndim - 1)
+            )
         return buffer.at[jnp.where(pred, slot, buffer.shape[0])].set(value, mode="drop")
 
     def body(carry: _Carry) -> _Carry:
@@ -400,7 +441,7 @@ def run(
         # ----- the earliest prediction -------------------------------------------
         firsts, lows = [], []
         for name in names:
-            low, k = _earliest(carry.key[name])
+            low, k = _earliest(carry.key[name], whole)
             firsts.append(k)
             lows.append(low)
         if len(names) == 1:
@@ -536,8 +577,8 @@ def run(
             # targets) hold equal values; each neuron is written once, so that the
             # transpose of the write (reverse mode) does not count it twice.
             write = _first_occurrences(idx, n, network.distinct_targets)
-            table[name] = carry.table[name].at[write].set(new_rows, mode="drop")
-            keys[name] = flat.at[write].set(key, mode="drop").reshape(grid)
+            table[name] = _set_rows(carry.table[name], write, new_rows, whole)
+            keys[name] = _set_rows(flat, write, key, whole).reshape(grid)
             finite.append(jnp.all(jnp.isfinite(state.v)))
 
         # ----- records (read every neuron, change none) ---------------------------
@@ -630,11 +671,11 @@ def run(
         aux=system.init_aux(dtype),
         input_ptr=jnp.asarray(0, jnp.int32),
         record_ptr=jnp.asarray(0, jnp.int32),
-        spike_times=jnp.full((max_spikes,), jnp.inf, dtype),
-        spike_neurons=jnp.full((max_spikes,), -1, jnp.int32),
+        spike_times=jnp.full((max_spikes + spare,), jnp.inf, dtype),
+        spike_neurons=jnp.full((max_spikes + spare,), -1, jnp.int32),
         num_spikes=jnp.asarray(0, jnp.int32),
         records=jtu.tree_map(
-            lambda leaf: jnp.full((num_records,) + leaf.shape, jnp.nan, leaf.dtype),
+            lambda leaf: jnp.full((num_records + spare,) + leaf.shape, jnp.nan, leaf.dtype),
             system.observe(y0),
         ),
         status=jnp.asarray(RUNNING, jnp.int32),
@@ -649,7 +690,9 @@ def run(
         init,
         max_steps=max_iterations,
         kind=kind,
-        buffers=lambda c: (c.spike_times, c.spike_neurons, c.records),
+        buffers=(lambda c: (c.spike_times, c.spike_neurons, c.records))
+        if gradients
+        else None,
     )
     status = jnp.where(final.status == RUNNING, ITERATION_LIMIT, final.status)
     t_final = jnp.where(status == FINISHED, t1, final.t)
@@ -657,10 +700,10 @@ def run(
         t_final=t_final,
         final_state=states_at(final.table, t_final),
         armed=jnp.ones((system.num_neurons,), bool),
-        spike_times=final.spike_times,
-        spike_neurons=final.spike_neurons,
+        spike_times=final.spike_times[:max_spikes],
+        spike_neurons=final.spike_neurons[:max_spikes],
         num_spikes=final.num_spikes,
-        records=final.records,
+        records=jtu.tree_map(lambda buf: buf[:num_records], final.records),
         status=status,
         iterations=final.iterations,
         solver_steps=final.checks,
