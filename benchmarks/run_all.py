@@ -504,6 +504,15 @@ def jsonable(x):
     return x
 
 
+def cuba_fused(quick, repeats):
+    """neurosim's CUBA with `fuse_cpu_loops()`, in a child process (XLA reads its flags
+    once, when JAX starts)."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--cuba-fused"]
+    command += ["--quick"] * quick + ["--repeats", str(repeats)]
+    env = {key: value for key, value in os.environ.items() if key != "XLA_FLAGS"}
+    return child_json(command, cwd=ROOT, env=env)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
@@ -515,7 +524,13 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="warm calls per figure")
     parser.add_argument("--output", default=str(HERE / "RESULTS.md"))
     parser.add_argument("--lif-x64", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--cuba-fused", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.cuba_fused:  # the child process of `cuba_fused`: flags before JAX starts
+        ns.fuse_cpu_loops()
+        cu = (QUICK if args.quick else FULL)["cuba"]
+        print(json.dumps(jsonable(cuba(cu["seeds"], cu["n"], cu["t1"], args.repeats))))
+        return
     if args.lif_x64:  # the float64 child process of `lif_accuracy_x64`
         jax.config.update("jax_enable_x64", True)
         print(
@@ -563,6 +578,7 @@ def main():
     versions = next((out["versions"] for out in b2.values() if "versions" in out), {})
     workloads = {
         "cuba": lambda: cuba(cu["seeds"], cu["n"], cu["t1"], args.repeats),
+        "cuba_fused": lambda: cuba_fused(args.quick, args.repeats),
         "lif": lambda: (
             [lif_accuracy(False, args.repeats, exact) for exact in (None, False)]
             + lif_accuracy_x64(args.repeats)

@@ -34,7 +34,9 @@ def fuse_cpu_loops() -> None:
 
     It applies to the whole process: other JAX programs' `while` loops are compiled
     whole too, and their reductions do not use YNNPACK. Only forward runs
-    (`gradients=False`) of the LIF family's exact loop change their form for it.
+    (`gradients=False`) of the LIF family's exact loop change their form for it,
+    without delayed projections or projections that reach a neuron twice from one
+    source.
     """
     from jax._src import xla_bridge
 

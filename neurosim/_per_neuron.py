@@ -57,7 +57,10 @@ it is zero: the two times can carry different derivatives. The loop is a checkpo
 reduction of a 2-D array, not that of a long vector. The rest of a population's data
 is one `(n, width)` table, read with one gather and written with one scatter per
 event; the table is read only before it is written, else XLA copies it on every
-iteration.
+iteration. The targets of a spike come from the network's delivery plans (one list per
+presynaptic neuron over the projections that deliver together, each target once). In a
+forward run after `neurosim.fuse_cpu_loops()` the loop holds no scatter (row updates
+in a loop, the key grid reduced row by row), so that XLA compiles it into one function.
 
 **Ties.** At equal times a record time comes first (it stores left limits), then a
 key, a delayed delivery, an input spike, a current jump; neurons that fire at the
@@ -416,8 +419,14 @@ def run(
     plans = {name: [plan for plan in network.plans if plan.post == name] for name in names}
 
     # A forward run on the CPU may be compiled into one function (`neurosim._cpu`):
-    # then no scatter in the loop.
-    whole = loops_fused() and not gradients
+    # then no scatter in the loop. Delay queues and repeated targets (summed by a
+    # scatter-add) keep their scatters, and such a loop its usual form.
+    whole = (
+        loops_fused()
+        and not gradients
+        and network.distinct_targets
+        and all(conn.delay is None for conn in connections)
+    )
     spare = 1 if whole else 0  # a last slot of each buffer, for the writes not stored
 
     def store(buffer, slot, value, pred):
