@@ -33,6 +33,9 @@ def test_fused_loops_give_the_same_spikes_and_states():
     assert plain["neurons"] == fused["neurons"]
     assert plain["times"] == fused["times"]
     assert plain["v"] == fused["v"]
+    assert plain["layer_spikes"] == fused["layer_spikes"] >= 50
+    for key in ("layer_times", "layer_neurons", "layer_v"):
+        assert plain[key] == fused[key]
 
 
 def test_fuse_cpu_loops_refuses_once_jax_has_started():
