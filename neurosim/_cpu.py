@@ -40,6 +40,12 @@ def fuse_cpu_loops() -> None:
     """
     from jax._src import xla_bridge
 
+    if tuple(jax.__version_info__[:2]) < (0, 10):
+        # Older XLA versions abort on flags they do not know.
+        raise RuntimeError(
+            f"fuse_cpu_loops: needs jax >= 0.10 (its XLA flags were checked with jax "
+            f"0.10.2); this is jax {jax.__version__}. Upgrade jax, or run without it."
+        )
     if xla_bridge.backends_are_initialized():
         raise RuntimeError(
             "fuse_cpu_loops: JAX has already started its backends, so XLA will not read "

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import pytest
 from jax._src import xla_bridge
@@ -55,4 +56,11 @@ def test_fuse_cpu_loops_sets_the_flags_and_keeps_the_users(monkeypatch):
     assert os.environ["XLA_FLAGS"].split() == flags
     monkeypatch.setenv("XLA_FLAGS", "--xla_backend_extra_options=other=1")
     with pytest.raises(ValueError, match="xla_backend_extra_options"):
+        ns.fuse_cpu_loops()
+
+
+def test_fuse_cpu_loops_refuses_older_jax(monkeypatch):
+    monkeypatch.setattr(xla_bridge, "backends_are_initialized", lambda: False)
+    monkeypatch.setattr(jax, "__version_info__", (0, 9, 0))
+    with pytest.raises(RuntimeError, match="needs jax >= 0.10"):
         ns.fuse_cpu_loops()
