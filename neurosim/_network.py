@@ -320,7 +320,7 @@ def build_connection(proj: Projection, n_pre: int, n_post: int, dtype) -> Connec
     )
 
 
-def trigger(c: int, conn: Connection, populations) -> tuple:
+def _trigger(c: int, conn: Connection, populations) -> tuple:
     """What makes connection `c` deliver: a spike of its source population (`"spike"`),
     its own delay queue (`"delay"`), or an external input spike (`"input"`). The
     connections into one population with the same trigger deliver together."""
@@ -401,7 +401,7 @@ def _delivery_plans(populations, connections) -> tuple[DeliveryPlan, ...]:
     """One plan per group of connections that deliver together."""
     groups = {}
     for c, conn in enumerate(connections):
-        groups.setdefault((conn.post, trigger(c, conn, populations)), []).append(c)
+        groups.setdefault((conn.post, _trigger(c, conn, populations)), []).append(c)
     return tuple(
         _plan(post, trig, members, connections) for (post, trig), members in groups.items()
     )

@@ -569,7 +569,7 @@ def run(
                 state = neuron.reset(t_now, state, me & fired[p])
             for plan in plans[name]:
                 for k, c in enumerate(plan.members):
-                    x = _input_to(plan, k, connections[c], rows_of[c], idx, n)
+                    x = _input_to(plan, k, connections[c], rows_of[c], idx)
                     state = _jump(neuron, state, x, connections[c].target)
             # A check keeps its horizon; a neuron whose dynamics changed starts over.
             h = jnp.where(me & ~fires, horizon, cap)
@@ -758,25 +758,18 @@ def _row_targets(conn, row, n):
     return conn.post_index[row]
 
 
-def _input_to(plan, k, conn, delivery, idx, n):
+def _input_to(plan, k, conn, delivery, idx):
     """What connection `conn`, member `k` of `plan`, adds to each neuron of `idx` (the
     first neuron, then the targets of the group delivering now) in this event."""
     on, row, mask = delivery
+    if not plan.aligned:
+        # Summed over repeated targets, so that repeated entries of `idx` agree.
+        dense = conn.rows(row[None], on[None], None if mask is None else mask[None])
+        return dense.at[idx].get(mode="fill", fill_value=0.0)
     weight = conn.weight[row]
     if mask is not None:
         weight = weight * mask.astype(weight.dtype)
     weight = weight * on.astype(weight.dtype)
-    if not plan.aligned:
-        # Summed over repeated targets, so that repeated entries of `idx` agree.
-        if conn.post_index is None:
-            dense = weight
-        else:
-            dense = (
-                jnp.zeros((n,), weight.dtype)
-                .at[conn.post_index[row]]
-                .add(weight, mode="drop")
-            )
-        return dense.at[idx].get(mode="fill", fill_value=0.0)
     # Aligned with the group's list (`DeliveryPlan`): no neuron appears twice in it.
     source = plan.sources[k]
     if source is not None:
