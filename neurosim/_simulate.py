@@ -197,6 +197,12 @@ def _run_jit(system, t0, t1, y0, input_times, input_sources, record, dt0, config
     return _engine.run(system, **common, dt0=dt0, **engine_config)
 
 
+def _when(t) -> str:
+    """`t=... ms`; a time traced by a transformation (`jax.jvp` outside jit) whose
+    status is concrete has no value to print."""
+    return f"t={float(t):.6g} ms" if is_concrete(t) else "a traced time"
+
+
 def _report(solution: Solution, throw: bool) -> Solution:
     failed = (solution.status != _engine.FINISHED) & (solution.status != _engine.OVERFLOW)
     if not is_concrete(solution.status):
@@ -212,7 +218,7 @@ def _report(solution: Solution, throw: bool) -> Solution:
     if status == _engine.OVERFLOW:
         warnings.warn(
             f"simulate: the spike buffer (max_spikes={solution.spike_times.shape[0]}) filled "
-            f"at t={float(solution.t_final):.6g} ms before t1; the simulation stopped there. "
+            f"at {_when(solution.t_final)} before t1; the simulation stopped there. "
             "Raise `max_spikes` to simulate further.",
             stacklevel=3,
         )
@@ -221,7 +227,7 @@ def _report(solution: Solution, throw: bool) -> Solution:
         if status == _engine.NONFINITE:
             detail += _nonfinite_detail(solution.final_state)
         raise SimulationError(
-            f"simulate stopped at t={float(solution.t_final):.6g} ms: {detail}. The partial "
+            f"simulate stopped at {_when(solution.t_final)}: {detail}. The partial "
             "result is in `error.solution`; pass throw=False to get it returned instead.",
             solution,
         )
