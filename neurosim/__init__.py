@@ -6,7 +6,6 @@ Time is in ms everywhere. See `neurosim.simulate` and the models in `neurosim.ne
 from . import inputs as inputs
 from . import networks as networks
 from . import neurons as neurons
-from ._cpu import fuse_cpu_loops as fuse_cpu_loops
 from ._network import Network as Network
 from ._network import Population as Population
 from ._network import Projection as Projection

@@ -1,71 +1,70 @@
-"""An opt-in setting of XLA's CPU backend for the exact event loop.
+"""The exact event loop as one compiled function on XLA's CPU backend.
 
-XLA's CPU runtime runs a loop body as a sequence of small compiled kernels, with a
-dispatch between each. It can instead compile a whole `while` loop into one function
-(its "small while loop hoisting"), but only where a process-wide option allows it, and
-only for loops without scatters or library fusions. `fuse_cpu_loops()` sets that option
-(before JAX starts); the exact event loop of the LIF family then writes its tables
-without scatters so that it qualifies (`loops_fused()`). Results are the same either
-way; on the CUBA benchmark an event costs about a third less (benchmarks/HISTORY.md).
+XLA's CPU runtime runs the body of a loop as a sequence of small compiled kernels,
+with a dispatch between each. An event of the exact loop (`neurosim._per_neuron`) is
+about 80 such kernels over a hundred lanes each, so the dispatches cost about a third
+of it. XLA can compile a *call* into a single function instead: its own pass for small
+`while` loops marks their calls `xla_cpu_small_call`, and the CPU backend then emits
+the callee as one function, loops and all. `one_kernel` marks the call of the exact
+loop that way (and keeps XLA from inlining it) through JAX's `set_xla_metadata`. Only
+that call changes; nothing is set for the process, and other programs are compiled as
+before.
+
+Such a function cannot hold a scatter, so the loop takes a form without one where it
+is compiled whole (forward runs without delays or repeated targets); under
+`jax.vmap` batched indices would turn its row updates back into scatters, so a batched
+call runs the usual loop (`_per_neuron.run`). The results are the same either way, bit
+for bit (tests/test_cpu.py); on the CUBA benchmark an event costs about a third less
+(benchmarks/HISTORY.md).
 """
 
-import os
-
 import jax
+import jax.lax as lax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+from jax.experimental.xla_metadata import set_xla_metadata
 
-FLAGS = (
-    # Compile every while loop below this many bytes accessed into one function.
-    "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=1000000000",
-    # No YNNPACK fusions (a loop holding one cannot be compiled whole).
-    "--xla_cpu_experimental_ynn_fusion_type=",
-)
-
-
-def fuse_cpu_loops() -> None:
-    """Let XLA's CPU backend compile each event loop into a single function: fewer
-    dispatches per event, the same results. Call it before JAX's first computation
-    (it sets `XLA_FLAGS`, which XLA reads once per process):
-
-    ```python
-    import neurosim as ns
-    ns.fuse_cpu_loops()
-    sol = ns.simulate(network, t1=1000.0, gradients=False)
-    ```
-
-    It applies to the whole process: other JAX programs' `while` loops are compiled
-    whole too, and their reductions do not use YNNPACK. Only forward runs
-    (`gradients=False`) of the LIF family's exact loop change their form for it,
-    without delayed projections or projections that reach a neuron twice from one
-    source.
-    """
-    from jax._src import xla_bridge
-
-    if tuple(jax.__version_info__[:2]) < (0, 10):
-        # Older XLA versions abort on flags they do not know.
-        raise RuntimeError(
-            f"fuse_cpu_loops: needs jax >= 0.10 (its XLA flags were checked with jax "
-            f"0.10.2); this is jax {jax.__version__}. Upgrade jax, or run without it."
-        )
-    if xla_bridge.backends_are_initialized():
-        raise RuntimeError(
-            "fuse_cpu_loops: JAX has already started its backends, so XLA will not read "
-            "new flags; call fuse_cpu_loops() before the first JAX computation (right "
-            "after `import neurosim`), or set XLA_FLAGS='" + " ".join(FLAGS) + "' in "
-            "the environment."
-        )
-    current = os.environ.get("XLA_FLAGS", "")
-    if "--xla_backend_extra_options" in current and FLAGS[0] not in current:
-        raise ValueError(
-            "fuse_cpu_loops: XLA_FLAGS already sets --xla_backend_extra_options; add "
-            "xla_cpu_small_while_loop_byte_threshold=1000000000 to that option yourself "
-            "(comma-separated), and --xla_cpu_experimental_ynn_fusion_type= ."
-        )
-    missing = [flag for flag in FLAGS if flag not in current.split()]
-    os.environ["XLA_FLAGS"] = " ".join([current, *missing]).strip()
+# The XLA of this JAX compiles marked calls whole (checked with jax 0.10.2); older ones
+# may inline the call (harmless) or reject what it holds.
+MIN_JAX = (0, 10)
 
 
-def loops_fused() -> bool:
-    """Whether this process asked XLA to compile whole loops (`fuse_cpu_loops`, or the
-    same flags in the environment) and computes on the CPU."""
-    flags = os.environ.get("XLA_FLAGS", "").split()
-    return all(flag in flags for flag in FLAGS) and jax.default_backend() == "cpu"
+def compiles_whole() -> bool:
+    """Whether a call marked by `one_kernel` is compiled into one function here: XLA's
+    CPU backend, in a JAX recent enough."""
+    recent = tuple(jax.__version_info__[:2]) >= MIN_JAX
+    return recent and jax.default_backend() == "cpu"
+
+
+def one_kernel(fn):
+    """`fn` (a function of pytrees of arrays) called as one function that XLA's CPU
+    backend compiles whole. `fn` must hold no scatter (XLA cannot compile one into such
+    a function: a compile error says so)."""
+
+    def marked(*args):
+        closed, shapes = jax.make_jaxpr(fn, return_shape=True)(*args)
+        num_consts = len(closed.consts)
+        # Every operand of the call computed at run time: XLA cannot compile a call
+        # whole with an operand it folded into a constant (arrays closed over under an
+        # outer `jit`), so each goes through a subtraction of a zero it cannot see.
+        zero = lax.optimization_barrier(jnp.zeros((), jnp.int8))
+        operands = [_fresh(x, zero) for x in [*closed.consts, *jtu.tree_leaves(args)]]
+
+        def call(*operands):
+            consts, leaves = operands[:num_consts], operands[num_consts:]
+            return jax.core.eval_jaxpr(closed.jaxpr, consts, *leaves)
+
+        out = jax.jit(call)(*operands)
+        out = set_xla_metadata(out, xla_cpu_small_call="true", inlineable="false")
+        return jtu.tree_unflatten(jtu.tree_structure(shapes), out)
+
+    return marked
+
+
+def _fresh(x, zero):
+    """`x`, computed at run time (`zero` is a zero that XLA cannot fold). `x - 0` is `x`
+    bit for bit, signed zeros and all."""
+    x = jnp.asarray(x)
+    if x.dtype == jnp.bool_:
+        return x | zero.astype(bool)
+    return x - zero.astype(x.dtype)

@@ -59,8 +59,8 @@ is one `(n, width)` table, read with one gather and written with one scatter per
 event; the table is read only before it is written, else XLA copies it on every
 iteration. The targets of a spike come from the network's delivery plans (one list per
 presynaptic neuron over the projections that deliver together, each target once). In a
-forward run after `neurosim.fuse_cpu_loops()` the loop holds no scatter (row updates
-in a loop, the key grid reduced row by row), so that XLA compiles it into one function.
+forward run on the CPU the loop holds no scatter (row updates in a loop, the key grid
+reduced row by row), so that XLA compiles it into one function (`neurosim._cpu`).
 
 **Ties.** At equal times a record time comes first (it stores left limits), then a
 key, a delayed delivery, an input spike, a current jump; neurons that fire at the
@@ -77,7 +77,7 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 from jaxtyping import Array, Float, Int, PyTree
 
-from ._cpu import loops_fused
+from ._cpu import compiles_whole, one_kernel
 from ._currents import Constant, PiecewiseConstant, PulseTrain, Sum
 from ._engine import (
     FINISHED,
@@ -316,12 +316,19 @@ def _set_rows(array, idx, rows, whole):
 
     def put(k, array):
         i = jnp.minimum(idx[k], n - 1)
-        start = (i,) + (0,) * (array.ndim - 1)
+        start = _row_start(i, array.ndim)
         old = lax.dynamic_slice(array, start, (1,) + array.shape[1:])
         new = jnp.where(idx[k] < n, rows[k][None], old)
         return lax.dynamic_update_slice(array, new, start)
 
     return lax.fori_loop(0, idx.shape[0], put, array)
+
+
+def _row_start(row, ndim):
+    """The start index of row `row` of an `ndim`-dimensional array, all of one integer
+    type (`dynamic_slice` requires it; Python zeros become int64 under x64)."""
+    row = jnp.asarray(row, jnp.int32)
+    return (row,) + (jnp.zeros((), jnp.int32),) * (ndim - 1)
 
 
 class _Table:
@@ -361,6 +368,18 @@ class _Carry(eqx.Module):
     checks: Int[Array, ""]
 
 
+def compilable_whole(system: NetworkSystem, gradients: bool) -> bool:
+    """Whether the loop has a form without scatters (`neurosim._cpu`): a forward run
+    (the checkpointed loop's buffers are written by scatters) without delay queues or
+    repeated targets (summed by a scatter-add)."""
+    network = system.network
+    return (
+        not gradients
+        and network.distinct_targets
+        and all(conn.delay is None for conn in network.connections)
+    )
+
+
 def run(
     system: NetworkSystem,
     *,
@@ -373,9 +392,64 @@ def run(
     max_spikes: int,
     max_iterations: int,
     gradients: bool = True,
+    whole: bool | None = None,
 ):
     """Run the per-neuron event loop (pure; call it under jit). Returns the engine's
-    `RunOutput`; `solver_steps` counts the checks (events that emit nothing)."""
+    `RunOutput`; `solver_steps` counts the checks (events that emit nothing).
+
+    `whole`: compile the loop into one function (`neurosim._cpu`); None (default)
+    where it can be (`compilable_whole`) and the backend does so (`compiles_whole`).
+    Either way the results are the same. Under `jax.vmap` the loop runs in its usual
+    form (batched indices would make its row updates scatters again)."""
+    sizes = dict(max_spikes=max_spikes, max_iterations=max_iterations, gradients=gradients)
+    args = (t0, t1, y0, input_times, input_sources, record_times)
+    if whole is None:
+        whole = compilable_whole(system, gradients) and compiles_whole()
+    elif whole and not compilable_whole(system, gradients):
+        raise ValueError(
+            "whole=True: this loop cannot be compiled whole (it needs a forward run, "
+            "gradients=False, without delayed projections or repeated targets)."
+        )
+    if not whole:
+        return _run(system, *args, whole=False, **sizes)
+    arrays, static = eqx.partition(system, eqx.is_array)
+
+    def form(whole):
+        def run_form(arrays, *args):
+            return _run(eqx.combine(arrays, static), *args, whole=whole, **sizes)
+
+        return run_form
+
+    compiled = jax.custom_batching.custom_vmap(form(True))
+
+    @compiled.def_vmap
+    def _batched(axis_size, in_batched, *batched_args):
+        axes = tuple(
+            jtu.tree_map(lambda batched: 0 if batched else None, flags)
+            for flags in in_batched
+        )
+        out = jax.vmap(form(False), in_axes=axes)(*batched_args)
+        return out, jtu.tree_map(lambda _: True, out)
+
+    return compiled(arrays, *args)
+
+
+def _run(
+    system,
+    t0,
+    t1,
+    y0,
+    input_times,
+    input_sources,
+    record_times,
+    *,
+    whole: bool,
+    max_spikes: int,
+    max_iterations: int,
+    gradients: bool,
+):
+    """`run`, with the loop in its scatter-free form compiled into one function
+    (`whole`) or in its usual form."""
     network = system.network
     pops = network.populations
     names = list(pops)
@@ -418,15 +492,7 @@ def run(
     # (different groups never do), with their delivery plans.
     plans = {name: [plan for plan in network.plans if plan.post == name] for name in names}
 
-    # A forward run on the CPU may be compiled into one function (`neurosim._cpu`):
-    # then no scatter in the loop. Delay queues and repeated targets (summed by a
-    # scatter-add) keep their scatters, and such a loop its usual form.
-    whole = (
-        loops_fused()
-        and not gradients
-        and network.distinct_targets
-        and all(conn.delay is None for conn in connections)
-    )
+    # A loop compiled into one function (`neurosim._cpu`) holds no scatter.
     spare = 1 if whole else 0  # a last slot of each buffer, for the writes not stored
 
     def store(buffer, slot, value, pred):
@@ -440,9 +506,7 @@ def run(
         if whole:
             slot = jnp.where(pred, slot, buffer.shape[0] - 1)
             value = jnp.asarray(value, buffer.dtype)[None]
-            return lax.dynamic_update_slice(
-                buffer, value, (slot,) + (0,) * (buffer.ndim - 1)
-            )
+            return lax.dynamic_update_slice(buffer, value, _row_start(slot, buffer.ndim))
         return buffer.at[jnp.where(pred, slot, buffer.shape[0])].set(value, mode="drop")
 
     def body(carry: _Carry) -> _Carry:
@@ -692,17 +756,21 @@ def run(
         checks=jnp.asarray(0, jnp.int32),
     )
     kind = "checkpointed" if gradients else "lax"
+
     # The spike and record buffers are only written: not part of the checkpoints.
-    final = eqxi.while_loop(
-        lambda c: c.status == RUNNING,
-        body,
-        init,
-        max_steps=max_iterations,
-        kind=kind,
-        buffers=(lambda c: (c.spike_times, c.spike_neurons, c.records))
-        if gradients
-        else None,
-    )
+    def loop(init):
+        return eqxi.while_loop(
+            lambda c: c.status == RUNNING,
+            body,
+            init,
+            max_steps=max_iterations,
+            kind=kind,
+            buffers=(lambda c: (c.spike_times, c.spike_neurons, c.records))
+            if gradients
+            else None,
+        )
+
+    final = one_kernel(loop)(init) if whole else loop(init)
     status = jnp.where(final.status == RUNNING, ITERATION_LIMIT, final.status)
     t_final = jnp.where(status == FINISHED, t1, final.t)
     return RunOutput(
