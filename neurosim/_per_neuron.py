@@ -160,8 +160,20 @@ def _predict(neuron, state, current, t, h, cap):
     # All knots at once, (KNOTS + 1, M) blocks: few, larger XLA operations.
     fractions = jnp.asarray([(j / KNOTS) ** SPACING for j in range(KNOTS + 1)], h.dtype)
     knots = h[None, :] * fractions[:, None]
-    decay_m = jnp.exp(-knots / form.tau_m)
-    decays = [jnp.exp(-knots / tau) for tau in form.taus]
+
+    def decay(tau):
+        """`exp(-knots / tau)`. Every neuron but the first is predicted over the full
+        horizon `cap` (or its prediction is not used): with a time constant shared by
+        the population, those rows are one column, computed once."""
+        if jnp.ndim(tau) or h.shape[0] < 2:
+            return jnp.exp(-knots / tau)
+        rest = jnp.exp(-(cap * fractions) / tau)
+        first = jnp.exp(-knots[:, :1] / tau)
+        rest = jnp.broadcast_to(rest[:, None], (KNOTS + 1, h.shape[0] - 1))
+        return jnp.concatenate([first, rest], axis=1)
+
+    decay_m = decay(form.tau_m)
+    decays = [decay(tau) for tau in form.taus]
     free = form.v_inf + (form.a + form.c * knots) * decay_m
     for b, decay in zip(form.b, decays, strict=True):
         free = free + b * decay
