@@ -46,12 +46,6 @@ def warm(timed, digits=3):
 
 
 def verdict(ok):
-    """`ok`, or `(by default, with fuse_cpu_loops())` for the CUBA goals."""
-    if isinstance(ok, tuple):
-        default, fused = ok
-        if default:
-            return "met"
-        return "met with `fuse_cpu_loops()`, **not met** by default" if fused else "**not met**"
     return "met" if ok else "**not met**"
 
 
@@ -93,20 +87,6 @@ def cuba_medians(results, key="cuba"):
     return b_run, b_loop, ours
 
 
-def fused_available(results):
-    fused = results["neurosim"].get("cuba_fused")
-    return isinstance(fused, list) and not failures(fused, "cuba_fused")
-
-
-def with_fused(results, reference):
-    """The same comparison with `fuse_cpu_loops()`, where that run succeeded."""
-    if not fused_available(results):
-        return "", False
-    *brian2, ours = cuba_medians(results, "cuba_fused")
-    b = brian2[reference]
-    return f"; with `fuse_cpu_loops()` {f(ours, 2)} s (ratio {f(ours / b, 2)})", ours < b
-
-
 def per_event_speedup(row, key="neurosim_grad_True"):
     """The plain loop's cost per event over neurosim's (above 1: neurosim is cheaper)."""
     ours, plain = row[key], row["plain"]
@@ -137,20 +117,17 @@ def header(results):
 
 def goal_cuba_run(results):
     b_run, _, ours = cuba_medians(results)
-    fused, fused_ok = with_fused(results, 0)
     return (
         f"neurosim {f(ours, 2)} s, Brian2 `run()` {f(b_run, 2)} s "
-        f"(ratio {f(ours / b_run, 2)}){fused}"
-    ), (ours < b_run, fused_ok)
+        f"(ratio {f(ours / b_run, 2)})"
+    ), ours < b_run
 
 
 def goal_cuba_loop(results):
     _, b_loop, ours = cuba_medians(results)
-    fused, fused_ok = with_fused(results, 1)
     return (
-        f"neurosim {f(ours, 2)} s, Brian2 loop {f(b_loop)} s "
-        f"(ratio {f(ours / b_loop, 2)}){fused}"
-    ), (ours < b_loop, fused_ok)
+        f"neurosim {f(ours, 2)} s, Brian2 loop {f(b_loop)} s (ratio {f(ours / b_loop, 2)})"
+    ), ours < b_loop
 
 
 def goal_per_event(results):
@@ -277,7 +254,7 @@ def cuba(results):
                 ]
             ],
         ),
-        *cuba_fused_rows(results),
+        *cuba_forms_rows(results),
         f"Brian2's warm-up run (which fills the cython cache where it is empty) took "
         f"{f(b2['warmup']['setup_s'], 1)} s to build and {f(b2['warmup']['run_s'], 1)} s "
         "in `run()`. neurosim's event loop "
@@ -285,20 +262,23 @@ def cuba(results):
     ]
 
 
-def cuba_fused_rows(results):
-    if not fused_available(results):
+def cuba_forms_rows(results):
+    forms = results["neurosim"].get("cuba_forms")
+    if not isinstance(forms, dict) or failures(forms, "cuba_forms"):
         return [
-            "neurosim with `fuse_cpu_loops()`: not measured "
-            f"({errors(results, ('neurosim/cuba_fused',))}).\n"
+            "The event loop as one compiled function against a kernel per operation: "
+            f"not measured ({errors(results, ('neurosim/cuba_forms',))}).\n"
         ]
-    b_run, b_loop, fused = cuba_medians(results, "cuba_fused")
-    runs = results["neurosim"]["cuba_fused"]
+    whole, per_kernel = forms["whole"], forms["per_kernel"]
+    per_iteration = [1e6 * r["median_s"] / forms["iterations"] for r in (whole, per_kernel)]
     return [
-        "neurosim with `ns.fuse_cpu_loops()` (XLA compiles the event loop into one "
-        "function; in its own process, since XLA reads the flags once): warm "
-        + ", ".join(f"{warm(r, 2)} (seed {r['seed']}, {r['spikes']} spikes)" for r in runs)
-        + f"; median {f(fused, 2)} s, {f(fused / b_run, 2)} of Brian2's `run()`, "
-        f"{f(fused / b_loop, 2)} of its loop.\n"
+        f"What compiling the event loop into one function buys (seed {forms['seed']}, "
+        "the two forms compiled in one process and called in turn; `neurosim._cpu`): "
+        f"one function {warm(whole)} s (best {f(whole['best_s'])}), a kernel per "
+        f"operation {warm(per_kernel)} s (best {f(per_kernel['best_s'])}) "
+        f"(ratio of medians {f(whole['median_s'] / per_kernel['median_s'], 2)}; "
+        f"{f(per_iteration[0], 1)} and {f(per_iteration[1], 1)} us per iteration; "
+        f"{whole['spikes']} and {per_kernel['spikes']} spikes).\n"
     ]
 
 

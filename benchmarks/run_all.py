@@ -48,6 +48,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import diffrax as dfx
 import equinox as eqx
@@ -61,6 +62,7 @@ from per_event import network as per_event_network
 from plain_diffrax import run_plain
 
 import neurosim as ns
+from neurosim import _per_neuron
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -375,8 +377,11 @@ def gradients(repeats, n=100, n_in=50, t1=100.0):
         "t1": t1,
         "input_spikes": int(np.isfinite(times).sum()),
     }
+    # A few ms per call: more calls than the other figures, so that the ratio of two
+    # medians is not one noisy call's.
+    calls = max(repeats, 15)
     for name, fn in functions.items():
-        timed = attempt(lambda fn=fn: timed_calls(lambda: fn(w, w_in), repeats))
+        timed = attempt(lambda fn=fn: timed_calls(lambda: fn(w, w_in), calls))
         if isinstance(timed, dict):  # failed
             out[name] = timed
             continue
@@ -504,13 +509,39 @@ def jsonable(x):
     return x
 
 
-def cuba_fused(quick, repeats):
-    """neurosim's CUBA with `fuse_cpu_loops()`, in a child process (XLA reads its flags
-    once, when JAX starts)."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--cuba-fused"]
-    command += ["--quick"] * quick + ["--repeats", str(repeats)]
-    env = {key: value for key, value in os.environ.items() if key != "XLA_FLAGS"}
-    return child_json(command, cwd=ROOT, env=env)
+def cuba_forms(seed, n, t1, repeats):
+    """neurosim's CUBA (one seed) compiled with the event loop in both its forms,
+    called in turn: one compiled function (the default on a CPU, `neurosim._cpu`) and a
+    kernel per operation (the usual XLA form, as before). Same spikes."""
+    scale = 4000 / n
+    net, y0 = ns.networks.vogels_abbott_cuba(
+        seed, n=n, we=60 * 0.27 / 10 * scale, wi=-20 * 4.5 / 10 * scale
+    )
+    jax.clear_caches()
+    whole = eqx.filter_jit(cuba_run).lower(net, y0, t1).compile()
+    with mock.patch.object(_per_neuron, "compiles_whole", lambda: False):
+        jax.clear_caches()
+        per_kernel = eqx.filter_jit(cuba_run).lower(net, y0, t1).compile()
+    jax.clear_caches()
+    forms = {"whole": whole, "per_kernel": per_kernel}
+    warm = {name: [] for name in forms}
+    spikes = {}
+    for _ in range(repeats + 1):  # the first round warms both up
+        for name, compiled in forms.items():
+            start = time.perf_counter()
+            sol = jax.block_until_ready(compiled(net, y0, t1))
+            warm[name].append(time.perf_counter() - start)
+            spikes[name] = int(sol.num_spikes)
+    out = {"seed": seed, "iterations": int(sol.iterations)}
+    for name in forms:
+        times = warm[name][1:]
+        out[name] = {"spikes": spikes[name], "warm_s": times, "best_s": min(times)}
+        out[name]["median_s"] = statistics.median(times)
+    log(
+        f"neurosim CUBA seed {seed}, loop as one function {out['whole']['median_s']:.3f} s, "
+        f"a kernel per operation {out['per_kernel']['median_s']:.3f} s"
+    )
+    return out
 
 
 def main():
@@ -524,13 +555,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="warm calls per figure")
     parser.add_argument("--output", default=str(HERE / "RESULTS.md"))
     parser.add_argument("--lif-x64", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--cuba-fused", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.cuba_fused:  # the child process of `cuba_fused`: flags before JAX starts
-        ns.fuse_cpu_loops()
-        cu = (QUICK if args.quick else FULL)["cuba"]
-        print(json.dumps(jsonable(cuba(cu["seeds"], cu["n"], cu["t1"], args.repeats))))
-        return
     if args.lif_x64:  # the float64 child process of `lif_accuracy_x64`
         jax.config.update("jax_enable_x64", True)
         print(
@@ -578,7 +603,9 @@ def main():
     versions = next((out["versions"] for out in b2.values() if "versions" in out), {})
     workloads = {
         "cuba": lambda: cuba(cu["seeds"], cu["n"], cu["t1"], args.repeats),
-        "cuba_fused": lambda: cuba_fused(args.quick, args.repeats),
+        "cuba_forms": lambda: cuba_forms(
+            cu["seeds"][0], cu["n"], cu["t1"], 2 * args.repeats + 1
+        ),
         "lif": lambda: (
             [lif_accuracy(False, args.repeats, exact) for exact in (None, False)]
             + lif_accuracy_x64(args.repeats)
