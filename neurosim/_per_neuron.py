@@ -343,6 +343,12 @@ def _row_start(row, ndim):
     return (row,) + (jnp.zeros((), jnp.int32),) * (ndim - 1)
 
 
+def _put(array, i, value, whole):
+    """`array.at[i].set(value, mode="drop")` for one index (see `_set_rows`)."""
+    i = jnp.asarray(i, jnp.int32)[None]
+    return _set_rows(array, i, jnp.asarray(value, array.dtype)[None], whole)
+
+
 class _Table:
     """One population's per-neuron data packed as the columns of an `(n, width)`
     array, so that an event reads and writes its neurons with one gather and one
@@ -382,14 +388,9 @@ class _Carry(eqx.Module):
 
 def compilable_whole(system: NetworkSystem, gradients: bool) -> bool:
     """Whether the loop has a form without scatters (`neurosim._cpu`): a forward run
-    (the checkpointed loop's buffers are written by scatters) without delay queues or
-    repeated targets (summed by a scatter-add)."""
-    network = system.network
-    return (
-        not gradients
-        and network.distinct_targets
-        and all(conn.delay is None for conn in network.connections)
-    )
+    (the checkpointed loop's buffers are written by scatters) without repeated targets
+    (summed by a scatter-add)."""
+    return not gradients and system.network.distinct_targets
 
 
 def run(
@@ -420,7 +421,8 @@ def run(
     elif whole and not compilable_whole(system, gradients):
         raise ValueError(
             "whole=True: this loop cannot be compiled whole (it needs a forward run, "
-            "gradients=False, without delayed projections or repeated targets)."
+            "gradients=False, without projections that reach a neuron twice from one "
+            "source)."
         )
     if not whole:
         return _run(system, *args, whole=False, **sizes)
@@ -540,7 +542,8 @@ def _run(
         arrivals = {}  # delayed connection -> (its earliest arrival's slot, time)
         for c, (conn, queue) in enumerate(zip(connections, carry.aux, strict=True)):
             if queue is not None:
-                first, slot = _earliest(_as_grid(NetworkSystem._arrivals(conn, queue)))
+                arriving = _as_grid(NetworkSystem._arrivals(conn, queue))
+                first, slot = _earliest(arriving, whole)
                 arrivals[c] = (slot, first)
         delayed = list(arrivals)
         if arrivals:
@@ -628,7 +631,7 @@ def _run(
                     if conn.post_index is not None:  # a spike with no synapse here
                         emits = emits & (conn.post_index[firsts[p], 0] < conn.n_post)
                     aux[c] = _enqueue(
-                        conn, carry.aux[c], slot, on, row, emits, firsts[p], t_now
+                        conn, carry.aux[c], slot, on, row, emits, firsts[p], t_now, whole
                     )
 
         # ----- touch them, population by population ------------------------------
@@ -876,10 +879,10 @@ def _delayed_row(conn, queue, slot, now):
     return now, row, mask
 
 
-def _enqueue(conn, queue, slot, now, row, emits, pre, t):
+def _enqueue(conn, queue, slot, now, row, emits, pre, t, whole):
     """The queue of a delayed projection after the delivery of its earliest arrival
     (`slot`, when `now`) and after the presynaptic spike `pre` at `t` enters (when
-    `emits`)."""
+    `emits`); written without scatters in a loop compiled whole (`whole`)."""
     size = queue.emit_t.shape[0]
     cursor = queue.cursor[slot]
     if conn.per_synapse_delay:
@@ -891,14 +894,14 @@ def _enqueue(conn, queue, slot, now, row, emits, pre, t):
     else:
         done = jnp.asarray(True)
     write = jnp.where(now, slot, size)
-    live = queue.live.at[write].set(~done, mode="drop")
-    cursor_all = queue.cursor.at[write].set(cursor, mode="drop")
+    live = _put(queue.live, write, ~done, whole)
+    cursor_all = _put(queue.cursor, write, cursor, whole)
     tail = jnp.where(emits, queue.tail, size)
     return DelayQueue(
-        emit_t=queue.emit_t.at[tail].set(t, mode="drop"),
-        pre=queue.pre.at[tail].set(pre, mode="drop"),
-        cursor=cursor_all.at[tail].set(0, mode="drop"),
-        live=live.at[tail].set(True, mode="drop"),
+        emit_t=_put(queue.emit_t, tail, t, whole),
+        pre=_put(queue.pre, tail, pre, whole),
+        cursor=_put(cursor_all, tail, 0, whole),
+        live=_put(live, tail, True, whole),
         tail=jnp.where(emits, (queue.tail + 1) % size, queue.tail),
         overflow=queue.overflow | (emits & live[queue.tail]),
     )

@@ -15,6 +15,7 @@ def vogels_abbott_cuba(
     p: float = 0.02,
     we: float | None = None,
     wi: float | None = None,
+    delay: float | None = None,
 ):
     r"""The current-based (CUBA) network of Vogels & Abbott (2005), as in Brian2's
     example: `n` `CubaLIF` neurons (80% excitatory), random connections with
@@ -24,7 +25,8 @@ def vogels_abbott_cuba(
     initial voltages uniform in [Vr, Vt].
 
     At reduced sizes, pass `we` and `wi` scaled by `4000 / n` to keep the input per
-    neuron, or accept a different regime.
+    neuron, or accept a different regime. `delay` (ms) delays every connection by that
+    much; None (default) delivers at once, as in Brian2's example.
 
     **Returns:** `(network, y0)` for `simulate(network, t1=..., y0=y0)`; the
     population is named `"cuba"`, excitatory neurons first.
@@ -54,12 +56,14 @@ def vogels_abbott_cuba(
                 "cuba",
                 (pre[excitatory], post[excitatory], values[excitatory]),
                 target="ge",
+                delay=delay,
             ),
             Projection(
                 "cuba",
                 "cuba",
                 (pre[~excitatory], post[~excitatory], values[~excitatory]),
                 target="gi",
+                delay=delay,
             ),
         ],
     )

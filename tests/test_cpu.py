@@ -1,6 +1,7 @@
 """The exact event loop compiled into one function on the CPU (`neurosim._cpu`): the
-same spikes, states and records as the loop in its usual form, bit for bit; batched
-calls (`jax.vmap`) fall back to the usual form; loops that hold scatters are refused."""
+same spikes, states and records as the loop in its usual form, bit for bit (with delay
+queues too); batched calls (`jax.vmap`) fall back to the usual form; loops that hold
+scatters are refused."""
 
 import jax
 import jax.numpy as jnp
@@ -137,22 +138,56 @@ def test_vmap_runs_the_usual_loop_with_the_same_results():
         np.testing.assert_allclose(np.asarray(times[k]), np.asarray(ref_times), rtol=1e-5)
 
 
+def test_delayed_network_compiled_whole_equals_the_usual_loop(monkeypatch):
+    """Delay queues (per-synapse delays within a population, one delay between two)
+    written without scatters, against the usual form."""
+    rng = np.random.default_rng(1)
+    n = 30
+    weights = rng.normal(0.2, 0.4, (n, n)) * (rng.random((n, n)) < 0.2)
+    delays = rng.uniform(0.5, 3.0, (n, n))
+    net = ns.Network(
+        populations={
+            "a": ns.Population(
+                ns.LIF(tau_mem=10.0, t_ref=1.0), n, jnp.linspace(1.1, 1.5, n)
+            ),
+            "b": ns.Population(ns.LIF(tau_mem=15.0), 10, 0.8),
+        },
+        projections=[
+            ns.Projection("a", "a", jnp.asarray(weights), delay=jnp.asarray(delays)),
+            ns.Projection("a", "b", jnp.asarray(rng.uniform(0.0, 0.3, (n, 10))), delay=2.0),
+        ],
+    )
+
+    def make():
+        sol = ns.simulate(
+            net,
+            t1=100.0,
+            max_spikes=2000,
+            gradients=False,
+            record=jnp.linspace(0.0, 100.0, 11),
+        )
+        return _outputs(sol)
+
+    whole, usual = _both(monkeypatch, make)
+    assert int(whole[0]) >= 200
+    _assert_identical(whole, usual)
+
+
 def test_loops_with_scatters_are_not_compiled_whole():
-    """The checkpointed loop (gradients) and delay queues write by scatters: they keep
-    the usual form, and asking for the whole form says why not."""
+    """The checkpointed loop (gradients) and repeated targets (summed by a scatter-add)
+    keep the usual form, and asking for the whole form says why not."""
     pop = {"a": ns.Population(ns.LIF(tau_mem=10.0), 4)}
     w = jnp.full((4, 4), 0.2)
     plain = ns.Network(populations=pop, projections=[ns.Projection("a", "a", w)])
-    delayed = ns.Network(
-        populations=pop, projections=[ns.Projection("a", "a", w, delay=1.0)]
+    twice = ns.Network(
+        populations=pop,
+        projections=[ns.Projection("a", "a", w), ns.Projection("a", "a", 2 * w)],
     )
     assert _per_neuron.compilable_whole(NetworkSystem(plain, None, 8), gradients=False)
     assert not _per_neuron.compilable_whole(NetworkSystem(plain, None, 8), gradients=True)
-    assert not _per_neuron.compilable_whole(
-        NetworkSystem(delayed, None, 8), gradients=False
-    )
+    assert not _per_neuron.compilable_whole(NetworkSystem(twice, None, 8), gradients=False)
     y0 = {"a": ns.LIF(tau_mem=10.0).init_state(4)}
-    with pytest.raises(ValueError, match="gradients=False, without delayed projections"):
+    with pytest.raises(ValueError, match="gradients=False, without projections that"):
         _per_neuron.run(
             NetworkSystem(plain, None, 8),
             t0=0.0,

@@ -294,6 +294,25 @@ def test_reduced_cuba_runs_to_the_end():
         assert np.all(np.diff(train) >= 5.0 - 1e-4)
 
 
+def test_cuba_with_a_delay_is_unconnected_until_the_first_spike_arrives():
+    """`vogels_abbott_cuba(delay=d)`: until the first spike plus d nothing is delivered,
+    so the spikes are those of the same network with zero weights; later they differ."""
+    n, d = 400, 1.5
+    scale = dict(we=1.62 * 4000 / n, wi=-9.0 * 4000 / n)
+    net, y0 = ns.networks.vogels_abbott_cuba(0, n=n, delay=d, **scale)
+    silent, _ = ns.networks.vogels_abbott_cuba(0, n=n, we=0.0, wi=0.0)
+    delayed = ns.simulate(net, t1=30.0, y0=y0, max_spikes=5000, gradients=False)
+    alone = ns.simulate(silent, t1=30.0, y0=y0, max_spikes=5000, gradients=False)
+    t_d, n_d = delayed.spikes()
+    t_a, n_a = alone.spikes()
+    early = t_a < t_a[0] + d
+    assert early.sum() >= 3
+    np.testing.assert_array_equal(t_d[: early.sum()], t_a[early])
+    np.testing.assert_array_equal(n_d[: early.sum()], n_a[early])
+    assert t_d[early.sum()] >= t_a[0] + d  # the next spike comes after the delivery
+    assert not np.array_equal(t_d[: len(t_a)], t_a[: len(t_d)])
+
+
 def test_full_delay_queue_is_reported():
     lif = ns.LIF(tau_mem=10.0)
     net = ns.Network(
