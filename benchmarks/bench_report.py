@@ -264,21 +264,42 @@ def cuba(results):
 
 def cuba_forms_rows(results):
     forms = results["neurosim"].get("cuba_forms")
-    if not isinstance(forms, dict) or failures(forms, "cuba_forms"):
+    if not isinstance(forms, list) or failures(forms, "cuba_forms"):
         return [
             "The event loop as one compiled function against a kernel per operation: "
             f"not measured ({errors(results, ('neurosim/cuba_forms',))}).\n"
         ]
-    whole, per_kernel = forms["whole"], forms["per_kernel"]
-    per_iteration = [1e6 * r["median_s"] / forms["iterations"] for r in (whole, per_kernel)]
+    rows = []
+    for r in forms:
+        whole, per_kernel = r["whole"], r["per_kernel"]
+        per_iteration = [1e6 * x["median_s"] / r["iterations"] for x in (whole, per_kernel)]
+        rows.append(
+            [
+                "none" if r["delay_ms"] is None else f"{r['delay_ms']:g} ms",
+                r["iterations"],
+                f"{warm(whole)} (best {f(whole['best_s'])})",
+                f"{warm(per_kernel)} (best {f(per_kernel['best_s'])})",
+                f(whole["median_s"] / per_kernel["median_s"], 2),
+                " / ".join(f(x, 1) for x in per_iteration),
+                f"{whole['spikes']} / {per_kernel['spikes']}",
+            ]
+        )
     return [
-        f"What compiling the event loop into one function buys (seed {forms['seed']}, "
-        "the two forms compiled in one process and called in turn; `neurosim._cpu`): "
-        f"one function {warm(whole)} s (best {f(whole['best_s'])}), a kernel per "
-        f"operation {warm(per_kernel)} s (best {f(per_kernel['best_s'])}) "
-        f"(ratio of medians {f(whole['median_s'] / per_kernel['median_s'], 2)}; "
-        f"{f(per_iteration[0], 1)} and {f(per_iteration[1], 1)} us per iteration; "
-        f"{whole['spikes']} and {per_kernel['spikes']} spikes).\n"
+        f"What compiling the event loop into one function buys (seed {forms[0]['seed']}, "
+        "the two forms compiled in one process and called in turn; `neurosim._cpu`), "
+        "without and with a synaptic delay on every connection:\n",
+        table(
+            [
+                "delay",
+                "iterations",
+                "one function s",
+                "a kernel per operation s",
+                "ratio of medians",
+                "us per iteration",
+                "spikes",
+            ],
+            rows,
+        ),
     ]
 
 

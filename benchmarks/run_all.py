@@ -509,13 +509,14 @@ def jsonable(x):
     return x
 
 
-def cuba_forms(seed, n, t1, repeats):
-    """neurosim's CUBA (one seed) compiled with the event loop in both its forms,
-    called in turn: one compiled function (the default on a CPU, `neurosim._cpu`) and a
-    kernel per operation (the usual XLA form, as before). Same spikes."""
+def cuba_forms(seed, n, t1, repeats, delay=None):
+    """neurosim's CUBA (one seed; with a synaptic `delay` on every connection if given)
+    compiled with the event loop in both its forms, called in turn: one compiled
+    function (the default on a CPU, `neurosim._cpu`) and a kernel per operation (the
+    usual XLA form, as before). Same spikes."""
     scale = 4000 / n
     net, y0 = ns.networks.vogels_abbott_cuba(
-        seed, n=n, we=60 * 0.27 / 10 * scale, wi=-20 * 4.5 / 10 * scale
+        seed, n=n, we=60 * 0.27 / 10 * scale, wi=-20 * 4.5 / 10 * scale, delay=delay
     )
     jax.clear_caches()
     whole = eqx.filter_jit(cuba_run).lower(net, y0, t1).compile()
@@ -532,14 +533,15 @@ def cuba_forms(seed, n, t1, repeats):
             sol = jax.block_until_ready(compiled(net, y0, t1))
             warm[name].append(time.perf_counter() - start)
             spikes[name] = int(sol.num_spikes)
-    out = {"seed": seed, "iterations": int(sol.iterations)}
+    out = {"seed": seed, "delay_ms": delay, "iterations": int(sol.iterations)}
     for name in forms:
         times = warm[name][1:]
         out[name] = {"spikes": spikes[name], "warm_s": times, "best_s": min(times)}
         out[name]["median_s"] = statistics.median(times)
     log(
-        f"neurosim CUBA seed {seed}, loop as one function {out['whole']['median_s']:.3f} s, "
-        f"a kernel per operation {out['per_kernel']['median_s']:.3f} s"
+        f"neurosim CUBA seed {seed}, delay {delay}: loop as one function "
+        f"{out['whole']['median_s']:.3f} s, a kernel per operation "
+        f"{out['per_kernel']['median_s']:.3f} s"
     )
     return out
 
@@ -603,9 +605,10 @@ def main():
     versions = next((out["versions"] for out in b2.values() if "versions" in out), {})
     workloads = {
         "cuba": lambda: cuba(cu["seeds"], cu["n"], cu["t1"], args.repeats),
-        "cuba_forms": lambda: cuba_forms(
-            cu["seeds"][0], cu["n"], cu["t1"], 2 * args.repeats + 1
-        ),
+        "cuba_forms": lambda: [
+            cuba_forms(cu["seeds"][0], cu["n"], cu["t1"], 2 * args.repeats + 1, delay)
+            for delay in (None, 1.0)
+        ],
         "lif": lambda: (
             [lif_accuracy(False, args.repeats, exact) for exact in (None, False)]
             + lif_accuracy_x64(args.repeats)
