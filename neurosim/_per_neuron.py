@@ -666,7 +666,10 @@ def _run(
             # transpose of the write (reverse mode) does not count it twice.
             write = _first_occurrences(idx, n, network.distinct_targets)
             table[name] = _set_rows(carry.table[name], write, new_rows, whole)
-            keys[name] = _set_rows(flat, write, key, whole).reshape(grid)
+            # The grid's padding (slots n and up) must stay inf: entries not written
+            # go past its end, not to slot n.
+            write_key = jnp.where(write < n, write, flat.shape[0])
+            keys[name] = _set_rows(flat, write_key, key, whole).reshape(grid)
             finite.append(jnp.all(jnp.isfinite(state.v)))
 
         # ----- records (read every neuron, change none) ---------------------------
