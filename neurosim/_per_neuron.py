@@ -30,22 +30,50 @@ larger end values; with $\tau_m \dot v = v_\infty + G - v$:
   so `v <= v(b)` on the sub-interval when `v(b) < D` (a neuron rising towards its drive
   cannot have crossed and come back), else `v <= D + (v(b) - D) e^{(b-a)/tau_m}`.
 
-Then:
+A spike is `v` strictly above `v_th` (`v - v_th > 0`), the ODE path's event
+(diffrax's sign change to positive): a neuron driven exactly to rheobase, whose `v`
+rounds to `v_th`, never fires, on either path. Then:
 
-- the first sub-interval whose bound reaches threshold ends above it: the key is the
+- the first sub-interval whose bound exceeds threshold ends above it: the key is the
   crossing there, by Newton's method from the secant point (`_root`, to a few ulps of
-  the absolute time; a safeguarded loop takes the rare ones that do not converge);
-- it reaches threshold but ends below (a possible grazing crossing): the neuron is
-  checked again at the sub-interval's start with the horizon shrunk to the
-  sub-interval, down to `MIN_HORIZON_FRACTION` of the cap, where a graze that does not
-  reach the end of a sub-interval is taken as no crossing, as a step-based event check
-  would;
-- no crossing within `h`: if `v` provably stays below threshold after `h` too
+  the local time; a safeguarded loop takes the rare ones that do not converge);
+- it may exceed threshold but ends at or below it (a possible grazing crossing): the
+  neuron is checked again at the sub-interval's start with the horizon shrunk to the
+  sub-interval, down to the finest sub-interval (`_finest`: `MIN_HORIZON_FRACTION` of
+  the cap, and at least `TIME_ULPS` spacings of the absolute time). There a graze that
+  does not reach the end of a sub-interval is taken as no crossing, as a step-based
+  event check would take it (it samples the condition at step ends), and the neuron
+  is checked again at the sub-interval's end;
+- no crossing within `h`: if `v` provably stays at or below threshold after `h` too
   (below `max(v(h), v_inf + sum_j max(g_j(h), 0))`), the key is infinite; else the
   neuron is checked again at `t + h` with the horizon doubled (up to the cap,
   `HORIZON_FACTOR` times the shortest time constant).
 
 A check touches one neuron and emits nothing; its time carries no derivative.
+
+**Progress.** Every iteration consumes one finite thing or advances time: an input
+spike, a delayed delivery, a current jump, a record time (each taken once, pointers
+only move forward), a spike (bounded by the spike buffer: a full buffer ends the run),
+or a check of one neuron. A check at time `t` either moves the neuron's key to a later
+time, or keeps it at `t` with a horizon shrunk at least 36/11-fold (the widest
+sub-interval is the last, `1 - (5/6)^2` of `h`); the horizon never falls below the
+finest sub-interval, which is at least `TIME_ULPS` spacings of `t`, so after at most
+`log(cap / finest) / log(36/11)` (12 for the default fraction) re-checks at one time
+the decision is taken: a spike (the key is a crossing), or no crossing up to a time
+that is strictly later than `t` in the working precision. A check that finds nothing
+within `h` moves the key to `t + h`, strictly later, since `h` is never below the
+finest sub-interval either.
+
+**Time.** The absolute time is kept as a pair `(t, t_lo)`: `t` the time rounded to the
+working precision (what is stored as a spike time and compared to order events) and
+`t_lo` the remainder (`_two_sum`). A key is `t + s` of the pair and a local time `s`,
+and a neuron's elapsed time is `(t - t_last) + (t_lo - t_last_lo)`, exact to the
+precision of `s`. A neuron that fires every `T` ms therefore gains no error from the
+rounding of the absolute time: its k-th spike is within one or two spacings of the
+precision at `t_k`, in float32 as in float64 (without the pair, float32 loses 1 ms and
+a spike in 1.1e5 ms). External times (inputs, records, current jumps, delayed
+arrivals) are single numbers, exact as given; refractory ends are stored rounded
+(within one spacing of the time).
 
 **Gradients.** A key that is a crossing is the root plus one Newton step with the
 slope held constant (the implicit function theorem), from the differentiable closed
@@ -95,6 +123,7 @@ KNOTS = 6
 SPACING = 2  # knots at h * (j / KNOTS) ** SPACING: finer near the present
 HORIZON_FACTOR = 4.0  # horizon cap: this many times the shortest time constant
 MIN_HORIZON_FRACTION = 1e-6
+TIME_ULPS = 4  # the finest graze refinement, in spacings of the absolute time
 ROOT_ITERATIONS = 60
 NEWTON_STEPS = 3
 # Kinds of key (stored per neuron in its table row).
@@ -134,26 +163,51 @@ def _take(tree, idx, n):
     return jtu.tree_map(take, tree)
 
 
-def _advance(neuron, state, current, t_last, t):
-    """The states at `t` of neurons last touched at `t_last` (per neuron). Also at
-    `t == t_last`: the two times may carry different derivatives (a check is a
-    constant time, a spike time is not), and the flow over `t - t_last` carries the
-    difference."""
-    return neuron.closed_form(state, current, t_last).at(t - t_last)
+def _two_sum(a, b):
+    """`(s, e)` with `s = fl(a + b)` and `s + e = a + b` exactly (Knuth); `e` is 0
+    where `s` is not finite. `e` carries no derivative (that of the sum is in `s`)."""
+    s = a + b
+    b_virtual = s - a
+    e = (a - (s - b_virtual)) + (b - b_virtual)
+    return s, lax.stop_gradient(jnp.where(jnp.isfinite(s), e, 0.0))
 
 
-def _predict(neuron, state, current, t, h, cap):
-    """The next event of neurons at time `t` (see the module docstring).
+def _later(t, t_lo, s):
+    """The time pair `(t, t_lo)` plus a duration `s`, as a pair whose first entry is
+    the sum rounded (see "Time" in the module docstring)."""
+    hi, err = _two_sum(t, s)
+    return _two_sum(hi, err + t_lo)
 
-    Returns `(key, kind, h_next)`: the predicted spike time (kind SPIKE; inf for
-    never) or the time of the next check (kind CHECK), and the next horizon.
+
+def _elapsed(t, t_lo, t_last, t_last_lo):
+    """`t - t_last` of two time pairs: the difference of the rounded parts is exact
+    when they are close (Sterbenz), and the low parts add what they hold."""
+    return (t - t_last) + (t_lo - t_last_lo)
+
+
+def _advance(neuron, state, current, t_last, t_last_lo, t, t_lo):
+    """The states at `t` of neurons last touched at `t_last` (per neuron; times as
+    pairs). Also at `t == t_last`: the two times may carry different derivatives (a
+    check is a constant time, a spike time is not), and the flow over `t - t_last`
+    carries the difference."""
+    form = neuron.closed_form(state, current, t_last, t_last_lo)
+    return form.at(_elapsed(t, t_lo, t_last, t_last_lo))
+
+
+def _predict(neuron, state, current, t, t_lo, h, cap):
+    """The next event of neurons at time `(t, t_lo)` (a pair, see "Time" in the module
+    docstring).
+
+    Returns `(key, key_lo, kind, h_next)`: the predicted spike time (kind SPIKE; inf
+    for never) or the time of the next check (kind CHECK), as a pair, and the next
+    horizon.
 
     Written as a walk over the knots with one vector per knot, elementwise operations
     only: XLA's CPU reductions over a vector are scalar loops, and the work here is
     for the few neurons an event touches, where the number of operations (not their
     size) sets the cost.
     """
-    full = neuron.closed_form(state, current, t)
+    full = neuron.closed_form(state, current, t, t_lo)
     form = jtu.tree_map(lax.stop_gradient, full)
     theta = lax.stop_gradient(neuron.v_th)
     h = lax.stop_gradient(h)
@@ -188,8 +242,8 @@ def _predict(neuron, state, current, t, h, cap):
     ratio = decay_m[1:] / decay_m[:-1]
     forward = jnp.maximum(v[:-1], high + (v[:-1] - high) * ratio)
     backward = jnp.where(v[1:] < low, v[1:], low + (v[1:] - low) / ratio)
-    possible = jnp.where(held[1:], form.state.v, jnp.minimum(forward, backward)) >= theta
-    due = (v[0] >= theta) & (form.r <= 0)
+    possible = jnp.where(held[1:], form.state.v, jnp.minimum(forward, backward)) > theta
+    due = (v[0] > theta) & (form.r <= 0)
     # The first sub-interval that can hold a crossing.
     steps = jnp.arange(KNOTS, dtype=jnp.int32)[:, None]
     first = jnp.min(jnp.where(possible, steps, KNOTS), axis=0)
@@ -201,24 +255,36 @@ def _predict(neuron, state, current, t, h, cap):
     sub = hi - lo
     v_prev = v[-1]
     decays = [decay[-1] for decay in decays]
-    crossing = ~due & found & (v_hi >= theta)
+    crossing = ~due & found & (v_hi > theta)
     graze = ~due & found & ~crossing
-    refine = graze & (sub > MIN_HORIZON_FRACTION * cap)
+    refine = graze & (sub > _finest(t, cap))
     # After h: v stays below max(v(h), v_inf + sum_j max(g_j(h), 0)) (comparison).
     late = form.v_inf
     for g, decay in zip(form.g, decays, strict=True):
         late = late + jnp.maximum(g * decay, 0.0)
-    never = ~due & ~found & (jnp.maximum(v_prev, late) < theta) & (form.r <= h)
+    never = ~due & ~found & (jnp.maximum(v_prev, late) <= theta) & (form.r <= h)
 
     root = _root(
-        full, form, neuron.v_th, theta, lo, hi, v_lo - theta, v_hi - theta, crossing, t
+        full, form, neuron.v_th, theta, lo, hi, v_lo - theta, v_hi - theta, crossing
     )
     s_check = lax.stop_gradient(jnp.where(refine, lo, jnp.where(graze, hi, h)))
-    key = jnp.where(crossing, t + root, lax.stop_gradient(t) + s_check)
+    # A check's time carries no derivative; a spike's does (through `root`).
+    t_check = jnp.where(crossing, t, lax.stop_gradient(t))
+    key, key_lo = _later(t_check, t_lo, jnp.where(crossing, root, s_check))
     key = jnp.where(due, t, jnp.where(never, jnp.inf, key))
+    key_lo = jnp.where(due, t_lo, jnp.where(never, 0.0, key_lo))
     kind = jnp.where(due | crossing, SPIKE, CHECK).astype(h.dtype)
     h_next = jnp.where(refine, sub, jnp.where(crossing | due, h, jnp.minimum(2 * h, cap)))
-    return key, kind, h_next
+    return key, key_lo, kind, h_next
+
+
+def _finest(t, cap):
+    """The shortest sub-interval a graze is refined to at time `t`: a fraction of the
+    horizon cap, and never below `TIME_ULPS` spacings of the time itself, so that a
+    check at its end is strictly later than `t`."""
+    t = jnp.abs(lax.stop_gradient(t))
+    spacing = jnp.nextafter(t, jnp.asarray(jnp.inf, t.dtype)) - t
+    return jnp.maximum(MIN_HORIZON_FRACTION * cap, TIME_ULPS * spacing)
 
 
 def _value_and_slope(form, theta, x):
@@ -233,14 +299,16 @@ def _value_and_slope(form, theta, x):
     return f - theta, df
 
 
-def _root(full, form, v_th, theta, lo, hi, f_lo, f_hi, active, t):
-    """Local crossing times in the brackets `[lo, hi]` (`f_lo < 0 <= f_hi`) where
+def _root(full, form, v_th, theta, lo, hi, f_lo, f_hi, active):
+    """Local crossing times in the brackets `[lo, hi]` (`f_lo <= 0 < f_hi`) where
     `active`: `NEWTON_STEPS` Newton steps from the secant point, kept in the bracket,
     then a safeguarded loop for any that did not converge (rare); differentiable by
     the implicit function theorem (one more Newton step from the differentiable
     closed form, with the slope held constant)."""
     dtype = lo.dtype
-    tol = 4 * jnp.finfo(dtype).eps * (jnp.abs(lax.stop_gradient(t)) + hi)
+    # Relative to the local time: spike times are kept as pairs (module docstring), so
+    # the resolution of the absolute time does not limit a crossing's.
+    tol = 4 * jnp.finfo(dtype).eps * hi
     x = lo + (hi - lo) * (-f_lo) / jnp.where(f_hi > f_lo, f_hi - f_lo, 1.0)
     x = jnp.clip(x, lo, hi)
     step = jnp.full_like(x, jnp.inf)
@@ -260,8 +328,8 @@ def _root(full, form, v_th, theta, lo, hi, f_lo, f_hi, active, t):
         def body(carry):
             i, x, lo_, hi_, done = carry
             f, df = _value_and_slope(form, theta, x)
-            lo2 = jnp.where(f < 0, x, lo_)
-            hi2 = jnp.where(f >= 0, x, hi_)
+            lo2 = jnp.where(f <= 0, x, lo_)
+            hi2 = jnp.where(f > 0, x, hi_)
             newton = x - f / jnp.where(df > 0, df, 1.0)
             converged = (df > 0) & (jnp.abs(newton - x) <= tol)
             inside = (df > 0) & (newton > lo2) & (newton < hi2)
@@ -349,28 +417,42 @@ def _put(array, i, value, whole):
     return _set_rows(array, i, jnp.asarray(value, array.dtype)[None], whole)
 
 
+class _Row(eqx.Module):
+    """What a population's table holds per neuron (besides its state): the time of
+    its last touch (a pair), the low part of its key (the key itself is in the key
+    grid), the current it sees, its horizon and the kind of its key (last, so that
+    `rows[..., -1]` reads it)."""
+
+    t_last: Array
+    t_last_lo: Array
+    key_lo: Array
+    current: Array
+    horizon: Array
+    kind: Array
+
+
 class _Table:
     """One population's per-neuron data packed as the columns of an `(n, width)`
     array, so that an event reads and writes its neurons with one gather and one
-    scatter: the state fields, then the time of the last touch, the current, the
-    horizon and the kind of prediction."""
+    scatter: the state fields, then the fields of `_Row`."""
 
     def __init__(self, state):
         leaves, self.treedef = jtu.tree_flatten(state)
         self.fields = len(leaves)
 
-    def pack(self, state, t_last, current, horizon, kind):
-        columns = jtu.tree_leaves(state) + [t_last, current, horizon, kind]
+    def pack(self, state, row: _Row):
+        columns = jtu.tree_leaves(state) + jtu.tree_leaves(row)
         return jnp.stack(columns, axis=-1)
 
     def unpack(self, rows):
         state = jtu.tree_unflatten(self.treedef, [rows[..., j] for j in range(self.fields)])
-        extra = [rows[..., self.fields + j] for j in range(4)]
-        return (state, *extra)
+        extra = [rows[..., self.fields + j] for j in range(len(_Row.__dataclass_fields__))]
+        return state, _Row(*extra)
 
 
 class _Carry(eqx.Module):
-    t: Float[Array, ""]
+    t: Float[Array, ""]  # the time as a pair (t, t_lo), see the module docstring
+    t_lo: Float[Array, ""]
     table: dict  # population -> (n, width)
     key: dict  # population -> predicted times (each neuron's priority), see `_as_grid`
     jumped: dict  # population with a stepped current -> time of its last jump
@@ -489,17 +571,26 @@ def _run(
         pop = pops[name]
         return jnp.broadcast_to(jnp.asarray(pop.current(t), dtype), (pop.n,))
 
-    def predict(name, neuron, state, current, t, h):
-        if not pops[name].neuron.spiking:
-            return jnp.full_like(state.v, jnp.inf), jnp.full_like(state.v, CHECK), h
-        return _predict(neuron, state, current, t, h, cap)
+    def predict(name, neuron, state, current, t, t_lo, h):
+        """The keys of neurons touched at the time pair `(t, t_lo)`, and their table
+        rows."""
+        if pops[name].neuron.spiking:
+            key, key_lo, kind, h_next = _predict(neuron, state, current, t, t_lo, h, cap)
+        else:
+            key = jnp.full_like(state.v, jnp.inf)
+            key_lo, kind, h_next = jnp.zeros_like(key), jnp.full_like(key, CHECK), h
+        t_last = jnp.broadcast_to(t, key.shape)
+        t_last_lo = jnp.broadcast_to(t_lo, key.shape)
+        return key, _Row(t_last, t_last_lo, key_lo, current, h_next, kind)
 
-    def states_at(table, t):
-        """Every neuron brought to `t` (reads only)."""
+    def states_at(table, t, t_lo):
+        """Every neuron brought to `(t, t_lo)` (reads only)."""
         out = {}
         for name in names:
-            state, t_last, current, *_ = layout[name].unpack(table[name])
-            out[name] = _advance(pops[name].neuron, state, current, t_last, t)
+            state, row = layout[name].unpack(table[name])
+            out[name] = _advance(
+                pops[name].neuron, state, row.current, row.t_last, row.t_last_lo, t, t_lo
+            )
         return out
 
     # The connections into each population, in groups that deliver in the same event
@@ -619,6 +710,13 @@ def _run(
             gathered[name] = carry.table[name].at[idx].get(mode="clip")
             fired.append(is_neuron & (which == p) & (gathered[name][0, -1] == SPIKE))
         fires = fired[0] if len(names) == 1 else jnp.any(jnp.stack(fired))
+        # The low part of the event time: the first neuron's key's (its row was read
+        # above); none for external times, which are given as single numbers.
+        key_los = [layout[name].unpack(gathered[name][0])[1].key_lo for name in names]
+        key_lo = key_los[0] if len(names) == 1 else jnp.stack(key_los)[which]
+        t_now_lo = jnp.where(
+            is_neuron, key_lo, jnp.where(active | is_record, 0.0, carry.t_lo)
+        )
         for c, conn in enumerate(connections):
             if conn.pre in pops:
                 p = names.index(conn.pre)
@@ -641,8 +739,10 @@ def _run(
             pop, lay, idx = pops[name], layout[name], indices[name]
             n = pop.n
             neuron = _take(pop.neuron, idx, n)
-            state, t_last, current, horizon, _ = lay.unpack(gathered[name])
-            state = _advance(neuron, state, current, t_last, t_now)
+            state, row = lay.unpack(gathered[name])
+            state = _advance(
+                neuron, state, row.current, row.t_last, row.t_last_lo, t_now, t_now_lo
+            )
             me = (idx == firsts[p]) & is_neuron & (which == p)
             if pop.neuron.spiking:
                 state = neuron.reset(t_now, state, me & fired[p])
@@ -651,9 +751,9 @@ def _run(
                     x = _input_to(plan, k, connections[c], rows_of[c], idx)
                     state = _jump(neuron, state, x, connections[c].target)
             # A check keeps its horizon; a neuron whose dynamics changed starts over.
-            h = jnp.where(me & ~fires, horizon, cap)
-            key, kind, h_next = predict(name, neuron, state, current, t_now, h)
-            new_rows = lay.pack(state, jnp.full_like(t_last, t_now), current, h_next, kind)
+            h = jnp.where(me & ~fires, row.horizon, cap)
+            key, new_row = predict(name, neuron, state, row.current, t_now, t_now_lo, h)
+            new_rows = lay.pack(state, new_row)
             # In a check, only the checked neuron changes (its targets were read in
             # case it fired; touching them would undo their own refinements).
             grid = carry.key[name].shape
@@ -679,7 +779,7 @@ def _run(
         if num_records:
 
             def read(table):
-                return system.observe(states_at(table, t_now))
+                return system.observe(states_at(table, t_now, t_now_lo))
 
             shapes = jax.eval_shape(read, table)
             values = lax.cond(
@@ -701,14 +801,15 @@ def _run(
             def jump(operands, name=name):
                 table_q, key_q = operands
                 lay = layout[name]
-                state, t_last, current, *_ = lay.unpack(table_q)
+                state, row = lay.unpack(table_q)
                 neuron = pops[name].neuron
-                state = _advance(neuron, state, current, t_last, t_now)
+                state = _advance(
+                    neuron, state, row.current, row.t_last, row.t_last_lo, t_now, t_now_lo
+                )
                 current = current_at(name, t_now)
-                h = jnp.full_like(t_last, cap)
-                key, kind, h_next = predict(name, neuron, state, current, t_now, h)
-                rows = lay.pack(state, jnp.full_like(t_last, t_now), current, h_next, kind)
-                return rows, _as_grid(key)
+                h = jnp.full_like(row.t_last, cap)
+                key, new_row = predict(name, neuron, state, current, t_now, t_now_lo, h)
+                return lay.pack(state, new_row), _as_grid(key)
 
             table[name], keys[name] = lax.cond(
                 now, jump, lambda operands: operands, (table[name], keys[name])
@@ -728,6 +829,7 @@ def _run(
             status = jnp.where(jnp.any(jnp.stack(failed)), QUEUE_OVERFLOW, status)
         return _Carry(
             t=jnp.where(finished, t, t_now),
+            t_lo=jnp.where(finished, carry.t_lo, t_now_lo),
             table=table,
             key=keys,
             jumped=jumped,
@@ -745,17 +847,17 @@ def _run(
 
     # ----- the start: every neuron predicted from t0 ----------------------------------
     table0, key0 = {}, {}
+    zero = jnp.zeros((), dtype)
     for name in names:
         n = pops[name].n
         current = current_at(name, t0)
         h = jnp.full((n,), cap)
-        key, kind, h_next = predict(name, pops[name].neuron, y0[name], current, t0, h)
-        table0[name] = layout[name].pack(
-            y0[name], jnp.full((n,), t0), current, h_next, kind
-        )
+        key, row = predict(name, pops[name].neuron, y0[name], current, t0, zero, h)
+        table0[name] = layout[name].pack(y0[name], row)
         key0[name] = _as_grid(key)
     init = _Carry(
         t=t0,
+        t_lo=zero,
         table=table0,
         key=key0,
         jumped={name: t0 for name in jumping},
@@ -793,7 +895,9 @@ def _run(
     t_final = jnp.where(status == FINISHED, t1, final.t)
     return RunOutput(
         t_final=t_final,
-        final_state=states_at(final.table, t_final),
+        final_state=states_at(
+            final.table, t_final, jnp.where(status == FINISHED, 0.0, final.t_lo)
+        ),
         armed=jnp.ones((system.num_neurons,), bool),
         spike_times=final.spike_times[:max_spikes],
         spike_neurons=final.spike_neurons[:max_spikes],

@@ -298,3 +298,72 @@ def test_float32_network_with_near_tangent_crossings_stays_ordered():
     assert len(times) > 5000
     assert np.all(np.diff(times) >= 0) and times[0] >= 0.0 and times[-1] <= T1
     assert np.all(np.isfinite(np.asarray(sol.final_state.v)))
+
+
+def _rheobase_paths(current, t1):
+    """Spike times of one LIF (tau 10 ms, v_th 1, reset 0) under `current` on every
+    path: the exact loop (differentiable and forward-only forms), the exact loop with
+    the current traced under jit, and the ODE path at tolerances near the precision's
+    resolution."""
+    neuron = ns.LIF(tau_mem=10.0, tau_syn=5.0, v_th=1.0, v_reset=0.0)
+    tight = 1e-12 if jax.config.jax_enable_x64 else 1e-8
+
+    def run(current, **kwargs):
+        sol = ns.simulate(neuron, n=1, t1=t1, current=current, max_spikes=64, **kwargs)
+        return sol.spike_times, sol.num_spikes
+
+    runs = {
+        "exact": run(current),
+        "exact, forward only": run(current, gradients=False),
+        "exact, traced current": jax.jit(run)(current),
+        "ode": run(current, exact=False, rtol=tight, atol=tight),
+    }
+    return {path: np.asarray(times)[: int(count)] for path, (times, count) in runs.items()}
+
+
+@pytest.mark.parametrize("precision", ["float32", "x64"])
+def test_rheobase_is_decided_the_same_way_on_every_path(precision, request):
+    """At exactly rheobase (v_inf = v_th) `v` rounds to `v_th` but never exceeds it:
+    no spike on any path (a spike is `v` strictly above `v_th`, as the ODE path's
+    event). 1e-6 above it, `v` crosses at tau ln(v_inf / (v_inf - 1)) (138.2 ms) on
+    every path. The time is ill-conditioned (dt/dv = 1 / slope = 1e7 ms, so one
+    float32 spacing of `v` is 0.6 ms): it is compared to the closed form within about
+    2 spacings of `v` on the exact paths and 8 on the ODE path in float32, and within
+    1e-4 ms in float64."""
+    request.getfixturevalue(precision)
+    dtype = np.float64 if precision == "x64" else np.float32
+    for path, times in _rheobase_paths(1.0, 1000.0).items():
+        assert len(times) == 0, path
+    v_inf = float(dtype(1.0 + 1e-6))
+    period = 10.0 * np.log(v_inf / (v_inf - 1.0))
+    for path, times in _rheobase_paths(1.0 + 1e-6, 1000.0).items():
+        tol = 1e-4 if precision == "x64" else (5.0 if path == "ode" else 1.2)
+        assert len(times) == 7, (path, times)  # 7 * 138.2 < 1000 < 8 * 138.2
+        np.testing.assert_allclose(
+            np.diff(np.concatenate([[0.0], times])), period, rtol=0, atol=tol, err_msg=path
+        )
+
+
+@pytest.mark.parametrize("precision", ["float32", "x64"])
+def test_long_runs_keep_the_resolution_of_the_absolute_time(precision, request):
+    """One LIF (tau 10 ms, current 1.5, threshold 1, reset 0) fires every 10 ln 3 ms.
+    After 10 000 spikes (t = 1.1e5 ms) every spike time is within 2 spacings of the
+    precision at t_k of k 10 ln 3 (computed in float64), and none is lost: the loop
+    keeps time as a pair (rounded time, remainder)."""
+    request.getfixturevalue(precision)
+    dtype = np.float64 if precision == "x64" else np.float32
+    k = 10_000
+    period = 10.0 * np.log(3.0)
+    sol = ns.simulate(
+        ns.LIF(tau_mem=10.0, tau_syn=5.0, v_th=1.0, v_reset=0.0),
+        n=1,
+        t1=(k + 0.5) * period,
+        current=1.5,
+        max_spikes=k + 8,
+        gradients=False,
+    )
+    assert int(sol.num_spikes) == k
+    times = np.asarray(sol.spike_times[:k], np.float64)
+    expected = period * np.arange(1, k + 1)
+    spacing = np.spacing(expected.astype(dtype)).astype(np.float64)
+    assert np.max(np.abs(times - expected) / spacing) <= 2.0

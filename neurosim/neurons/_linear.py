@@ -53,7 +53,7 @@ class ClosedForm(eqx.Module):
     b: tuple
     c: jnp.ndarray
 
-    def __init__(self, neuron, state, current, t0):
+    def __init__(self, neuron, state, current, t0, t0_lo=0.0):
         self.neuron, self.state = neuron, state
         tau_m = neuron.tau_mem
         self.tau_m = tau_m
@@ -64,7 +64,8 @@ class ClosedForm(eqx.Module):
         if refractory is None:
             self.r = jnp.zeros_like(state.v)
         else:
-            self.r = jnp.where(refractory > 0, jnp.maximum(state.ref_end - t0, 0.0), 0.0)
+            remaining = (state.ref_end - t0) - t0_lo
+            self.r = jnp.where(refractory > 0, jnp.maximum(remaining, 0.0), 0.0)
         tiny = jnp.sqrt(jnp.finfo(state.v.dtype).eps)
         grow_m = jnp.exp(self.r / tau_m)
         a = (state.v - self.v_inf) * grow_m

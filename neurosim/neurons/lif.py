@@ -44,10 +44,11 @@ class _Linear(AbstractNeuron):
     def synapse_time_constants(self):
         return tuple(getattr(self, name) for name in self._synapse_taus)
 
-    def closed_form(self, state, current, t0) -> _linear.ClosedForm:
-        """The exact solution from `state` at time `t0` (ms) under a constant `current`
-        while no event occurs, including the end of a refractory period."""
-        return _linear.ClosedForm(self, state, current, t0)
+    def closed_form(self, state, current, t0, t0_lo=0.0) -> _linear.ClosedForm:
+        """The exact solution from `state` at time `t0 + t0_lo` (ms; `t0_lo` the low
+        part of a time kept as a pair) under a constant `current` while no event
+        occurs, including the end of a refractory period."""
+        return _linear.ClosedForm(self, state, current, t0, t0_lo)
 
 
 class _AbstractLIF(_Linear):
