@@ -82,10 +82,11 @@ it is zero: the two times can carry different derivatives. The loop is a checkpo
 `equinox.internal.while_loop` when `gradients=True`.
 
 **Layout.** Keys live in a `(rows, cols)` grid: XLA's CPU backend vectorizes the
-reduction of a 2-D array, not that of a long vector. The rest of a population's data
-is one `(n, width)` table, read with one gather and written with one scatter per
-event; the table is read only before it is written, else XLA copies it on every
-iteration. The targets of a spike come from the network's delivery plans (one list per
+reduction of a 2-D array, not that of a long vector; the slots past `n` are padding,
+inf forever (a write that is dropped goes past the grid's end, never into them). The
+rest of a population's data is one `(n, width)` table (the state fields, then those of
+`_Row`), read with one gather and written with one scatter per event; the table is
+read only before it is written, else XLA copies it on every iteration. The targets of a spike come from the network's delivery plans (one list per
 presynaptic neuron over the projections that deliver together, each target once). In a
 forward run on the CPU the loop holds no scatter (row updates in a loop, the key grid
 reduced row by row), so that XLA compiles it into one function (`neurosim._cpu`).
@@ -93,6 +94,16 @@ reduced row by row), so that XLA compiles it into one function (`neurosim._cpu`)
 **Ties.** At equal times a record time comes first (it stores left limits), then a
 key, a delayed delivery, an input spike, a current jump; neurons that fire at the
 same time fire in successive iterations at that time.
+
+**Reading the code.** `_Loop.body` is one iteration, and follows one event through
+the loop: `next_event` takes the earliest of the key grids, delay queues, inputs,
+current jumps and records; `touched` lists the neurons it reaches (the first neuron,
+then the targets of what is delivered) and reads their rows, which tell whether the
+first neuron fires, and puts a spike into the delay queues; `touch` brings those
+neurons to the event time (`_advance`), resets the one that fired, adds what each
+connection delivers, predicts again (`_predict`) and writes the rows and keys back;
+`record` and `jump_currents` handle their events; `bookkeeping` stores the spike and
+sets the status.
 """
 
 import functools
@@ -530,52 +541,125 @@ def run(
     return compiled(arrays, *args)
 
 
-def _run(
-    system,
-    t0,
-    t1,
-    y0,
-    input_times,
-    input_sources,
-    record_times,
-    *,
-    whole: bool,
-    max_spikes: int,
-    max_iterations: int,
-    gradients: bool,
-):
+def _run(system, t0, t1, y0, input_times, input_sources, record_times, **options):
     """`run`, with the loop in its scatter-free form compiled into one function
     (`whole`) or in its usual form."""
-    network = system.network
-    pops = network.populations
-    names = list(pops)
-    offsets = network.offsets
-    dtype = jtu.tree_leaves(y0)[0].dtype
-    t0 = jnp.asarray(t0, dtype)
-    t1 = jnp.asarray(t1, dtype)
-    inf = jnp.asarray(jnp.inf, dtype)
-    num_inputs = input_times.shape[0]
-    num_records = record_times.shape[0]
-    input_offsets = system.input_offsets()
-    connections = network.connections
-    jumping = [name for name in names if not _constant(pops[name].current)]
-    layout = {name: _Table(y0[name]) for name in names}
+    loop = _Loop(system, t0, t1, y0, input_times, input_sources, record_times, **options)
+    return loop.output(loop.run(loop.init(y0)))
 
-    taus = []
-    for pop in pops.values():
-        for tau in (pop.neuron.tau_mem,) + pop.neuron.synapse_time_constants():
-            taus.append(jnp.min(tau))
-    cap = lax.stop_gradient(HORIZON_FACTOR * jnp.min(jnp.stack(taus))).astype(dtype)
 
-    def current_at(name, t):
-        pop = pops[name]
-        return jnp.broadcast_to(jnp.asarray(pop.current(t), dtype), (pop.n,))
+class _Event(eqx.Module):
+    """What one iteration handles (`_Loop.next_event`): its time (the rounded part;
+    the remainder is known once the rows are read, `_Touched.t_lo`) and its kind, in
+    the order of precedence at equal times."""
 
-    def predict(name, neuron, state, current, t, t_lo, h):
+    t: Array
+    is_record: Array  # store the states (left limits), change nothing
+    finished: Array  # nothing left before t1
+    is_neuron: Array  # the earliest key: a spike or a check of neuron `firsts[which]`
+    is_delay: Array  # a delayed delivery (connection `delayed[delay_which]`)
+    is_input: Array  # an external input spike from `source`
+    is_jump: Array  # a jump of a population's current
+    which: Array  # population of the earliest key
+    firsts: tuple  # per population: its neuron of earliest key
+    arrivals: dict  # delayed connection -> (slot of its earliest arrival, its time)
+    delay_which: Array
+    source: Array
+    jump_times: dict  # population with a stepped current -> time of its next jump
+
+    @property
+    def active(self):
+        return ~self.is_record & ~self.finished
+
+
+class _Touched(eqx.Module):
+    """The neurons an event touches (`_Loop.touched`): per population the table rows
+    `indices` (the first neuron, then the targets of what is delivered; `n` pads),
+    their rows as read, whether the first neuron fires, what each connection delivers
+    (`deliveries`: rows selected now, presynaptic row, synapse mask), the delay queues
+    after this event, and the low part of the event time."""
+
+    indices: dict
+    gathered: dict
+    fired: list
+    fires: Array
+    deliveries: dict
+    aux: list
+    t_lo: Array
+
+
+class _Loop:
+    """The exact event loop of one network (static structure and the arrays it closes
+    over). `body` is one iteration, read top to bottom: `next_event` (the earliest
+    event), `touched` (the neurons it reaches and what they receive), `touch` (bring
+    them to the event time, reset, deliver, predict), `record`, `jump_currents`, and
+    `bookkeeping` (spikes out, status)."""
+
+    def __init__(
+        self,
+        system,
+        t0,
+        t1,
+        y0,
+        input_times,
+        input_sources,
+        record_times,
+        *,
+        whole: bool,
+        max_spikes: int,
+        max_iterations: int,
+        gradients: bool,
+    ):
+        self.system = system
+        self.network = network = system.network
+        self.pops = pops = network.populations
+        self.names = names = list(pops)
+        self.dtype = dtype = jtu.tree_leaves(y0)[0].dtype
+        self.t0 = jnp.asarray(t0, dtype)
+        self.t1 = jnp.asarray(t1, dtype)
+        self.inf = jnp.asarray(jnp.inf, dtype)
+        self.input_times, self.input_sources = input_times, input_sources
+        self.record_times = record_times
+        self.num_inputs = input_times.shape[0]
+        self.num_records = record_times.shape[0]
+        self.input_offsets = system.input_offsets()
+        self.connections = network.connections
+        self.delayed = [
+            c for c, conn in enumerate(network.connections) if conn.delay is not None
+        ]
+        self.jumping = [name for name in names if not _constant(pops[name].current)]
+        self.layout = {name: _Table(y0[name]) for name in names}
+        self.whole, self.gradients = whole, gradients
+        self.max_spikes, self.max_iterations = max_spikes, max_iterations
+        # The connections into each population, in groups that deliver in the same
+        # event (different groups never do), with their delivery plans.
+        self.plans = {
+            name: [plan for plan in network.plans if plan.post == name] for name in names
+        }
+        # A loop compiled into one function (`neurosim._cpu`) holds no scatter: each
+        # buffer has a last slot for the writes not stored.
+        self.spare = 1 if whole else 0
+        taus = []
+        for pop in pops.values():
+            for tau in (pop.neuron.tau_mem,) + pop.neuron.synapse_time_constants():
+                taus.append(jnp.min(tau))
+        self.cap = lax.stop_gradient(HORIZON_FACTOR * jnp.min(jnp.stack(taus))).astype(
+            dtype
+        )
+
+    # ----- helpers ------------------------------------------------------------------
+
+    def current_at(self, name, t):
+        pop = self.pops[name]
+        return jnp.broadcast_to(jnp.asarray(pop.current(t), self.dtype), (pop.n,))
+
+    def predict(self, name, neuron, state, current, t, t_lo, h):
         """The keys of neurons touched at the time pair `(t, t_lo)`, and their table
         rows."""
-        if pops[name].neuron.spiking:
-            key, key_lo, kind, h_next = _predict(neuron, state, current, t, t_lo, h, cap)
+        if self.pops[name].neuron.spiking:
+            key, key_lo, kind, h_next = _predict(
+                neuron, state, current, t, t_lo, h, self.cap
+            )
         else:
             key = jnp.full_like(state.v, jnp.inf)
             key_lo, kind, h_next = jnp.zeros_like(key), jnp.full_like(key, CHECK), h
@@ -583,43 +667,92 @@ def _run(
         t_last_lo = jnp.broadcast_to(t_lo, key.shape)
         return key, _Row(t_last, t_last_lo, key_lo, current, h_next, kind)
 
-    def states_at(table, t, t_lo):
+    def states_at(self, table, t, t_lo):
         """Every neuron brought to `(t, t_lo)` (reads only)."""
         out = {}
-        for name in names:
-            state, row = layout[name].unpack(table[name])
+        for name in self.names:
+            state, row = self.layout[name].unpack(table[name])
             out[name] = _advance(
-                pops[name].neuron, state, row.current, row.t_last, row.t_last_lo, t, t_lo
+                self.pops[name].neuron,
+                state,
+                row.current,
+                row.t_last,
+                row.t_last_lo,
+                t,
+                t_lo,
             )
         return out
 
-    # The connections into each population, in groups that deliver in the same event
-    # (different groups never do), with their delivery plans.
-    plans = {name: [plan for plan in network.plans if plan.post == name] for name in names}
-
-    # A loop compiled into one function (`neurosim._cpu`) holds no scatter.
-    spare = 1 if whole else 0  # a last slot of each buffer, for the writes not stored
-
-    def store(buffer, slot, value, pred):
+    def store(self, buffer, slot, value, pred):
         """`buffer[slot] = value` where `pred`. In the checkpointed loop the buffers
         are equinox's write-only buffers (kept out of the checkpoints), written with a
         predicate; in the plain loop an index past the end is dropped (a predicate
         would read the buffer first, and XLA would copy it), or in a loop compiled
         whole, the spare last slot is written."""
-        if gradients:
+        if self.gradients:
             return eqxi.buffer_at_set(buffer, slot, value, pred=pred)
-        if whole:
+        if self.whole:
             slot = jnp.where(pred, slot, buffer.shape[0] - 1)
             value = jnp.asarray(value, buffer.dtype)[None]
             return lax.dynamic_update_slice(buffer, value, _row_start(slot, buffer.ndim))
         return buffer.at[jnp.where(pred, slot, buffer.shape[0])].set(value, mode="drop")
 
-    def body(carry: _Carry) -> _Carry:
-        t = carry.t
-        # ----- the earliest prediction -------------------------------------------
+    # ----- the start ----------------------------------------------------------------
+
+    def init(self, y0) -> _Carry:
+        """Every neuron predicted from `t0`; empty buffers."""
+        table0, key0 = {}, {}
+        zero = jnp.zeros((), self.dtype)
+        for name in self.names:
+            n = self.pops[name].n
+            current = self.current_at(name, self.t0)
+            h = jnp.full((n,), self.cap)
+            key, row = self.predict(
+                name, self.pops[name].neuron, y0[name], current, self.t0, zero, h
+            )
+            table0[name] = self.layout[name].pack(y0[name], row)
+            key0[name] = _as_grid(key)
+        size, spare = self.max_spikes + self.spare, self.spare
+        return _Carry(
+            t=self.t0,
+            t_lo=zero,
+            table=table0,
+            key=key0,
+            jumped={name: self.t0 for name in self.jumping},
+            aux=self.system.init_aux(self.dtype),
+            input_ptr=jnp.asarray(0, jnp.int32),
+            record_ptr=jnp.asarray(0, jnp.int32),
+            spike_times=jnp.full((size,), jnp.inf, self.dtype),
+            spike_neurons=jnp.full((size,), -1, jnp.int32),
+            num_spikes=jnp.asarray(0, jnp.int32),
+            records=jtu.tree_map(
+                lambda leaf: jnp.full(
+                    (self.num_records + spare,) + leaf.shape, jnp.nan, leaf.dtype
+                ),
+                self.system.observe(y0),
+            ),
+            status=jnp.asarray(RUNNING, jnp.int32),
+            iterations=jnp.asarray(0, jnp.int32),
+            checks=jnp.asarray(0, jnp.int32),
+        )
+
+    # ----- one iteration ------------------------------------------------------------
+
+    def body(self, carry: _Carry) -> _Carry:
+        event = self.next_event(carry)
+        touched = self.touched(carry, event)
+        table, keys, finite = self.touch(carry, event, touched)
+        records = self.record(carry, event, touched, table)
+        table, keys, jumped = self.jump_currents(carry, event, touched, table, keys)
+        return self.bookkeeping(carry, event, touched, table, keys, jumped, records, finite)
+
+    def next_event(self, carry: _Carry) -> _Event:
+        """The earliest of: the smallest key, the next delayed arrival, input spike,
+        current jump and record time (see "Ties" in the module docstring)."""
+        inf, names = self.inf, self.names
         firsts, lows = [], []
         for name in names:
-            low, k = _earliest(carry.key[name], whole)
+            low, k = _earliest(carry.key[name], self.whole)
             firsts.append(k)
             lows.append(low)
         if len(names) == 1:
@@ -629,284 +762,320 @@ def _run(
             which = jnp.argmin(stacked).astype(jnp.int32)
             t_low = stacked[which]
 
-        # ----- the other kinds of event -------------------------------------------
-        arrivals = {}  # delayed connection -> (its earliest arrival's slot, time)
-        for c, (conn, queue) in enumerate(zip(connections, carry.aux, strict=True)):
-            if queue is not None:
-                arriving = _as_grid(NetworkSystem._arrivals(conn, queue))
-                first, slot = _earliest(arriving, whole)
-                arrivals[c] = (slot, first)
-        delayed = list(arrivals)
+        arrivals = {}
+        for c in self.delayed:
+            arriving = _as_grid(NetworkSystem._arrivals(self.connections[c], carry.aux[c]))
+            first, slot = _earliest(arriving, self.whole)
+            arrivals[c] = (slot, first)
         if arrivals:
-            delay_times = jnp.stack([arrivals[c][1] for c in delayed])
+            delay_times = jnp.stack([arrivals[c][1] for c in self.delayed])
             delay_which = jnp.argmin(delay_times)
             t_delay = delay_times[delay_which]
         else:
-            t_delay = inf
-        source = 0
-        if num_inputs:
-            ptr = jnp.minimum(carry.input_ptr, num_inputs - 1)
-            t_input = jnp.where(carry.input_ptr < num_inputs, input_times[ptr], inf)
-            source = input_sources[ptr]
-        else:
-            t_input = inf
+            delay_which, t_delay = jnp.asarray(0, jnp.int32), inf
+
+        source = jnp.asarray(0, jnp.int32)
+        t_input = inf
+        if self.num_inputs:
+            ptr = jnp.minimum(carry.input_ptr, self.num_inputs - 1)
+            t_input = jnp.where(
+                carry.input_ptr < self.num_inputs, self.input_times[ptr], inf
+            )
+            source = self.input_sources[ptr]
+
         jump_times = {
-            name: jnp.asarray(pops[name].current.next_jump(carry.jumped[name]), dtype)
-            for name in jumping
+            name: jnp.asarray(
+                self.pops[name].current.next_jump(carry.jumped[name]), self.dtype
+            )
+            for name in self.jumping
         }
-        t_jump = jnp.min(jnp.stack(list(jump_times.values()))) if jumping else inf
-        if num_records:
-            rptr = jnp.minimum(carry.record_ptr, num_records - 1)
-            t_record = jnp.where(carry.record_ptr < num_records, record_times[rptr], inf)
-        else:
-            t_record = inf
+        t_jump = jnp.min(jnp.stack(list(jump_times.values()))) if self.jumping else inf
+
+        t_record = inf
+        if self.num_records:
+            rptr = jnp.minimum(carry.record_ptr, self.num_records - 1)
+            t_record = jnp.where(
+                carry.record_ptr < self.num_records, self.record_times[rptr], inf
+            )
 
         t_external = jnp.minimum(jnp.minimum(t_delay, t_input), t_jump)
         t_event = jnp.minimum(t_low, t_external)
-        is_record = (t_record <= t_event) & (t_record <= t1)
-        finished = ~is_record & (t_event > t1)
+        is_record = (t_record <= t_event) & (t_record <= self.t1)
+        finished = ~is_record & (t_event > self.t1)
         active = ~is_record & ~finished
         is_neuron = active & (t_low <= t_external)
         is_delay = active & ~is_neuron & (t_delay <= t_event)
         is_input = active & ~is_neuron & ~is_delay & (t_input <= t_event)
-        is_jump = active & ~is_neuron & ~is_delay & ~is_input
-        t_now = jnp.where(is_record, t_record, jnp.where(active, t_event, t))
+        return _Event(
+            t=jnp.where(is_record, t_record, jnp.where(active, t_event, carry.t)),
+            is_record=is_record,
+            finished=finished,
+            is_neuron=is_neuron,
+            is_delay=is_delay,
+            is_input=is_input,
+            is_jump=active & ~is_neuron & ~is_delay & ~is_input,
+            which=which,
+            firsts=tuple(firsts),
+            arrivals=arrivals,
+            delay_which=delay_which,
+            source=source,
+            jump_times=jump_times,
+        )
 
-        # ----- the neurons each population touches --------------------------------
-        # The first neuron and the targets of its rows are read before it is known
-        # whether it fires (a check touches them too, changing nothing): whether it
-        # fires is then read from the rows gathered for the update, so that the table
-        # is read only before it is written (else XLA copies it on every iteration).
-        rows_of = {}  # connection -> (rows selected now, presynaptic row, synapse mask)
-        aux = list(carry.aux)
+    def touched(self, carry: _Carry, event: _Event) -> _Touched:
+        """The neurons the event touches and what each connection delivers.
+
+        The first neuron and the targets of its rows are read before it is known
+        whether it fires (a check touches them too, changing nothing): whether it
+        fires is then read from the rows gathered for the update, so that the table
+        is read only before it is written (else XLA copies it on every iteration)."""
+        names, pops, connections = self.names, self.pops, self.connections
+        firsts, which = event.firsts, event.which
+        deliveries = {}
         for c, conn in enumerate(connections):
             if conn.pre in pops and conn.delay is None:
                 p = names.index(conn.pre)
-                rows_of[c] = (is_neuron & (which == p), firsts[p], None)
+                deliveries[c] = (event.is_neuron & (which == p), firsts[p], None)
             elif conn.pre in pops:
-                position = delayed.index(c)
-                rows_of[c] = _delayed_row(
+                position = self.delayed.index(c)
+                deliveries[c] = _delayed_row(
                     conn,
                     carry.aux[c],
-                    arrivals[c][0],
-                    is_delay & (delay_which == position),
+                    event.arrivals[c][0],
+                    event.is_delay & (event.delay_which == position),
                 )
             else:
-                local = source - input_offsets[conn.pre]
-                ok = is_input & (local >= 0) & (local < conn.n_pre)
-                rows_of[c] = (ok, jnp.clip(local, 0, conn.n_pre - 1), None)
+                local = event.source - self.input_offsets[conn.pre]
+                ok = event.is_input & (local >= 0) & (local < conn.n_pre)
+                deliveries[c] = (ok, jnp.clip(local, 0, conn.n_pre - 1), None)
+
         indices, gathered, fired = {}, {}, []
         for p, name in enumerate(names):
             n = pops[name].n
+            first = jnp.where(event.is_neuron & (which == p), firsts[p], n)
             idx = jnp.concatenate(
                 [
-                    jnp.where(is_neuron & (which == p), firsts[p], n)[None].astype(
-                        jnp.int32
-                    ),
-                    _targets(plans[name], connections, rows_of, n),
+                    first[None].astype(jnp.int32),
+                    _targets(self.plans[name], connections, deliveries, n),
                 ]
             )
             indices[name] = idx
             gathered[name] = carry.table[name].at[idx].get(mode="clip")
-            fired.append(is_neuron & (which == p) & (gathered[name][0, -1] == SPIKE))
+            fired.append(event.is_neuron & (which == p) & (gathered[name][0, -1] == SPIKE))
         fires = fired[0] if len(names) == 1 else jnp.any(jnp.stack(fired))
+
+        # Spikes leave now (into the targets' rows) or enter their delay queues.
+        aux = list(carry.aux)
+        for c, conn in enumerate(connections):
+            if conn.pre not in pops:
+                continue
+            p = names.index(conn.pre)
+            on, row, mask = deliveries[c]
+            if conn.delay is None:
+                deliveries[c] = (on & fired[p], row, mask)
+                continue
+            emits = fired[p]
+            if conn.post_index is not None:  # a spike with no synapse here
+                emits = emits & (conn.post_index[firsts[p], 0] < conn.n_post)
+            aux[c] = _enqueue(
+                conn,
+                carry.aux[c],
+                event.arrivals[c][0],
+                on,
+                row,
+                emits,
+                firsts[p],
+                event.t,
+                self.whole,
+            )
+
         # The low part of the event time: the first neuron's key's (its row was read
         # above); none for external times, which are given as single numbers.
-        key_los = [layout[name].unpack(gathered[name][0])[1].key_lo for name in names]
+        key_los = [self.layout[name].unpack(gathered[name][0])[1].key_lo for name in names]
         key_lo = key_los[0] if len(names) == 1 else jnp.stack(key_los)[which]
-        t_now_lo = jnp.where(
-            is_neuron, key_lo, jnp.where(active | is_record, 0.0, carry.t_lo)
-        )
-        for c, conn in enumerate(connections):
-            if conn.pre in pops:
-                p = names.index(conn.pre)
-                on, row, mask = rows_of[c]
-                if conn.delay is None:
-                    rows_of[c] = (on & fired[p], row, mask)
-                else:
-                    slot = arrivals[c][0]
-                    emits = fired[p]
-                    if conn.post_index is not None:  # a spike with no synapse here
-                        emits = emits & (conn.post_index[firsts[p], 0] < conn.n_post)
-                    aux[c] = _enqueue(
-                        conn, carry.aux[c], slot, on, row, emits, firsts[p], t_now, whole
-                    )
+        external = event.active | event.is_record
+        t_lo = jnp.where(event.is_neuron, key_lo, jnp.where(external, 0.0, carry.t_lo))
+        return _Touched(indices, gathered, fired, fires, deliveries, aux, t_lo)
 
-        # ----- touch them, population by population ------------------------------
+    def touch(self, carry: _Carry, event: _Event, touched: _Touched):
+        """The touched neurons brought to the event time, reset if they fire, given
+        what is delivered, and predicted again; written back to the tables and key
+        grids. Returns the tables, the key grids and whether every state is finite."""
         table, keys = dict(carry.table), dict(carry.key)
+        t, t_lo = event.t, touched.t_lo
         finite = []
-        for p, name in enumerate(names):
-            pop, lay, idx = pops[name], layout[name], indices[name]
+        for p, name in enumerate(self.names):
+            pop, lay, idx = self.pops[name], self.layout[name], touched.indices[name]
             n = pop.n
+            gathered = touched.gathered[name]
             neuron = _take(pop.neuron, idx, n)
-            state, row = lay.unpack(gathered[name])
-            state = _advance(
-                neuron, state, row.current, row.t_last, row.t_last_lo, t_now, t_now_lo
-            )
-            me = (idx == firsts[p]) & is_neuron & (which == p)
+            state, row = lay.unpack(gathered)
+            state = _advance(neuron, state, row.current, row.t_last, row.t_last_lo, t, t_lo)
+            me = (idx == event.firsts[p]) & event.is_neuron & (event.which == p)
             if pop.neuron.spiking:
-                state = neuron.reset(t_now, state, me & fired[p])
-            for plan in plans[name]:
+                state = neuron.reset(t, state, me & touched.fired[p])
+            for plan in self.plans[name]:
                 for k, c in enumerate(plan.members):
-                    x = _input_to(plan, k, connections[c], rows_of[c], idx)
-                    state = _jump(neuron, state, x, connections[c].target)
+                    conn = self.connections[c]
+                    x = _input_to(plan, k, conn, touched.deliveries[c], idx)
+                    state = _jump(neuron, state, x, conn.target)
             # A check keeps its horizon; a neuron whose dynamics changed starts over.
-            h = jnp.where(me & ~fires, row.horizon, cap)
-            key, new_row = predict(name, neuron, state, row.current, t_now, t_now_lo, h)
+            h = jnp.where(me & ~touched.fires, row.horizon, self.cap)
+            key, new_row = self.predict(name, neuron, state, row.current, t, t_lo, h)
             new_rows = lay.pack(state, new_row)
             # In a check, only the checked neuron changes (its targets were read in
             # case it fired; touching them would undo their own refinements).
             grid = carry.key[name].shape
             flat = carry.key[name].reshape(-1)
-            keep = is_neuron & ~fires & ~me
-            new_rows = jnp.where(keep[:, None], gathered[name], new_rows)
+            keep = event.is_neuron & ~touched.fires & ~me
+            new_rows = jnp.where(keep[:, None], gathered, new_rows)
             key = jnp.where(keep, flat.at[idx].get(mode="clip"), key)
             # Repeated entries (the first neuron among its own targets; repeated
             # targets) hold equal values; each neuron is written once, so that the
             # transpose of the write (reverse mode) does not count it twice.
-            write = _first_occurrences(idx, n, network.distinct_targets)
-            table[name] = _set_rows(carry.table[name], write, new_rows, whole)
+            write = _first_occurrences(idx, n, self.network.distinct_targets)
+            table[name] = _set_rows(carry.table[name], write, new_rows, self.whole)
             # The grid's padding (slots n and up) must stay inf: entries not written
             # go past its end, not to slot n.
             write_key = jnp.where(write < n, write, flat.shape[0])
-            keys[name] = _set_rows(flat, write_key, key, whole).reshape(grid)
+            keys[name] = _set_rows(flat, write_key, key, self.whole).reshape(grid)
             finite.append(jnp.all(jnp.isfinite(state.v)))
+        return table, keys, finite
 
-        # ----- records (read every neuron, change none) ---------------------------
-        # Read after the writes above (which change nothing at a record time): a
-        # read before them would make XLA copy the tables on every iteration.
-        records = carry.records
-        if num_records:
+    def record(self, carry: _Carry, event: _Event, touched: _Touched, table):
+        """At a record time, every neuron's state (read after the writes of `touch`,
+        which change nothing then: a read before them would make XLA copy the tables
+        on every iteration)."""
+        if not self.num_records:
+            return carry.records
 
-            def read(table):
-                return system.observe(states_at(table, t_now, t_now_lo))
+        def read(table):
+            return self.system.observe(self.states_at(table, event.t, touched.t_lo))
 
-            shapes = jax.eval_shape(read, table)
-            values = lax.cond(
-                is_record,
-                read,
-                lambda table: jtu.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), shapes),
-                table,
-            )
-            slot = jnp.minimum(carry.record_ptr, num_records - 1)
-            records = jtu.tree_map(
-                lambda new, buf: store(buf, slot, new, is_record), values, records
-            )
+        shapes = jax.eval_shape(read, table)
+        values = lax.cond(
+            event.is_record,
+            read,
+            lambda table: jtu.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), shapes),
+            table,
+        )
+        slot = jnp.minimum(carry.record_ptr, self.num_records - 1)
+        return jtu.tree_map(
+            lambda new, buf: self.store(buf, slot, new, event.is_record),
+            values,
+            carry.records,
+        )
 
-        # ----- current jumps (the whole population) -------------------------------
-        jumped = dict(carry.jumped)
-        for name in jumping:
-            now = is_jump & (jump_times[name] <= t_now)
+    def jump_currents(self, carry: _Carry, event: _Event, touched: _Touched, table, keys):
+        """At a jump of a population's current, its whole population brought to the
+        event time and predicted again under the new current."""
+        table, keys, jumped = dict(table), dict(keys), dict(carry.jumped)
+        t, t_lo = event.t, touched.t_lo
+        for name in self.jumping:
+            now = event.is_jump & (event.jump_times[name] <= t)
 
             def jump(operands, name=name):
-                table_q, key_q = operands
-                lay = layout[name]
+                table_q, _ = operands
+                lay = self.layout[name]
                 state, row = lay.unpack(table_q)
-                neuron = pops[name].neuron
+                neuron = self.pops[name].neuron
                 state = _advance(
-                    neuron, state, row.current, row.t_last, row.t_last_lo, t_now, t_now_lo
+                    neuron, state, row.current, row.t_last, row.t_last_lo, t, t_lo
                 )
-                current = current_at(name, t_now)
-                h = jnp.full_like(row.t_last, cap)
-                key, new_row = predict(name, neuron, state, current, t_now, t_now_lo, h)
+                current = self.current_at(name, t)
+                h = jnp.full_like(row.t_last, self.cap)
+                key, new_row = self.predict(name, neuron, state, current, t, t_lo, h)
                 return lay.pack(state, new_row), _as_grid(key)
 
             table[name], keys[name] = lax.cond(
                 now, jump, lambda operands: operands, (table[name], keys[name])
             )
-            jumped[name] = jnp.where(now, t_now, carry.jumped[name])
+            jumped[name] = jnp.where(now, t, carry.jumped[name])
+        return table, keys, jumped
 
-        # ----- spikes out, bookkeeping --------------------------------------------
-        offset = jnp.asarray([offsets[name] for name in names], jnp.int32)[which]
-        first = firsts[0] if len(names) == 1 else jnp.stack(firsts)[which]
+    def bookkeeping(
+        self,
+        carry: _Carry,
+        event: _Event,
+        touched: _Touched,
+        table,
+        keys,
+        jumped,
+        records,
+        finite,
+    ) -> _Carry:
+        """The spike out (if the first neuron fired), pointers, status."""
+        names, max_spikes = self.names, self.max_spikes
+        offsets = self.network.offsets
+        fires = touched.fires
+        offset = jnp.asarray([offsets[name] for name in names], jnp.int32)[event.which]
+        firsts = event.firsts
+        first = firsts[0] if len(names) == 1 else jnp.stack(firsts)[event.which]
         slot = jnp.minimum(carry.num_spikes, max_spikes - 1)
         stored = fires & (carry.num_spikes < max_spikes)
-        status = jnp.where(finished, FINISHED, carry.status)
+        status = jnp.where(event.finished, FINISHED, carry.status)
         status = jnp.where(fires & (carry.num_spikes >= max_spikes), OVERFLOW, status)
         status = jnp.where(jnp.all(jnp.stack(finite)), status, NONFINITE)
-        failed = [q.overflow for q in aux if q is not None]
+        failed = [q.overflow for q in touched.aux if q is not None]
         if failed:
             status = jnp.where(jnp.any(jnp.stack(failed)), QUEUE_OVERFLOW, status)
         return _Carry(
-            t=jnp.where(finished, t, t_now),
-            t_lo=jnp.where(finished, carry.t_lo, t_now_lo),
+            t=jnp.where(event.finished, carry.t, event.t),
+            t_lo=jnp.where(event.finished, carry.t_lo, touched.t_lo),
             table=table,
             key=keys,
             jumped=jumped,
-            aux=tuple(aux),
-            input_ptr=carry.input_ptr + is_input.astype(jnp.int32),
-            record_ptr=carry.record_ptr + is_record.astype(jnp.int32),
-            spike_times=store(carry.spike_times, slot, t_now, stored),
-            spike_neurons=store(carry.spike_neurons, slot, offset + first, stored),
+            aux=tuple(touched.aux),
+            input_ptr=carry.input_ptr + event.is_input.astype(jnp.int32),
+            record_ptr=carry.record_ptr + event.is_record.astype(jnp.int32),
+            spike_times=self.store(carry.spike_times, slot, event.t, stored),
+            spike_neurons=self.store(carry.spike_neurons, slot, offset + first, stored),
             num_spikes=jnp.minimum(carry.num_spikes + fires.astype(jnp.int32), max_spikes),
             records=records,
             status=status,
             iterations=carry.iterations + 1,
-            checks=carry.checks + (is_neuron & ~fires).astype(jnp.int32),
+            checks=carry.checks + (event.is_neuron & ~fires).astype(jnp.int32),
         )
 
-    # ----- the start: every neuron predicted from t0 ----------------------------------
-    table0, key0 = {}, {}
-    zero = jnp.zeros((), dtype)
-    for name in names:
-        n = pops[name].n
-        current = current_at(name, t0)
-        h = jnp.full((n,), cap)
-        key, row = predict(name, pops[name].neuron, y0[name], current, t0, zero, h)
-        table0[name] = layout[name].pack(y0[name], row)
-        key0[name] = _as_grid(key)
-    init = _Carry(
-        t=t0,
-        t_lo=zero,
-        table=table0,
-        key=key0,
-        jumped={name: t0 for name in jumping},
-        aux=system.init_aux(dtype),
-        input_ptr=jnp.asarray(0, jnp.int32),
-        record_ptr=jnp.asarray(0, jnp.int32),
-        spike_times=jnp.full((max_spikes + spare,), jnp.inf, dtype),
-        spike_neurons=jnp.full((max_spikes + spare,), -1, jnp.int32),
-        num_spikes=jnp.asarray(0, jnp.int32),
-        records=jtu.tree_map(
-            lambda leaf: jnp.full((num_records + spare,) + leaf.shape, jnp.nan, leaf.dtype),
-            system.observe(y0),
-        ),
-        status=jnp.asarray(RUNNING, jnp.int32),
-        iterations=jnp.asarray(0, jnp.int32),
-        checks=jnp.asarray(0, jnp.int32),
-    )
-    kind = "checkpointed" if gradients else "lax"
+    # ----- the loop and its result --------------------------------------------------
 
-    # The spike and record buffers are only written: not part of the checkpoints.
-    def loop(init):
-        return eqxi.while_loop(
-            lambda c: c.status == RUNNING,
-            body,
-            init,
-            max_steps=max_iterations,
-            kind=kind,
-            buffers=(lambda c: (c.spike_times, c.spike_neurons, c.records))
-            if gradients
-            else None,
+    def run(self, init: _Carry) -> _Carry:
+        """The loop: checkpointed when differentiable (the spike and record buffers
+        are only written: not part of the checkpoints), compiled whole when asked."""
+        gradients = self.gradients
+
+        def loop(init):
+            return eqxi.while_loop(
+                lambda c: c.status == RUNNING,
+                self.body,
+                init,
+                max_steps=self.max_iterations,
+                kind="checkpointed" if gradients else "lax",
+                buffers=(lambda c: (c.spike_times, c.spike_neurons, c.records))
+                if gradients
+                else None,
+            )
+
+        return one_kernel(loop)(init) if self.whole else loop(init)
+
+    def output(self, final: _Carry) -> RunOutput:
+        status = jnp.where(final.status == RUNNING, ITERATION_LIMIT, final.status)
+        done = status == FINISHED
+        t_final = jnp.where(done, self.t1, final.t)
+        t_final_lo = jnp.where(done, 0.0, final.t_lo)
+        max_spikes, num_records = self.max_spikes, self.num_records
+        return RunOutput(
+            t_final=t_final,
+            final_state=self.states_at(final.table, t_final, t_final_lo),
+            armed=jnp.ones((self.system.num_neurons,), bool),
+            spike_times=final.spike_times[:max_spikes],
+            spike_neurons=final.spike_neurons[:max_spikes],
+            num_spikes=final.num_spikes,
+            records=jtu.tree_map(lambda buf: buf[:num_records], final.records),
+            status=status,
+            iterations=final.iterations,
+            solver_steps=final.checks,
         )
-
-    final = one_kernel(loop)(init) if whole else loop(init)
-    status = jnp.where(final.status == RUNNING, ITERATION_LIMIT, final.status)
-    t_final = jnp.where(status == FINISHED, t1, final.t)
-    return RunOutput(
-        t_final=t_final,
-        final_state=states_at(
-            final.table, t_final, jnp.where(status == FINISHED, 0.0, final.t_lo)
-        ),
-        armed=jnp.ones((system.num_neurons,), bool),
-        spike_times=final.spike_times[:max_spikes],
-        spike_neurons=final.spike_neurons[:max_spikes],
-        num_spikes=final.num_spikes,
-        records=jtu.tree_map(lambda buf: buf[:num_records], final.records),
-        status=status,
-        iterations=final.iterations,
-        solver_steps=final.checks,
-    )
 
 
 def _first_occurrences(idx, n, distinct_targets):
