@@ -31,6 +31,8 @@ Workloads (simulated time in ms, wall times in s):
    against the plain diffrax loop of `plain_diffrax.py`.
 6. Gradients: value and gradient of the sum of all spike times of a 100-neuron
    recurrent LIF network driven by Poisson input for 100 ms, against its forward runs.
+7. Long runs (`drift.py`): one LIF firing every 10 ln 3 ms, the k-th spike against
+   k * 10 ln 3 for k = 1e3, 1e4, 1e5, float32 and float64.
 
 `--quick` shrinks the workloads (CUBA 1000 neurons for 200 ms, 256 Izhikevich neurons
 for 200 ms, per-event N = 100 and 1000) to check the suite in a few minutes.
@@ -58,6 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
 from bench_report import failures, write_report
+from drift import drift
 from per_event import network as per_event_network
 from plain_diffrax import run_plain
 
@@ -72,11 +75,13 @@ FULL = {
     "cuba": {"n": 4000, "t1": 1000.0, "seeds": [0, 1, 2, 3]},
     "izhikevich": {"n": 1024, "t1": 1000.0, "euler_dts": [0.1, 0.01]},
     "per_event": [10, 100, 1000, 4000],
+    "drift": [1000, 10_000, 100_000],
 }
 QUICK = {
     "cuba": {"n": 1000, "t1": 200.0, "seeds": [0, 1, 2]},
     "izhikevich": {"n": 256, "t1": 200.0, "euler_dts": [0.1]},
     "per_event": [100, 1000],
+    "drift": [1000, 10_000],
 }
 
 
@@ -227,6 +232,12 @@ def lif_accuracy(x64, repeats, exact=None):
 def lif_accuracy_x64(repeats):
     """`lif_accuracy` in float64, in a fresh process (x64 must be on before any array)."""
     return child_json([sys.executable, __file__, "--lif-x64", "--repeats", str(repeats)])
+
+
+def drift_x64(ks):
+    """`drift.drift` in float64, in a fresh process (x64 must be on before any array)."""
+    command = [sys.executable, str(HERE / "drift.py"), "--x64", "--json", "--ks"]
+    return child_json(command + [str(k) for k in ks])
 
 
 def izhikevich_params(n, seed=0):
@@ -616,6 +627,7 @@ def main():
         "izhikevich": lambda: izhikevich(params, iz["t1"], args.repeats, iz["euler_dts"]),
         "per_event": lambda: [per_event_size(n, args.repeats) for n in config["per_event"]],
         "gradients": lambda: gradients(args.repeats),
+        "drift": lambda: [drift(k) for k in config["drift"]] + drift_x64(config["drift"]),
     }
     ours = {}
     for name, workload in workloads.items():

@@ -409,6 +409,74 @@ def simulate(
     ```
     """
     single = not isinstance(model, Network)
+    _check_arguments(
+        model,
+        single,
+        t0=t0,
+        t1=t1,
+        n=n,
+        current=current,
+        weights=weights,
+        input_spikes=input_spikes,
+        input_weights=input_weights,
+        max_spikes=max_spikes,
+        max_in_flight=max_in_flight,
+    )
+    if single:
+        dtype = jtu.tree_leaves(model.init_state(1))[0].dtype
+        network = _single_population_network(
+            model, n, as_current(current), weights, input_spikes, input_weights, dtype
+        )
+    else:
+        network = model
+    _check_populations(network, t0, single)
+    states = _initial_states(network, y0, single)
+    dtype = jtu.tree_leaves(states)[0].dtype
+    record = _prepare_record(record, t0, t1, dtype)
+    input_times, input_sources = _merged_inputs(network, dtype)
+    system = NetworkSystem(
+        network=network,
+        record_fields=_record_fields(network, record_fields, single),
+        queue_size=max_in_flight,
+    )
+    exact = _closed_form_path(exact, system, solver, stepsize_controller, locate_spikes)
+    solver, stepsize_controller, adaptive, dt0 = _integration(
+        solver, stepsize_controller, rtol, atol, dt0
+    )
+    if max_iterations is None:
+        max_iterations = (
+            8 * max_spikes + 2 * (input_times.shape[0] + record.shape[0]) + 100_000
+        )
+    config = dict(
+        max_spikes=max_spikes,
+        solver=solver,
+        stepsize_controller=stepsize_controller,
+        adaptive=adaptive,
+        max_solver_steps=max_solver_steps,
+        max_iterations=max_iterations,
+        locate_spikes=locate_spikes,
+        gradients=gradients,
+        exact=exact,
+    )
+    out = _run_jit(
+        system,
+        _as_float(t0, dtype),
+        _as_float(t1, dtype),
+        states,
+        input_times,
+        input_sources,
+        record,
+        _as_float(dt0, dtype),
+        config,
+    )
+    solution = _solution(out, network, record, _as_float(t0, dtype), single)
+    return _report(solution, throw)
+
+
+def _check_arguments(model, single, *, t0, t1, n, max_spikes, max_in_flight, **unused):
+    """The arguments that can be checked before anything is built: the model, `n`, the
+    times, the buffer sizes; with a Network, the single-model arguments (`unused`)
+    must not be given."""
     if single:
         if not isinstance(model, AbstractNeuron):
             raise _arg_error(
@@ -421,13 +489,7 @@ def simulate(
                 "n", f"must be a positive int (got {n!r})", "Pass the number of neurons."
             )
     else:
-        for name, value in (
-            ("n", n),
-            ("current", current),
-            ("weights", weights),
-            ("input_spikes", input_spikes),
-            ("input_weights", input_weights),
-        ):
+        for name, value in (("n", n), *unused.items()):
             if value is not None:
                 raise _arg_error(
                     name,
@@ -446,13 +508,10 @@ def simulate(
         raise _arg_error(
             "max_in_flight", f"must be a positive int (got {max_in_flight!r})", "E.g. 4096."
         )
-    if single:
-        dtype = jtu.tree_leaves(model.init_state(1))[0].dtype
-        network = _single_population_network(
-            model, n, as_current(current), weights, input_spikes, input_weights, dtype
-        )
-    else:
-        network = model
+
+
+def _check_populations(network: Network, t0, single: bool):
+    """Each population's parameters (where concrete) and the shape of its current."""
     for name, pop in network.populations.items():
         if is_concrete(pop.neuron):
             pop.neuron.validate(pop.n)
@@ -464,29 +523,30 @@ def simulate(
                 f"gives values of shape {probe.shape}",
                 f"Expected a scalar or ({pop.n},).",
             )
-    states = _initial_states(network, y0, single)
-    dtype = jtu.tree_leaves(states)[0].dtype
-    record = _prepare_record(record, t0, t1, dtype)
-    input_times, input_sources = _merged_inputs(network, dtype)
-    system = NetworkSystem(
-        network=network,
-        record_fields=_record_fields(network, record_fields, single),
-        queue_size=max_in_flight,
-    )
+
+
+def _closed_form_path(exact, system, solver, stepsize_controller, locate_spikes) -> bool:
+    """Whether the exact loop runs (`exact`: None chooses, True requires it)."""
     if exact is None:
-        exact = (
+        return (
             solver is None
             and stepsize_controller is None
             and locate_spikes
             and _per_neuron.supported(system)
         )
-    elif exact and not _per_neuron.supported(system):
+    if exact and not _per_neuron.supported(system):
         raise _arg_error(
             "exact",
             "needs every population to be of the LIF family (LIF, CubaLIF, LI) with a "
             "piecewise-constant current",
             "Pass exact=None (automatic) or exact=False to integrate with an ODE solver.",
         )
+    return bool(exact)
+
+
+def _integration(solver, stepsize_controller, rtol, atol, dt0):
+    """The ODE path's solver, step size controller, whether it is adaptive, and the
+    first step (defaults: Tsit5, a PID controller at `rtol`/`atol`, 0.05 ms)."""
     solver = dfx.Tsit5() if solver is None else solver
     if stepsize_controller is None:
         stepsize_controller, adaptive = _default_controller(solver, rtol, atol, dt0)
@@ -496,34 +556,12 @@ def simulate(
             raise _arg_error(
                 "dt0", "is required with ConstantStepSize", "Pass the step size in ms."
             )
-    if dt0 is None:
-        dt0 = 0.05
-    if max_iterations is None:
-        max_iterations = (
-            8 * max_spikes + 2 * (input_times.shape[0] + record.shape[0]) + 100_000
-        )
-    config = dict(
-        max_spikes=max_spikes,
-        solver=solver,
-        stepsize_controller=stepsize_controller,
-        adaptive=adaptive,
-        max_solver_steps=max_solver_steps,
-        max_iterations=max_iterations,
-        locate_spikes=locate_spikes,
-        gradients=gradients,
-        exact=bool(exact),
-    )
-    out = _run_jit(
-        system,
-        _as_float(t0, dtype),
-        _as_float(t1, dtype),
-        states,
-        input_times,
-        input_sources,
-        record,
-        _as_float(dt0, dtype),
-        config,
-    )
+    return solver, stepsize_controller, adaptive, 0.05 if dt0 is None else dt0
+
+
+def _solution(out, network: Network, record, t0, single: bool) -> Solution:
+    """The `Solution` of a run's output (a single model's records and final state
+    without the population level)."""
     recorded, final_state = out.records, out.final_state
     if single:
         recorded = recorded[POPULATION]
@@ -532,14 +570,14 @@ def simulate(
         (name, offset, network.populations[name].n)
         for name, offset in network.offsets.items()
     )
-    solution = Solution(
+    return Solution(
         spike_times=out.spike_times,
         spike_neurons=out.spike_neurons,
         num_spikes=out.num_spikes,
         overflow=out.status == _engine.OVERFLOW,
         ts=record,
         states=recorded,
-        t0=_as_float(t0, dtype),
+        t0=t0,
         t_final=out.t_final,
         final_state=final_state,
         status=out.status,
@@ -547,4 +585,3 @@ def simulate(
         solver_steps=out.solver_steps,
         populations=None if single else slices,
     )
-    return _report(solution, throw)
