@@ -92,8 +92,17 @@ forward run on the CPU the loop holds no scatter (row updates in a loop, the key
 reduced row by row), so that XLA compiles it into one function (`neurosim._cpu`).
 
 **Ties.** At equal times a record time comes first (it stores left limits), then a
-key, a delayed delivery, an input spike, a current jump; neurons that fire at the
-same time fire in successive iterations at that time.
+delayed delivery, an input spike, a current jump, and last a key, as on the ODE path
+(whose segment ends before the external time, where the inputs are applied before the
+spike condition is read): a neuron that reaches threshold as an input arrives fires
+once, after the input (times equal in the working precision; times that differ in
+their last bits are ordered by them, on either path). Neurons that fire at the same
+time fire in successive iterations at that time.
+
+**Refractoriness.** A refractory neuron does not fire. If a jump onto `v` lifts it
+above threshold while it is refractory, its key is the end of the refractory period,
+where it fires unless an input brings it below threshold first (the ODE path reads the
+spike condition there too: `spike_condition` is negative while refractory).
 
 **Reading the code.** `_Loop.body` is one iteration, and follows one event through
 the loop: `next_event` takes the earliest of the key grids, delay queues, inputs,
@@ -154,10 +163,12 @@ def _constant(current) -> bool:
 
 
 def supported(system) -> bool:
-    """Whether every population is linear between events (the LIF family) with a
-    piecewise-constant external current."""
+    """Whether every population is linear between events (the LIF family, with the
+    equations of neurosim's own classes) with a piecewise-constant external current."""
     return all(
-        isinstance(pop.neuron, _Linear) and _piecewise_constant(pop.current)
+        isinstance(pop.neuron, _Linear)
+        and pop.neuron.has_closed_form()
+        and _piecewise_constant(pop.current)
         for pop in system.network.populations.values()
     )
 
@@ -255,6 +266,9 @@ def _predict(neuron, state, current, t, t_lo, h, cap):
     backward = jnp.where(v[1:] < low, v[1:], low + (v[1:] - low) / ratio)
     possible = jnp.where(held[1:], form.state.v, jnp.minimum(forward, backward)) > theta
     due = (v[0] > theta) & (form.r <= 0)
+    # Held above threshold while refractory (a jump onto `v`): no spike before the end
+    # of the refractory period, one at its end unless an input comes first.
+    held_above = (form.r > 0) & (form.state.v > theta)
     # The first sub-interval that can hold a crossing.
     steps = jnp.arange(KNOTS, dtype=jnp.int32)[:, None]
     first = jnp.min(jnp.where(possible, steps, KNOTS), axis=0)
@@ -266,14 +280,15 @@ def _predict(neuron, state, current, t, t_lo, h, cap):
     sub = hi - lo
     v_prev = v[-1]
     decays = [decay[-1] for decay in decays]
-    crossing = ~due & found & (v_hi > theta)
-    graze = ~due & found & ~crossing
+    crossing = ~due & ~held_above & found & (v_hi > theta)
+    graze = ~due & ~held_above & found & ~crossing
     refine = graze & (sub > _finest(t, cap))
     # After h: v stays below max(v(h), v_inf + sum_j max(g_j(h), 0)) (comparison).
     late = form.v_inf
     for g, decay in zip(form.g, decays, strict=True):
         late = late + jnp.maximum(g * decay, 0.0)
-    never = ~due & ~found & (jnp.maximum(v_prev, late) <= theta) & (form.r <= h)
+    never = ~due & ~held_above & ~found & (jnp.maximum(v_prev, late) <= theta)
+    never = never & (form.r <= h)
 
     root = _root(
         full, form, neuron.v_th, theta, lo, hi, v_lo - theta, v_hi - theta, crossing
@@ -281,11 +296,13 @@ def _predict(neuron, state, current, t, t_lo, h, cap):
     s_check = lax.stop_gradient(jnp.where(refine, lo, jnp.where(graze, hi, h)))
     # A check's time carries no derivative; a spike's does (through `root`).
     t_check = jnp.where(crossing, t, lax.stop_gradient(t))
-    key, key_lo = _later(t_check, t_lo, jnp.where(crossing, root, s_check))
+    local = jnp.where(crossing, root, jnp.where(held_above, full.r, s_check))
+    key, key_lo = _later(jnp.where(crossing | held_above, t, t_check), t_lo, local)
     key = jnp.where(due, t, jnp.where(never, jnp.inf, key))
     key_lo = jnp.where(due, t_lo, jnp.where(never, 0.0, key_lo))
-    kind = jnp.where(due | crossing, SPIKE, CHECK).astype(h.dtype)
-    h_next = jnp.where(refine, sub, jnp.where(crossing | due, h, jnp.minimum(2 * h, cap)))
+    spike = due | crossing | held_above
+    kind = jnp.where(spike, SPIKE, CHECK).astype(h.dtype)
+    h_next = jnp.where(refine, sub, jnp.where(spike, h, jnp.minimum(2 * h, cap)))
     return key, key_lo, kind, h_next
 
 
@@ -803,7 +820,7 @@ class _Loop:
         is_record = (t_record <= t_event) & (t_record <= self.t1)
         finished = ~is_record & (t_event > self.t1)
         active = ~is_record & ~finished
-        is_neuron = active & (t_low <= t_external)
+        is_neuron = active & (t_low < t_external)
         is_delay = active & ~is_neuron & (t_delay <= t_event)
         is_input = active & ~is_neuron & ~is_delay & (t_input <= t_event)
         return _Event(

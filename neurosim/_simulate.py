@@ -537,8 +537,8 @@ def _closed_form_path(exact, system, solver, stepsize_controller, locate_spikes)
     if exact and not _per_neuron.supported(system):
         raise _arg_error(
             "exact",
-            "needs every population to be of the LIF family (LIF, CubaLIF, LI) with a "
-            "piecewise-constant current",
+            "needs every population to be of the LIF family (LIF, CubaLIF, LI, or a "
+            "subclass that keeps their equations) with a piecewise-constant current",
             "Pass exact=None (automatic) or exact=False to integrate with an ODE solver.",
         )
     return bool(exact)

@@ -367,3 +367,84 @@ def test_long_runs_keep_the_resolution_of_the_absolute_time(precision, request):
     expected = period * np.arange(1, k + 1)
     spacing = np.spacing(expected.astype(dtype)).astype(np.float64)
     assert np.max(np.abs(times - expected) / spacing) <= 2.0
+
+
+def _two_neurons(t_ref, delay):
+    """Neuron 0 (v0 = 0) drives neuron 1 (v0 = 0.3) through a delta synapse of 2
+    (onto `v`), both under a current of 1.5 (tau 10 ms, threshold 1, reset 0)."""
+    lif = ns.LIF(tau_mem=10.0, tau_syn=5.0, v_th=1.0, v_reset=0.0, t_ref=t_ref)
+    weights = jnp.array([[0.0, 2.0], [0.0, 0.0]])
+    net = ns.Network(
+        populations={"a": ns.Population(lif, 2, 1.5)},
+        projections=[ns.Projection("a", "a", weights, delay=delay, target="v")],
+    )
+    y0 = lif.init_state(2)
+    y0 = type(y0)(
+        v=jnp.array([0.0, 0.3]), i=y0.i, refractory=y0.refractory, ref_end=y0.ref_end
+    )
+    runs = [
+        ns.simulate(net, t1=40.0, y0={"a": y0}, exact=exact, **TIGHT)
+        for exact in (True, False)
+    ]
+    for sol in runs[1:]:
+        assert_same_spikes(sol, runs[0], at_least=4, atol=1e-7)
+    return runs[0].spikes("a")
+
+
+@pytest.mark.parametrize("delay", [None, 1.0])
+def test_refractory_neuron_lifted_above_threshold_fires_when_it_ends(delay, x64):
+    """Neuron 1 fires at 10 ln 2.4 (from 0.3 under 1.5), is refractory for 5 ms, and
+    the spike of neuron 0 at 10 ln 3 (+ delay) lifts its held `v` to 2 meanwhile: it
+    fires when its refractory period ends, at 10 ln 2.4 + 5, on both paths (it once
+    fired at the arrival on the ODE path, and at 10 ln 3 - 1 on the exact path)."""
+    times, neurons = _two_neurons(5.0, delay)
+    first = 10.0 * np.log(2.4)
+    np.testing.assert_allclose(
+        times[neurons == 1][:2], [first, first + 5.0], rtol=0, atol=1e-9
+    )
+
+
+def test_simultaneous_inputs_are_all_applied_before_the_neuron_fires(x64):
+    """Two input spikes at 5 ms, each lifting `v` above threshold (delta synapses of
+    2): the neuron fires once, after both, on both paths."""
+    neuron = ns.LIF(tau_mem=10.0, tau_syn=5.0, v_th=1.0, v_reset=0.0)
+    inputs = (jnp.array([5.0, 5.0, 20.0]), jnp.array([0, 1, 0]))
+    net = ns.Network(
+        populations={"a": ns.Population(neuron, 1)},
+        projections=[ns.Projection("in", "a", jnp.full((2, 1), 2.0), target="v")],
+        inputs={"in": ns.SpikeTrains(*inputs, num_sources=2)},
+    )
+    for exact in (True, False):
+        sol = ns.simulate(net, t1=30.0, exact=exact, **TIGHT)
+        times, _ = sol.spikes("a")
+        np.testing.assert_allclose(times, [5.0, 20.0], rtol=0, atol=1e-12)
+
+
+class _FastLIF(ns.LIF):
+    """A LIF whose `v` moves twice as fast: its own equations, not the closed form's."""
+
+    def dynamics(self, t, state, current):
+        rates = super().dynamics(t, state, current)
+        return type(rates)(
+            v=2.0 * rates.v, i=rates.i, refractory=rates.refractory, ref_end=rates.ref_end
+        )
+
+
+def test_a_subclass_that_changes_the_equations_is_not_solved_in_closed_form(x64):
+    """`_FastLIF(tau_mem=20)` is a LIF of tau 10 ms: under 1.5 it fires at 10 ln 3,
+    not at the parent's 20 ln 3. `exact=None` integrates it (its equations are not the
+    closed form's), `exact=True` refuses it; the parent and a subclass that only
+    renames keep the closed form."""
+    neuron = _FastLIF(tau_mem=20.0, v_th=1.0, v_reset=0.0)
+    assert not neuron.has_closed_form()
+    sol = ns.simulate(neuron, n=1, t1=25.0, current=1.5, **TIGHT)
+    assert int(sol.solver_steps) > int(sol.iterations)  # ODE steps, not checks
+    np.testing.assert_allclose(sol.spikes()[0], [10 * np.log(3.0), 20 * np.log(3.0)])
+    with pytest.raises(ValueError, match="subclass that keeps their equations"):
+        ns.simulate(neuron, n=1, t1=25.0, current=1.5, exact=True)
+
+    class Renamed(ns.LIF):
+        pass
+
+    assert ns.LIF().has_closed_form() and Renamed().has_closed_form()
+    assert ns.CubaLIF().has_closed_form() and ns.LI().has_closed_form()

@@ -33,6 +33,21 @@ class LIFState(eqx.Module):
     ref_end: Float[Array, " n"]
 
 
+# The methods whose behaviour the closed form (`neurosim.neurons._linear`) assumes.
+_EQUATIONS = (
+    "dynamics",
+    "spike_condition",
+    "reset",
+    "receive",
+    "init_state",
+    "apply_scheduled",
+    "next_scheduled_time",
+    "synapse_time_constants",
+    "closed_form",
+    "_dv",
+)
+
+
 class _Linear(AbstractNeuron):
     """Models that are linear between events (the LIF family): exact propagation with a
     constant external current, see `neurosim.neurons._linear`. Subclasses name their
@@ -43,6 +58,17 @@ class _Linear(AbstractNeuron):
 
     def synapse_time_constants(self):
         return tuple(getattr(self, name) for name in self._synapse_taus)
+
+    def has_closed_form(self) -> bool:
+        """Whether this model's equations are those its closed form solves: every
+        method that defines them is neurosim's own. A subclass that overrides one (a
+        conductance-based model written on top of `CubaLIF`, say) is integrated by the
+        ODE solver instead."""
+        for name in _EQUATIONS:
+            owner = next((k for k in type(self).__mro__ if name in vars(k)), None)
+            if owner is not None and owner.__module__.split(".")[0] != "neurosim":
+                return False
+        return True
 
     def closed_form(self, state, current, t0, t0_lo=0.0) -> _linear.ClosedForm:
         """The exact solution from `state` at time `t0 + t0_lo` (ms; `t0_lo` the low
@@ -78,7 +104,10 @@ class _AbstractLIF(_Linear):
         return jnp.where(state.refractory > 0, 0.0, dv)
 
     def spike_condition(self, t, state, current) -> Array:
-        return state.v - self.v_th
+        """`v - v_th`; while refractory at most -1 (no spike before the refractory
+        period ends, a spike at its end if `v` is still above threshold)."""
+        above = state.v - self.v_th
+        return jnp.where(state.refractory > 0, jnp.minimum(above, -1.0), above)
 
     def reset(self, t, state, fired):
         if self.reset_mode == "hard":
