@@ -5,6 +5,8 @@ tracers and the checks are skipped (the simulator then reports failures through 
 result code instead).
 """
 
+import numbers
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,6 +34,36 @@ def check_positive(
         )
 
 
+def as_count(owner: str, name: str, value, example: str) -> int:
+    """`value` as a Python int when it is a positive integer (a Python or NumPy
+    integer, not a bool); else a ValueError naming `owner`'s `name`."""
+    if (
+        isinstance(value, numbers.Integral)
+        and not isinstance(value, (bool, np.bool_))
+        and int(value) >= 1
+    ):
+        return int(value)
+    raise ValueError(f"{owner}: `{name}` must be a positive int (got {value!r}). {example}")
+
+
+def check_finite(owner: str, name: str, value, allow_inf: bool = False):
+    """Raise a ValueError naming `owner.name` when a concrete `value` holds NaN (or,
+    unless `allow_inf`, an infinity)."""
+    if value is None or not is_concrete(value):
+        return
+    arr = np.asarray(value)
+    if not np.issubdtype(arr.dtype, np.inexact):
+        return
+    bad = np.isnan(arr) if allow_inf else ~np.isfinite(arr)
+    if np.any(bad):
+        where = "" if arr.ndim == 0 else f" at index {np.argwhere(bad)[0].tolist()}"
+        what = "NaN" if allow_inf else "a non-finite value"
+        raise ValueError(
+            f"{owner}: `{name}` holds {what}{where} (got {arr.ravel()[np.argmax(bad.ravel())]})."
+            " Pass finite numbers."
+        )
+
+
 def check_per_neuron(owner: str, name: str, value, n: int):
     """Raise when `value` is neither a scalar nor shaped `(n,)`."""
     shape = jnp.shape(value)
@@ -43,12 +75,13 @@ def check_per_neuron(owner: str, name: str, value, n: int):
 
 
 def float_array(x):
-    """Converter for model parameters: a float array of the default float dtype
-    (float64 when `jax_enable_x64` is on), keeping an existing float dtype."""
+    """Converter for model parameters: a float array of at least the default float
+    dtype (float64 when `jax_enable_x64` is on: a float32 parameter is promoted, so
+    that it cannot make a float64 run float32)."""
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.inexact):
-        x = x.astype(jnp.result_type(float))
-    return x
+        return x.astype(jnp.result_type(float))
+    return x.astype(jnp.promote_types(x.dtype, jnp.result_type(float)))
 
 
 def check_below(owner: str, low_name: str, low, high_name: str, high):

@@ -19,7 +19,7 @@ import numpy as np
 from jax.experimental import sparse as jsparse
 from jaxtyping import Array, Bool, Float, Int
 
-from ._checks import check_positive, is_concrete
+from ._checks import as_count, check_finite, check_positive, is_concrete
 from ._currents import AbstractCurrent, as_current
 from .neurons.base import AbstractNeuron
 
@@ -40,11 +40,24 @@ class Population(eqx.Module):
             raise TypeError(
                 f"Population: `neuron` must be a neurosim model, got {type(neuron).__name__}."
             )
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"Population: `n` must be a positive int, got {n!r}.")
         self.neuron = neuron
-        self.n = n
+        self.n = as_count("Population", "n", n, "Pass the number of neurons.")
         self.current = as_current(current)
+
+
+def _named(items, what: str) -> dict:
+    """A dict of named items from a mapping or from `(name, item)` pairs, refusing a
+    name given twice (a dict built from the pairs would keep the last silently)."""
+    if hasattr(items, "items"):
+        return dict(items.items())
+    pairs = list(items)
+    names = [name for name, _ in pairs]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(
+            f"Network: `{what}` names {repeated} more than once. Give each a unique name."
+        )
+    return dict(pairs)
 
 
 class SpikeTrains(eqx.Module):
@@ -77,9 +90,12 @@ class SpikeTrains(eqx.Module):
             )
         ):
             raise ValueError(f"SpikeTrains: `sources` must lie in [0, {num_sources}).")
+        check_finite("SpikeTrains", "times", times, allow_inf=True)
         self.times = times
         self.sources = sources
-        self.num_sources = num_sources
+        self.num_sources = as_count(
+            "SpikeTrains", "num_sources", num_sources, "Pass the number of sources."
+        )
 
 
 class Projection(eqx.Module):
@@ -230,6 +246,7 @@ def build_connection(proj: Projection, n_pre: int, n_post: int, dtype) -> Connec
     if delay is not None:
         delay = jnp.asarray(delay, dtype)
         check_positive(owner, "delay", delay, allow_zero=True)
+        check_finite(owner, "delay", delay)
         if delay.ndim == 0 and is_concrete(delay) and float(delay) == 0.0:
             delay = None
     per_synapse = delay is not None and delay.ndim > 0
@@ -441,8 +458,8 @@ class Network(eqx.Module):
     def __init__(self, populations, projections=(), inputs=None):
         # Kept in name order: JAX flattens dicts by sorted key, so inside `jit` this is
         # the order anyway, and global indices must mean the same outside.
-        inputs = {} if inputs is None else dict(sorted(dict(inputs).items()))
-        populations = dict(sorted(dict(populations).items()))
+        inputs = {} if inputs is None else dict(sorted(_named(inputs, "inputs").items()))
+        populations = dict(sorted(_named(populations, "populations").items()))
         if not populations:
             raise ValueError("Network: `populations` must name at least one Population.")
         for name, pop in populations.items():

@@ -9,7 +9,7 @@ import jax.tree_util as jtu
 import numpy as np
 
 from . import _engine, _per_neuron
-from ._checks import is_concrete
+from ._checks import as_count, is_concrete
 from ._currents import as_current
 from ._network import Network, Population, Projection, SpikeTrains
 from ._solution import STATUS_MESSAGES, Solution
@@ -106,10 +106,21 @@ def _single_population_network(
     return Network({POPULATION: population}, projections, inputs)
 
 
-def _merged_inputs(network: Network, dtype):
-    """All external spikes of the network, sorted by time, with global source ids."""
+def _merged_inputs(network: Network, t0, dtype):
+    """All external spikes of the network, sorted by time, with global source ids.
+    Refuses (concrete) spike times before `t0`."""
     times, sources, offset = [], [], 0
-    for source in network.inputs.values():
+    for name, source in network.inputs.items():
+        if is_concrete((source.times, t0)) and source.times.size:
+            early = np.asarray(source.times) < float(t0)
+            if np.any(early):
+                where = "input_spikes" if name == INPUT else f"input {name!r}"
+                raise _arg_error(
+                    where,
+                    f"has {int(early.sum())} spike time(s) before t0 = {float(t0)} ms "
+                    f"(the first: {float(np.asarray(source.times)[early][0])})",
+                    "Drop them or start the simulation earlier.",
+                )
         times.append(jnp.asarray(source.times, dtype))
         sources.append(source.sources + offset)
         offset += source.num_sources
@@ -135,6 +146,12 @@ def _prepare_record(record, t0, t1, dtype):
         )
     if is_concrete((record, t0, t1)) and record.size:
         r = np.asarray(record)
+        if np.any(np.isnan(r)):
+            raise _arg_error(
+                "record",
+                f"holds NaN at index {int(np.argmax(np.isnan(r)))}",
+                "Pass finite times in ms.",
+            )
         if np.any(np.diff(r) < 0):
             raise _arg_error(
                 "record",
@@ -180,8 +197,56 @@ def _default_controller(solver, rtol, atol, dt0):
     return dfx.ConstantStepSize(), False
 
 
+def _checked_inside(system, t0, t1, input_times, input_sources, record):
+    """The checks that matter for correctness, inside the computation, where traced
+    values cannot be checked in Python (under `jax.jit`): a run with such an argument
+    stops with this error instead of returning a wrong result. `t1` and `record` come
+    back with the checks attached."""
+    t1 = eqx.error_if(
+        t1,
+        ~jnp.isfinite(t1) | (t1 <= t0),
+        "simulate: `t1` must be finite and greater than `t0` (a traced value was not). "
+        "Times are in ms; pass t1 > t0.",
+    )
+    if input_times.size:
+        num_sources = sum(s.num_sources for s in system.network.inputs.values())
+        bad_source = (input_sources < 0) | (input_sources >= num_sources)
+        bad_time = jnp.isnan(input_times) | (input_times < t0)
+        t1 = eqx.error_if(
+            t1,
+            jnp.any(bad_source),
+            f"simulate: an input spike's source lies outside [0, {num_sources}) (a "
+            "traced value). Sources index the rows of the input weights.",
+        )
+        t1 = eqx.error_if(
+            t1,
+            jnp.any(bad_time),
+            "simulate: an input spike time is NaN or before t0 (a traced value). "
+            "Drop such spikes or start the simulation earlier.",
+        )
+    for conn in system.network.connections:
+        if conn.delay is not None:
+            t1 = eqx.error_if(
+                t1,
+                jnp.any((conn.delay < 0) | jnp.isnan(conn.delay)),
+                f"Projection {conn.pre!r} -> {conn.post!r}: a `delay` is negative or NaN "
+                "(a traced value). Delays are in ms, >= 0.",
+            )
+    if record.size:
+        bad = jnp.isnan(record) | (record < t0) | (record > t1)
+        bad = jnp.any(bad) | jnp.any(jnp.diff(record) < 0)
+        record = eqx.error_if(
+            record,
+            bad,
+            "simulate: `record` must be sorted times within [t0, t1] (a traced value "
+            "was not). Pass times in increasing order, e.g. jnp.sort(record).",
+        )
+    return t1, record
+
+
 @eqx.filter_jit
 def _run_jit(system, t0, t1, y0, input_times, input_sources, record, dt0, config):
+    t1, record = _checked_inside(system, t0, t1, input_times, input_sources, record)
     common = dict(
         t0=t0,
         t1=t1,
@@ -421,7 +486,10 @@ def simulate(
         input_weights=input_weights,
         max_spikes=max_spikes,
         max_in_flight=max_in_flight,
+        tolerances=dict(rtol=rtol, atol=atol, dt0=dt0),
     )
+    n = None if n is None else int(n)
+    max_spikes, max_in_flight = int(max_spikes), int(max_in_flight)
     if single:
         dtype = jtu.tree_leaves(model.init_state(1))[0].dtype
         network = _single_population_network(
@@ -433,7 +501,7 @@ def simulate(
     states = _initial_states(network, y0, single)
     dtype = jtu.tree_leaves(states)[0].dtype
     record = _prepare_record(record, t0, t1, dtype)
-    input_times, input_sources = _merged_inputs(network, dtype)
+    input_times, input_sources = _merged_inputs(network, t0, dtype)
     system = NetworkSystem(
         network=network,
         record_fields=_record_fields(network, record_fields, single),
@@ -473,10 +541,20 @@ def simulate(
     return _report(solution, throw)
 
 
-def _check_arguments(model, single, *, t0, t1, n, max_spikes, max_in_flight, **unused):
+def _count(name, value, example) -> int:
+    """`value` as a positive Python int (NumPy integers too), or a ValueError."""
+    try:
+        return as_count("simulate", name, value, example)
+    except ValueError:
+        raise _arg_error(name, f"must be a positive int (got {value!r})", example) from None
+
+
+def _check_arguments(
+    model, single, *, t0, t1, n, max_spikes, max_in_flight, tolerances, **unused
+):
     """The arguments that can be checked before anything is built: the model, `n`, the
-    times, the buffer sizes; with a Network, the single-model arguments (`unused`)
-    must not be given."""
+    times, the buffer sizes, the tolerances; with a Network, the single-model
+    arguments (`unused`) must not be given."""
     if single:
         if not isinstance(model, AbstractNeuron):
             raise _arg_error(
@@ -484,10 +562,7 @@ def _check_arguments(model, single, *, t0, t1, n, max_spikes, max_in_flight, **u
                 f"must be a neurosim neuron model or Network (got {type(model).__name__})",
                 "Pass e.g. neurosim.LIF() with n=..., or a neurosim.Network.",
             )
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise _arg_error(
-                "n", f"must be a positive int (got {n!r})", "Pass the number of neurons."
-            )
+        _count("n", n, "Pass the number of neurons.")
     else:
         for name, value in (("n", n), *unused.items()):
             if value is not None:
@@ -498,16 +573,17 @@ def _check_arguments(model, single, *, t0, t1, n, max_spikes, max_in_flight, **u
                     "and spike inputs as the network's `inputs`.",
                 )
     _check_times(t0, t1)
-    if not isinstance(max_spikes, int) or max_spikes < 1:
-        raise _arg_error(
-            "max_spikes",
-            f"must be a positive int (got {max_spikes!r})",
-            "E.g. max_spikes=10_000.",
-        )
-    if not isinstance(max_in_flight, int) or max_in_flight < 1:
-        raise _arg_error(
-            "max_in_flight", f"must be a positive int (got {max_in_flight!r})", "E.g. 4096."
-        )
+    _count("max_spikes", max_spikes, "E.g. max_spikes=10_000.")
+    _count("max_in_flight", max_in_flight, "E.g. 4096.")
+    for name in ("rtol", "atol"):
+        value = tolerances[name]
+        if is_concrete(value) and not (np.isfinite(value) and float(value) > 0):
+            raise _arg_error(
+                name, f"must be a positive finite number (got {value!r})", "E.g. 1e-6."
+            )
+    dt0 = tolerances["dt0"]
+    if dt0 is not None and is_concrete(dt0) and not float(dt0) > 0:
+        raise _arg_error("dt0", f"must be > 0 ms (got {dt0!r})", "E.g. dt0=0.1.")
 
 
 def _check_populations(network: Network, t0, single: bool):

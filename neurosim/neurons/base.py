@@ -88,11 +88,12 @@ class AbstractNeuron(eqx.Module):
     def validate(self, n: int) -> None:
         """Check that the parameters fit a population of `n` neurons (raises a
         ValueError naming the parameter). Called by the simulator on concrete values."""
-        from .._checks import check_per_neuron
+        from .._checks import check_finite, check_per_neuron
 
         for name, value in vars(self).items():
             if isinstance(value, jnp.ndarray) or hasattr(value, "shape"):
                 check_per_neuron(type(self).__name__, name, value, n)
+                check_finite(type(self).__name__, name, value, allow_inf=True)
 
 
 def _dtype_of(state: State):

@@ -1,0 +1,152 @@
+"""Bad input gets a named error, eagerly and under `jax.jit`, never a wrong result."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import neurosim as ns
+
+LIF = ns.LIF(tau_mem=10.0, v_th=1.0, v_reset=0.0)
+
+
+def _network(delay):
+    weights = jnp.full((2, 2), 0.1)
+    return ns.Network(
+        populations={"a": ns.Population(LIF, 2, 1.5)},
+        projections=[ns.Projection("a", "a", weights, delay=delay)],
+    )
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (
+            lambda: ns.simulate(
+                ns.LIF(v_th=jnp.array([1.0, jnp.nan])), n=2, t1=10.0, current=1.5
+            ),
+            r"LIF: `v_th` holds NaN at index \[1\]",
+        ),
+        (
+            lambda: ns.simulate(ns.Izhikevich(), n=1, t1=10.0, rtol=-1.0, atol=-1.0),
+            "`rtol` must be a positive finite number",
+        ),
+        (
+            lambda: ns.simulate(
+                LIF,
+                n=1,
+                t1=10.0,
+                input_spikes=(jnp.array([-1.0, 2.0]), jnp.array([0, 0])),
+                input_weights=jnp.ones((1, 1)),
+            ),
+            r"`input_spikes` has 1 spike time\(s\) before t0",
+        ),
+        (
+            lambda: ns.inputs.PiecewiseConstant(
+                jnp.array([5.0, 2.0]), jnp.array([0.0, 1.0, 2.0])
+            ),
+            "`times` must be sorted",
+        ),
+        (
+            lambda: ns.simulate(LIF, n=1, t1=20.0, record=jnp.array([jnp.nan, 10.0])),
+            "`record` holds NaN at index 0",
+        ),
+        (
+            lambda: ns.Network(
+                populations=[("a", ns.Population(LIF, 1)), ("a", ns.Population(LIF, 2))]
+            ),
+            r"`populations` names \['a'\] more than once",
+        ),
+        (
+            lambda: ns.simulate(_network(jnp.inf), t1=10.0),
+            "`delay` holds a non-finite value",
+        ),
+        (
+            lambda: ns.simulate(LIF, n=1, t1=10.0, solver=ns.SequentialEuler(), dt0=0.0),
+            "`dt0` must be > 0",
+        ),
+    ],
+    ids=[
+        "nan-threshold",
+        "negative-tolerances",
+        "inputs-before-t0",
+        "unsorted-jumps",
+        "nan-record",
+        "repeated-population",
+        "infinite-delay",
+        "zero-dt0",
+    ],
+)
+def test_bad_input_is_refused_eagerly(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+@pytest.mark.parametrize(
+    "run, argument, match",
+    [
+        (
+            lambda t1: ns.simulate(LIF, n=1, t1=t1, current=1.5).num_spikes,
+            jnp.asarray(-5.0),
+            "`t1` must be finite and greater than `t0`",
+        ),
+        (
+            lambda t1: ns.simulate(LIF, n=1, t1=t1, current=1.5).num_spikes,
+            jnp.asarray(jnp.nan),
+            "`t1` must be finite and greater than `t0`",
+        ),
+        (
+            lambda delay: ns.simulate(_network(delay), t1=30.0).num_spikes,
+            jnp.asarray(-1.0),
+            "a `delay` is negative or NaN",
+        ),
+        (
+            lambda delay: ns.simulate(_network(delay), t1=30.0).num_spikes,
+            jnp.asarray(jnp.nan),
+            "a `delay` is negative or NaN",
+        ),
+        (
+            lambda sources: (
+                ns.simulate(
+                    LIF,
+                    n=1,
+                    t1=10.0,
+                    input_spikes=(jnp.array([1.0, 2.0]), sources),
+                    input_weights=jnp.ones((2, 1)),
+                ).num_spikes
+            ),
+            jnp.array([0, 7]),
+            r"source lies outside \[0, 2\)",
+        ),
+        (
+            lambda record: ns.simulate(LIF, n=1, t1=10.0, record=record).num_spikes,
+            jnp.array([5.0, 2.0]),
+            "`record` must be sorted times within",
+        ),
+    ],
+    ids=["t1-before-t0", "nan-t1", "negative-delay", "nan-delay", "source-7", "records"],
+)
+def test_bad_traced_input_stops_the_run_under_jit(run, argument, match):
+    """Traced values cannot be checked in Python: the run stops with the named error
+    instead of returning a result."""
+    with pytest.raises(Exception, match=match):
+        jax.block_until_ready(eqx.filter_jit(run)(argument))
+
+
+def test_numpy_integers_are_accepted_as_counts():
+    sol = ns.simulate(LIF, n=np.int64(2), t1=30.0, current=1.5, max_spikes=np.int32(8))
+    assert sol.spike_times.shape == (8,)
+    np.testing.assert_allclose(sol.spikes()[0][:2], 10 * np.log(3.0), rtol=1e-5)
+    for bad in (True, 0, 2.0, np.float64(3.0)):
+        with pytest.raises(ValueError, match="`n` must be a positive int"):
+            ns.simulate(LIF, n=bad, t1=10.0)
+
+
+def test_a_float32_parameter_does_not_make_a_float64_run_float32(x64):
+    neuron = ns.LIF(tau_mem=jnp.float32(10.0), v_th=1.0, v_reset=0.0)
+    sol = ns.simulate(neuron, n=1, t1=30.0, current=1.5)
+    assert sol.spike_times.dtype == jnp.float64
+    np.testing.assert_allclose(
+        sol.spikes()[0][:2], np.array([10, 20]) * np.log(3.0), rtol=1e-12
+    )
