@@ -15,6 +15,7 @@ tests/test_agreement.py.
 
 import argparse
 import itertools
+import json
 import os
 import sys
 import time
@@ -81,12 +82,16 @@ def main():
     )
     parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
     parser.add_argument("--quiet", action="store_true", help="no line per network")
+    parser.add_argument(
+        "--json", action="store_true", help="end with one JSON line of the figures"
+    )
     args = parser.parse_args()
     precisions = ["float32", "float64"] if args.precision == "both" else [args.precision]
     if args.x64:
         precisions = ["float64"]
     seeds = range(args.start, args.start + args.seeds)
     exit_code = 0
+    summary = []
     for precision in precisions:
         jax.config.update("jax_enable_x64", precision == "float64")
         checked = agreed = 0
@@ -144,6 +149,23 @@ def main():
             print(f"{len(failures)} failures:")
             for failure in failures:
                 print("  " + failure)
+        summary.append(
+            {
+                "precision": precision,
+                "structures": args.structures,
+                "paths": args.paths,
+                "checked": checked,
+                "agreed": agreed,
+                "largest_ratio": None if largest is None else float(largest[0]),
+                "largest": None if largest is None else f"{largest[1]}, seed {largest[2]}",
+                "worst": None
+                if worst is None
+                else f"{worst[1]}, {worst[3]} seed {worst[2]}: {worst[4]}",
+                "wall_s": time.perf_counter() - start,
+            }
+        )
+    if args.json:
+        print(json.dumps(summary))
     return exit_code
 
 

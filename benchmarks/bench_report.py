@@ -566,6 +566,43 @@ def drift(results):
     ]
 
 
+def agreement_sweep(results):
+    rows = [
+        [
+            r["precision"],
+            ", ".join(r["paths"]),
+            r["checked"],
+            r["agreed"],
+            "-"
+            if r["largest_ratio"] is None
+            else f"{r['largest_ratio']:.2g} ({r['largest']})",
+            r["worst"] or "none",
+        ]
+        for r in results["neurosim"]["agreement"]
+    ]
+    return [
+        "## 8. Agreement: every path on random recurrent networks\n",
+        "`benchmarks/agreement.py`: the `mixed` structure of `tests/_random_networks.py` "
+        "(200 neurons, CubaLIF + LIF, exponential and delta synapses, no, scalar and "
+        "per-synapse delays, refractory periods, Poisson inputs and a stepped current, "
+        "200 ms). Every pair of paths must give the same spikes, at times within 1e-9 ms "
+        "between exact paths and 1e-6 ms against the ODE path (float64), 5e-3 ms "
+        "(float32). Largest difference: the largest time difference among agreeing "
+        "pairs, relative to the tolerance.\n",
+        table(
+            [
+                "precision",
+                "paths",
+                "networks",
+                "agree",
+                "largest difference / tolerance",
+                "worst disagreement",
+            ],
+            rows,
+        ),
+    ]
+
+
 SECTIONS = [  # (title if it fails, section, the workloads it reads)
     ("Benchmark results", header, ()),
     ("Goals of the benchmark issue", goals, ()),
@@ -580,6 +617,7 @@ SECTIONS = [  # (title if it fails, section, the workloads it reads)
     ("5. Cost per event", per_event, ("neurosim/per_event",)),
     ("6. Gradients", gradients, ("neurosim/gradients",)),
     ("7. Long runs", drift, ("neurosim/drift",)),
+    ("8. Agreement", agreement_sweep, ("neurosim/agreement",)),
 ]
 
 

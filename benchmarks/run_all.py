@@ -33,6 +33,9 @@ Workloads (simulated time in ms, wall times in s):
    recurrent LIF network driven by Poisson input for 100 ms, against its forward runs.
 7. Long runs (`drift.py`): one LIF firing every 10 ln 3 ms, the k-th spike against
    k * 10 ln 3 for k = 1e3, 1e4, 1e5, float32 and float64.
+8. Agreement (`agreement.py`): random recurrent E/I networks, every pair of paths
+   (exact loop with synapse lists in both CPU forms and differentiable, dense, ODE),
+   50 seeds per precision: networks checked, networks that agree, the worst pair.
 
 `--quick` shrinks the workloads (CUBA 1000 neurons for 200 ms, 256 Izhikevich neurons
 for 200 ms, per-event N = 100 and 1000) to check the suite in a few minutes.
@@ -76,12 +79,14 @@ FULL = {
     "izhikevich": {"n": 1024, "t1": 1000.0, "euler_dts": [0.1, 0.01]},
     "per_event": [10, 100, 1000, 4000],
     "drift": [1000, 10_000, 100_000],
+    "agreement_seeds": 50,
 }
 QUICK = {
     "cuba": {"n": 1000, "t1": 200.0, "seeds": [0, 1, 2]},
     "izhikevich": {"n": 256, "t1": 200.0, "euler_dts": [0.1]},
     "per_event": [100, 1000],
     "drift": [1000, 10_000],
+    "agreement_seeds": 8,
 }
 
 
@@ -232,6 +237,14 @@ def lif_accuracy(x64, repeats, exact=None):
 def lif_accuracy_x64(repeats):
     """`lif_accuracy` in float64, in a fresh process (x64 must be on before any array)."""
     return child_json([sys.executable, __file__, "--lif-x64", "--repeats", str(repeats)])
+
+
+def agreement_sweep(seeds):
+    """`agreement.py` over `seeds` random networks per precision (its own process:
+    it switches precision between sweeps); its summary."""
+    command = [sys.executable, str(HERE / "agreement.py"), "--seeds", str(seeds)]
+    done = subprocess.run(command + ["--quiet", "--json"], capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def drift_x64(ks):
@@ -568,6 +581,11 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="warm calls per figure")
     parser.add_argument("--output", default=str(HERE / "RESULTS.md"))
     parser.add_argument("--lif-x64", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        help="run only these workloads (e.g. cuba cuba_forms drift agreement)",
+    )
     args = parser.parse_args()
     if args.lif_x64:  # the float64 child process of `lif_accuracy_x64`
         jax.config.update("jax_enable_x64", True)
@@ -611,6 +629,8 @@ def main():
             args.repeats,
         ),
     }
+    if args.only:
+        b2 = {name: a for name, a in b2.items() if name in args.only}
     b2 = {name: attempt(lambda a=a: brian2(py, *a)) for name, a in b2.items()}
     results = {"brian2": {name: out.get("result", out) for name, out in b2.items()}}
     versions = next((out["versions"] for out in b2.values() if "versions" in out), {})
@@ -628,7 +648,10 @@ def main():
         "per_event": lambda: [per_event_size(n, args.repeats) for n in config["per_event"]],
         "gradients": lambda: gradients(args.repeats),
         "drift": lambda: [drift(k) for k in config["drift"]] + drift_x64(config["drift"]),
+        "agreement": lambda: agreement_sweep(config["agreement_seeds"]),
     }
+    if args.only:
+        workloads = {k: v for k, v in workloads.items() if k in args.only}
     ours = {}
     for name, workload in workloads.items():
         log(f"neurosim: {name}")

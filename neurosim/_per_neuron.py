@@ -99,6 +99,22 @@ once, after the input (times equal in the working precision; times that differ i
 their last bits are ordered by them, on either path). Neurons that fire at the same
 time fire in successive iterations at that time.
 
+**Simultaneous spikes.** All neurons above threshold at one instant fire, as on the
+ODE path (which resets them together, then delivers their spikes). Here they fire in
+successive iterations at that instant; a neuron whose key is a spike at this very
+instant is *committed* when another's spike at this instant reaches it: it keeps its
+key, and the jumps onto its `v` are held back (`_Row.pending`) and added after its own
+reset. Jumps onto synaptic currents commute with the reset and are applied at once.
+(Without this, an instantaneous inhibitory delta synapse between two neurons pushed
+over threshold by one input spike would cancel the second spike.) Not covered: a
+cascade through zero-delay delta synapses onto `v`, where spikes at one instant make
+more neurons fire at that instant. The ODE path fires it in waves (all neurons above
+threshold, then all their deliveries, then the next wave); here neurons fire in index
+order, so a spike of one wave can reach a neuron of the next before or after that
+neuron's reset, and the two paths' states differ after the cascade. Give such
+synapses a delay (any positive one orders the cascade in time on both paths), or use
+exponential synapses.
+
 **Refractoriness.** A refractory neuron does not fire. If a jump onto `v` lifts it
 above threshold while it is refractory, its key is the end of the refractory period,
 where it fires unless an input brings it below threshold first (the ODE path reads the
@@ -448,14 +464,16 @@ def _put(array, i, value, whole):
 class _Row(eqx.Module):
     """What a population's table holds per neuron (besides its state): the time of
     its last touch (a pair), the low part of its key (the key itself is in the key
-    grid), the current it sees, its horizon and the kind of its key (last, so that
-    `rows[..., -1]` reads it)."""
+    grid), the current it sees, its horizon, the jumps onto `v` held back while it is
+    committed to fire (see "Simultaneous spikes" in the module docstring) and the kind
+    of its key (last, so that `rows[..., -1]` reads it)."""
 
     t_last: Array
     t_last_lo: Array
     key_lo: Array
     current: Array
     horizon: Array
+    pending: Array
     kind: Array
 
 
@@ -682,7 +700,8 @@ class _Loop:
             key_lo, kind, h_next = jnp.zeros_like(key), jnp.full_like(key, CHECK), h
         t_last = jnp.broadcast_to(t, key.shape)
         t_last_lo = jnp.broadcast_to(t_lo, key.shape)
-        return key, _Row(t_last, t_last_lo, key_lo, current, h_next, kind)
+        pending = jnp.zeros_like(key)
+        return key, _Row(t_last, t_last_lo, key_lo, current, h_next, pending, kind)
 
     def states_at(self, table, t, t_lo):
         """Every neuron brought to `(t, t_lo)` (reads only)."""
@@ -929,24 +948,55 @@ class _Loop:
             state, row = lay.unpack(gathered)
             state = _advance(neuron, state, row.current, row.t_last, row.t_last_lo, t, t_lo)
             me = (idx == event.firsts[p]) & event.is_neuron & (event.which == p)
+            grid = carry.key[name].shape
+            flat = carry.key[name].reshape(-1)
+            old_key = flat.at[idx].get(mode="clip")
             if pop.neuron.spiking:
-                state = neuron.reset(t, state, me & touched.fired[p])
+                fired = me & touched.fired[p]
+                state = neuron.reset(t, state, fired)
+                # Jumps held back while it was committed come after its reset.
+                state = eqx.tree_at(
+                    lambda s: s.v, state, state.v + jnp.where(fired, row.pending, 0.0)
+                )
+            # Committed: due at this instant when another neuron's spike at this
+            # instant reaches it. It fires too (all neurons above threshold at one
+            # instant fire together); the jumps onto its `v` wait for its reset.
+            committed = (
+                touched.fires
+                & ~me
+                & (old_key == t)
+                & (row.key_lo == t_lo)
+                & (row.kind == SPIKE)
+            )
+            v_committed = state.v
             for plan in self.plans[name]:
                 for k, c in enumerate(plan.members):
                     conn = self.connections[c]
                     x = _input_to(plan, k, conn, touched.deliveries[c], idx)
                     state = _jump(neuron, state, x, conn.target)
+            pending = jnp.where(committed, row.pending + (state.v - v_committed), 0.0)
+            state = eqx.tree_at(
+                lambda s: s.v, state, jnp.where(committed, v_committed, state.v)
+            )
             # A check keeps its horizon; a neuron whose dynamics changed starts over.
             h = jnp.where(me & ~touched.fires, row.horizon, self.cap)
             key, new_row = self.predict(name, neuron, state, row.current, t, t_lo, h)
+            new_row = eqx.tree_at(
+                lambda r: (r.key_lo, r.pending, r.kind),
+                new_row,
+                (
+                    jnp.where(committed, t_lo, new_row.key_lo),
+                    pending,
+                    jnp.where(committed, SPIKE, new_row.kind).astype(new_row.kind.dtype),
+                ),
+            )
+            key = jnp.where(committed, t, key)
             new_rows = lay.pack(state, new_row)
             # In a check, only the checked neuron changes (its targets were read in
             # case it fired; touching them would undo their own refinements).
-            grid = carry.key[name].shape
-            flat = carry.key[name].reshape(-1)
             keep = event.is_neuron & ~touched.fires & ~me
             new_rows = jnp.where(keep[:, None], gathered, new_rows)
-            key = jnp.where(keep, flat.at[idx].get(mode="clip"), key)
+            key = jnp.where(keep, old_key, key)
             # Repeated entries (the first neuron among its own targets; repeated
             # targets) hold equal values; each neuron is written once, so that the
             # transpose of the write (reverse mode) does not count it twice.
