@@ -14,7 +14,6 @@ tests/test_agreement.py.
 """
 
 import argparse
-import itertools
 import json
 import os
 import sys
@@ -23,46 +22,15 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
 import jax  # noqa: E402
-import numpy as np  # noqa: E402
-from _compare import first_divergence  # noqa: E402
-from _random_networks import PATHS, STRUCTURES, draw, run  # noqa: E402
-from test_agreement import BIT_FOR_BIT_64, MIN_SPIKES, tolerance  # noqa: E402
+from _random_networks import PATHS, STRUCTURES, draw  # noqa: E402
+from test_agreement import BIT_FOR_BIT_64, compare_paths, tolerance  # noqa: E402
 
 
 def check(net, paths, precision):
-    """Every pair of `paths` on `net`: (list of failures, list of pair results)."""
-    outs = {}
-    failures, pairs = [], []
-    for path in paths:
-        outs[path] = run(net, path)
-        out = outs[path]
-        if int(out["status"]) != 1:
-            failures.append(
-                f"{path}: status {int(out['status'])} at t={float(out['t_final']):.6g} ms "
-                f"after {int(out['iterations'])} iterations"
-            )
-    counts = {path: int(out["num_spikes"]) for path, out in outs.items()}
-    if min(counts.values()) < MIN_SPIKES:
-        failures.append(f"too few spikes to compare: {counts}")
-    for a, b in itertools.combinations(paths, 2):
-        atol = tolerance(precision, a, b)
-        agreement = first_divergence(
-            (outs[a]["spike_times"], outs[a]["spike_neurons"]),
-            (outs[b]["spike_times"], outs[b]["spike_neurons"]),
-            atol=atol,
-            t1=net.t1,
-        )
-        pairs.append((a, b, agreement))
-        if not agreement.agree:
-            failures.append(f"{a} vs {b} (atol {atol:g} ms): {agreement}")
-    if precision == "float64":
-        for a, b in itertools.combinations([p for p in BIT_FOR_BIT_64 if p in outs], 2):
-            if not all(
-                np.array_equal(outs[a][k], outs[b][k])
-                for k in ("spike_times", "spike_neurons")
-            ):
-                failures.append(f"{a} vs {b}: not bit for bit")
-    return failures, pairs, counts
+    """Every pair of `paths` on `net` (`test_agreement.compare_paths`; in float64
+    the exact paths that must match bit for bit do): failures, pairs, counts."""
+    bit = [p for p in BIT_FOR_BIT_64 if p in paths] if precision == "float64" else ()
+    return compare_paths(net, paths, precision, bit)
 
 
 def main():

@@ -315,6 +315,13 @@ def run(
     def body(carry: _Carry) -> _Carry:
         signed = _signed_conditions(system, carry.t, carry.y, carry.armed)
         any_due = jnp.any(signed > 0) if any_spiking else jnp.asarray(False)
+        # Everything that happens at this instant (input spikes, delayed deliveries,
+        # scheduled changes, a few per iteration) is applied before the neurons above
+        # threshold fire, as in the exact loop.
+        pending_now = (next_input_time(carry.input_ptr) <= carry.t) | (
+            system.next_internal_time(carry.t, carry.y, carry.aux) <= carry.t
+        )
+        any_due = any_due & ~pending_now
         big = (carry.spike_times, carry.spike_neurons, carry.records)
         small = replace(
             carry,

@@ -106,14 +106,17 @@ instant is *committed* when another's spike at this instant reaches it: it keeps
 key, and the jumps onto its `v` are held back (`_Row.pending`) and added after its own
 reset. Jumps onto synaptic currents commute with the reset and are applied at once.
 (Without this, an instantaneous inhibitory delta synapse between two neurons pushed
-over threshold by one input spike would cancel the second spike.) Not covered: a
-cascade through zero-delay delta synapses onto `v`, where spikes at one instant make
-more neurons fire at that instant. The ODE path fires it in waves (all neurons above
-threshold, then all their deliveries, then the next wave); here neurons fire in index
-order, so a spike of one wave can reach a neuron of the next before or after that
-neuron's reset, and the two paths' states differ after the cascade. Give such
-synapses a delay (any positive one orders the cascade in time on both paths), or use
-exponential synapses.
+over threshold by one input spike would cancel the second spike.) Spikes that jump
+`v` at once (zero-delay delta synapses) can make more neurons fire at the same
+instant: a cascade, which the ODE path fires in waves (every neuron above threshold,
+then all their deliveries, then the neurons above threshold after them). Where a
+network has such synapses, each neuron's row holds its wave (`_Row.wave`: 0 when it
+is due by its own dynamics or an external input, one more than the spike that made it
+due otherwise), equal keys are taken wave by wave (`_Loop.earliest_wave`), a
+committed neuron defers only the spikes of its own or a later wave, and an earlier
+wave's spike is applied at once (it may then no longer be due). In dense synchronous
+bursts the two paths can still part where a decision rests on the last bits of `v`
+(see benchmarks/agreement.py, structure `delta_ties`).
 
 **Refractoriness.** A refractory neuron does not fire. If a jump onto `v` lifts it
 above threshold while it is refractory, its key is the end of the refractory period,
@@ -474,6 +477,7 @@ class _Row(eqx.Module):
     current: Array
     horizon: Array
     pending: Array
+    wave: Array
     kind: Array
 
 
@@ -621,6 +625,7 @@ class _Touched(eqx.Module):
     deliveries: dict
     aux: list
     t_lo: Array
+    wave: Array  # the wave of the first neuron (see "Simultaneous spikes")
 
 
 class _Loop:
@@ -663,6 +668,12 @@ class _Loop:
             c for c, conn in enumerate(network.connections) if conn.delay is not None
         ]
         self.jumping = [name for name in names if not _constant(pops[name].current)]
+        # Spikes that jump `v` at once can make other neurons fire at the same
+        # instant: such cascades fire in waves ("Simultaneous spikes").
+        self.waves = any(
+            conn.pre in pops and conn.delay is None and conn.target == "v"
+            for conn in network.connections
+        )
         self.layout = {name: _Table(y0[name]) for name in names}
         self.whole, self.gradients = whole, gradients
         self.max_spikes, self.max_iterations = max_spikes, max_iterations
@@ -700,8 +711,8 @@ class _Loop:
             key_lo, kind, h_next = jnp.zeros_like(key), jnp.full_like(key, CHECK), h
         t_last = jnp.broadcast_to(t, key.shape)
         t_last_lo = jnp.broadcast_to(t_lo, key.shape)
-        pending = jnp.zeros_like(key)
-        return key, _Row(t_last, t_last_lo, key_lo, current, h_next, pending, kind)
+        zeros = jnp.zeros_like(key)
+        return key, _Row(t_last, t_last_lo, key_lo, current, h_next, zeros, zeros, kind)
 
     def states_at(self, table, t, t_lo):
         """Every neuron brought to `(t, t_lo)` (reads only)."""
@@ -782,20 +793,40 @@ class _Loop:
         table, keys, jumped = self.jump_currents(carry, event, touched, table, keys)
         return self.bookkeeping(carry, event, touched, table, keys, jumped, records, finite)
 
+    def earliest_wave(self, carry: _Carry, name, low):
+        """Among the neurons of `name` whose key is `low`, the one of the earliest
+        wave (then the lowest index), and its wave."""
+        n = self.pops[name].n
+        keys = carry.key[name].reshape(-1)[:n]
+        waves = self.layout[name].unpack(carry.table[name])[1].wave
+        at_low = keys == low
+        wave = jnp.min(jnp.where(at_low, waves, jnp.inf))
+        index = jnp.arange(n, dtype=jnp.int32)
+        first = jnp.min(jnp.where(at_low & (waves == wave), index, n))
+        return first, wave
+
     def next_event(self, carry: _Carry) -> _Event:
         """The earliest of: the smallest key, the next delayed arrival, input spike,
         current jump and record time (see "Ties" in the module docstring)."""
         inf, names = self.inf, self.names
-        firsts, lows = [], []
+        firsts, lows, waves = [], [], []
         for name in names:
             low, k = _earliest(carry.key[name], self.whole)
+            if self.waves:
+                k, wave = self.earliest_wave(carry, name, low)
+                waves.append(wave)
             firsts.append(k)
             lows.append(low)
         if len(names) == 1:
             which, t_low = jnp.asarray(0, jnp.int32), lows[0]
         else:
             stacked = jnp.stack(lows)
-            which = jnp.argmin(stacked).astype(jnp.int32)
+            if self.waves:  # equal times: the earliest wave
+                stacked_waves = jnp.stack(waves)
+                order = jnp.where(stacked == jnp.min(stacked), stacked_waves, jnp.inf)
+                which = jnp.argmin(order).astype(jnp.int32)
+            else:
+                which = jnp.argmin(stacked).astype(jnp.int32)
             t_low = stacked[which]
 
         arrivals = {}
@@ -927,11 +958,14 @@ class _Loop:
 
         # The low part of the event time: the first neuron's key's (its row was read
         # above); none for external times, which are given as single numbers.
-        key_los = [self.layout[name].unpack(gathered[name][0])[1].key_lo for name in names]
+        firsts_rows = [self.layout[name].unpack(gathered[name][0])[1] for name in names]
+        key_los = [row.key_lo for row in firsts_rows]
         key_lo = key_los[0] if len(names) == 1 else jnp.stack(key_los)[which]
+        waves = [row.wave for row in firsts_rows]
+        wave = waves[0] if len(names) == 1 else jnp.stack(waves)[which]
         external = event.active | event.is_record
         t_lo = jnp.where(event.is_neuron, key_lo, jnp.where(external, 0.0, carry.t_lo))
-        return _Touched(indices, gathered, fired, fires, deliveries, aux, t_lo)
+        return _Touched(indices, gathered, fired, fires, deliveries, aux, t_lo, wave)
 
     def touch(self, carry: _Carry, event: _Event, touched: _Touched):
         """The touched neurons brought to the event time, reset if they fire, given
@@ -967,6 +1001,7 @@ class _Loop:
                 & (old_key == t)
                 & (row.key_lo == t_lo)
                 & (row.kind == SPIKE)
+                & (row.wave <= touched.wave)
             )
             v_committed = state.v
             for plan in self.plans[name]:
@@ -981,12 +1016,16 @@ class _Loop:
             # A check keeps its horizon; a neuron whose dynamics changed starts over.
             h = jnp.where(me & ~touched.fires, row.horizon, self.cap)
             key, new_row = self.predict(name, neuron, state, row.current, t, t_lo, h)
+            # Due now after this spike's deliveries: the next wave.
+            due = (key == t) & (new_row.key_lo == t_lo) & (new_row.kind == SPIKE)
+            wave = jnp.where(due & touched.fires, touched.wave + 1, 0.0)
             new_row = eqx.tree_at(
-                lambda r: (r.key_lo, r.pending, r.kind),
+                lambda r: (r.key_lo, r.pending, r.wave, r.kind),
                 new_row,
                 (
                     jnp.where(committed, t_lo, new_row.key_lo),
                     pending,
+                    jnp.where(committed, row.wave, wave).astype(new_row.wave.dtype),
                     jnp.where(committed, SPIKE, new_row.kind).astype(new_row.kind.dtype),
                 ),
             )
