@@ -35,7 +35,7 @@ Workloads (simulated time in ms, wall times in s):
    k * 10 ln 3 for k = 1e3, 1e4, 1e5, float32 and float64.
 8. Agreement (`agreement.py`): random recurrent E/I networks, every pair of paths
    (exact loop with synapse lists in both CPU forms and differentiable, dense, ODE),
-   50 seeds per precision: networks checked, networks that agree, the worst pair.
+   12 seeds per precision: networks checked, networks that agree, the worst pair.
 
 `--quick` shrinks the workloads (CUBA 1000 neurons for 200 ms, 256 Izhikevich neurons
 for 200 ms, per-event N = 100 and 1000) to check the suite in a few minutes.
@@ -79,14 +79,14 @@ FULL = {
     "izhikevich": {"n": 1024, "t1": 1000.0, "euler_dts": [0.1, 0.01]},
     "per_event": [10, 100, 1000, 4000],
     "drift": [1000, 10_000, 100_000],
-    "agreement_seeds": 50,
+    "agreement_seeds": 12,
 }
 QUICK = {
     "cuba": {"n": 1000, "t1": 200.0, "seeds": [0, 1, 2]},
     "izhikevich": {"n": 256, "t1": 200.0, "euler_dts": [0.1]},
     "per_event": [100, 1000],
     "drift": [1000, 10_000],
-    "agreement_seeds": 8,
+    "agreement_seeds": 4,
 }
 
 
