@@ -150,3 +150,29 @@ def test_a_float32_parameter_does_not_make_a_float64_run_float32(x64):
     np.testing.assert_allclose(
         sol.spikes()[0][:2], np.array([10, 20]) * np.log(3.0), rtol=1e-12
     )
+
+
+@pytest.mark.parametrize("exact", [True, False], ids=["exact", "ode"])
+def test_a_full_buffer_keeps_the_prefix_of_a_larger_run(exact):
+    """A run whose spike buffer fills stops there with `overflow` set: what it holds
+    is the prefix of the run with a larger buffer, spike for spike."""
+    key_w, key_v = jax.random.split(jax.random.PRNGKey(7))
+    weights = 0.1 * jax.random.bernoulli(key_w, 0.2, (40, 40)) * (1 - jnp.eye(40))
+    neuron = ns.LIF(tau_mem=10.0, tau_syn=5.0, v_th=1.0, v_reset=0.0, t_ref=2.0)
+    y0 = neuron.init_state(40)
+    y0 = type(y0)(
+        v=jax.random.uniform(key_v, (40,)),
+        i=y0.i,
+        refractory=y0.refractory,
+        ref_end=y0.ref_end,
+    )
+    kwargs = dict(
+        n=40, t1=100.0, current=1.2, weights=weights, y0=y0, exact=exact, throw=False
+    )
+    full = ns.simulate(neuron, max_spikes=2000, **kwargs)
+    part = ns.simulate(neuron, max_spikes=150, **kwargs)
+    assert int(full.status) == 1 and int(full.num_spikes) > 300
+    assert bool(part.overflow) and int(part.status) == 2 and int(part.num_spikes) == 150
+    np.testing.assert_array_equal(part.spike_neurons, full.spike_neurons[:150])
+    np.testing.assert_array_equal(part.spike_times, full.spike_times[:150])
+    assert float(part.t_final) < 100.0
