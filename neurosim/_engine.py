@@ -29,6 +29,7 @@ from dataclasses import replace
 import diffrax as dfx
 import equinox as eqx
 import equinox.internal as eqxi
+import jax
 import jax.lax as lax
 import jax.numpy as jnp
 import jax.tree_util as jtu
@@ -105,12 +106,57 @@ def _event_condition(t, y, args, **kwargs):
     # diffrax passes `t` (local time within the segment) by keyword.
     system, t_start, t_left, armed = args
     t_abs = jnp.minimum(t_start + t, t_left)
-    return jnp.max(_signed_conditions(system, t_abs, y, armed))
+    condition = jnp.max(_signed_conditions(system, t_abs, y, armed))
+    # A state turning non-finite ends the segment there too (a fixed-step solver
+    # accepts such steps), so that a failure is reported where it happened.
+    return jnp.where(_all_finite(y), condition, jnp.ones_like(condition))
 
 
 def _all_finite(y) -> Bool[Array, ""]:
     leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jtu.tree_leaves(y)]
     return jnp.all(jnp.stack(leaves))
+
+
+def _probe_times(t):
+    """`t` and times 1, 2, 4, ... 2048 spacings after it. An adaptive solver creeps up
+    to a time where the dynamics turn non-finite (a current that becomes NaN) with ever
+    smaller steps and fails there: the dynamics are probed just past it."""
+    t_const = lax.stop_gradient(t)
+    spacing = t_const - jnp.nextafter(t_const, -jnp.inf)
+    return jnp.concatenate([t[None], t + spacing * 2.0 ** jnp.arange(12, dtype=t.dtype)])
+
+
+def _nonfinite_per_neuron(tree, probe_axis: bool):
+    """For each leaf of `tree` (leading axis: neurons, after the probe axis if any),
+    which neurons hold a non-finite value."""
+    out = []
+    for leaf in jtu.tree_leaves(tree):
+        bad = ~jnp.isfinite(leaf)
+        if probe_axis:
+            bad = jnp.any(bad, axis=0)
+        out.append(
+            jnp.any(bad.reshape(bad.shape[0], -1), axis=1) if bad.ndim else bad[None]
+        )
+    return out
+
+
+def locate_fault(system: NetworkSystem, t, y) -> Int[Array, " 3"]:
+    """Where a run went non-finite: `(leaf, neuron, kind)` for the first leaf of `y`
+    (in `jax.tree_util` order) and its first neuron whose state (kind 0) or time
+    derivative at or just after `t` (kind 1) is not finite; `(-1, -1, -1)` if none."""
+    dtype = jtu.tree_leaves(y)[0].dtype
+    probes = _probe_times(jnp.asarray(t, dtype))
+    derivatives = jax.vmap(system.vector_field, in_axes=(0, None))(probes, y)
+    found, where = [], []
+    for kind, bads in (
+        (0, _nonfinite_per_neuron(y, False)),
+        (1, _nonfinite_per_neuron(derivatives, True)),
+    ):
+        for leaf, bad in enumerate(bads):
+            found.append(jnp.any(bad))
+            where.append(jnp.asarray([leaf, jnp.argmax(bad), kind], jnp.int32))
+    first = jnp.argmax(jnp.stack(found))
+    return jnp.where(jnp.any(jnp.stack(found)), jnp.stack(where)[first], -1)
 
 
 def run(
@@ -304,11 +350,26 @@ def run(
                 carry, t_event, y_end, crossing & carry.armed, crossing & ~carry.armed
             )
 
-        carry = lax.cond(
-            hit, on_event, lambda c: handle_breakpoint(c, t_stop, y_end), carry
+        def on_failure(carry):
+            # Stop at the last accepted step (where the state is still finite, unless a
+            # fixed-step solver stepped into NaN): NONFINITE when the state or the
+            # dynamics at or just after it are not finite (a NaN parameter or current:
+            # more steps would not help), SOLVER_FAILED when the solver ran out of steps.
+            derivatives = jax.vmap(system.vector_field, in_axes=(0, None))(
+                _probe_times(t_event), y_end
+            )
+            finite = _all_finite(y_end) & _all_finite(derivatives)
+            status = jnp.where(finite, SOLVER_FAILED, NONFINITE)
+            return replace(carry, t=t_event, y=y_end, status=status.astype(jnp.int32))
+
+        failed = ~ok | ~_all_finite(y_end)
+        branch = jnp.where(failed, 2, jnp.where(hit, 0, 1))
+        carry = lax.switch(
+            branch,
+            [on_event, lambda c: handle_breakpoint(c, t_stop, y_end), on_failure],
+            carry,
         )
-        status = jnp.where(ok, carry.status, SOLVER_FAILED)
-        status = jnp.where(_all_finite(carry.y), status, NONFINITE)
+        status = jnp.where(_all_finite(carry.y), carry.status, NONFINITE)
         status = jnp.where(system.failed(carry.aux), QUEUE_OVERFLOW, status)
         return replace(carry, status=status)
 

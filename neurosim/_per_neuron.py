@@ -790,7 +790,10 @@ class _Loop:
         touched = self.touched(carry, event)
         table, keys, finite = self.touch(carry, event, touched)
         records = self.record(carry, event, touched, table)
-        table, keys, jumped = self.jump_currents(carry, event, touched, table, keys)
+        table, keys, jumped, finite_currents = self.jump_currents(
+            carry, event, touched, table, keys
+        )
+        finite = finite + finite_currents
         return self.bookkeeping(carry, event, touched, table, keys, jumped, records, finite)
 
     def earliest_wave(self, carry: _Carry, name, low):
@@ -1074,8 +1077,10 @@ class _Loop:
 
     def jump_currents(self, carry: _Carry, event: _Event, touched: _Touched, table, keys):
         """At a jump of a population's current, its whole population brought to the
-        event time and predicted again under the new current."""
+        event time and predicted again under the new current; and whether each new
+        current is finite."""
         table, keys, jumped = dict(table), dict(keys), dict(carry.jumped)
+        finite = []
         t, t_lo = event.t, touched.t_lo
         for name in self.jumping:
             now = event.is_jump & (event.jump_times[name] <= t)
@@ -1091,13 +1096,18 @@ class _Loop:
                 current = self.current_at(name, t)
                 h = jnp.full_like(row.t_last, self.cap)
                 key, new_row = self.predict(name, neuron, state, current, t, t_lo, h)
-                return lay.pack(state, new_row), _as_grid(key)
+                ok = jnp.all(jnp.isfinite(current))
+                return lay.pack(state, new_row), _as_grid(key), ok
 
-            table[name], keys[name] = lax.cond(
-                now, jump, lambda operands: operands, (table[name], keys[name])
+            table[name], keys[name], ok = lax.cond(
+                now,
+                jump,
+                lambda operands: (*operands, jnp.asarray(True)),
+                (table[name], keys[name]),
             )
+            finite.append(ok)
             jumped[name] = jnp.where(now, t, carry.jumped[name])
-        return table, keys, jumped
+        return table, keys, jumped, finite
 
     def bookkeeping(
         self,
@@ -1121,13 +1131,15 @@ class _Loop:
         stored = fires & (carry.num_spikes < max_spikes)
         status = jnp.where(event.finished, FINISHED, carry.status)
         status = jnp.where(fires & (carry.num_spikes >= max_spikes), OVERFLOW, status)
-        status = jnp.where(jnp.all(jnp.stack(finite)), status, NONFINITE)
+        # A NaN parameter can make a key NaN: the run stops where it was.
+        lost = jnp.isnan(event.t) | jnp.isneginf(event.t)
+        status = jnp.where(jnp.all(jnp.stack(finite)) & ~lost, status, NONFINITE)
         failed = [q.overflow for q in touched.aux if q is not None]
         if failed:
             status = jnp.where(jnp.any(jnp.stack(failed)), QUEUE_OVERFLOW, status)
         return _Carry(
-            t=jnp.where(event.finished, carry.t, event.t),
-            t_lo=jnp.where(event.finished, carry.t_lo, touched.t_lo),
+            t=jnp.where(event.finished | lost, carry.t, event.t),
+            t_lo=jnp.where(event.finished | lost, carry.t_lo, touched.t_lo),
             table=table,
             key=keys,
             jumped=jumped,

@@ -9,10 +9,10 @@ import jax.tree_util as jtu
 import numpy as np
 
 from . import _engine, _per_neuron
-from ._checks import as_count, is_concrete
+from ._checks import as_count, is_concrete, run_checks, traced_checks
 from ._currents import as_current
 from ._network import Network, Population, Projection, SpikeTrains
-from ._solution import STATUS_MESSAGES, Solution
+from ._solution import STATUS_MESSAGES, Solution, when
 from ._system import NetworkSystem
 from .neurons.base import AbstractNeuron
 
@@ -257,64 +257,62 @@ def _run_jit(system, t0, t1, y0, input_times, input_sources, record, dt0, config
     )
     if config["exact"]:
         keep = ("max_spikes", "max_iterations", "gradients")
-        return _per_neuron.run(system, **common, **{key: config[key] for key in keep})
-    engine_config = {key: value for key, value in config.items() if key != "exact"}
-    return _engine.run(system, **common, dt0=dt0, **engine_config)
-
-
-def _when(t) -> str:
-    """`t=... ms`; a time traced by a transformation (`jax.jvp` outside jit) whose
-    status is concrete has no value to print."""
-    return f"t={float(t):.6g} ms" if is_concrete(t) else "a traced time"
+        out = _per_neuron.run(system, **common, **{key: config[key] for key in keep})
+    else:
+        engine_config = {key: value for key, value in config.items() if key != "exact"}
+        out = _engine.run(system, **common, dt0=dt0, **engine_config)
+    return out, _engine.locate_fault(system, out.t_final, out.final_state)
 
 
 def _report(solution: Solution, throw: bool) -> Solution:
     failed = (solution.status != _engine.FINISHED) & (solution.status != _engine.OVERFLOW)
     if not is_concrete(solution.status):
         if throw:
-            message = (
-                "simulate failed: "
-                + "; or ".join(STATUS_MESSAGES[code] for code in (3, 4, 5))
-                + ". Pass throw=False to inspect the partial Solution."
-            )
-            solution = eqx.error_if(solution, failed, message)
+            messages = [
+                f"simulate failed (status {code}): {STATUS_MESSAGES[code]}. Pass "
+                "throw=False and read `Solution.message` for when and where."
+                for code in range(len(STATUS_MESSAGES))
+            ]
+            solution = eqx.branched_error_if(solution, failed, solution.status, messages)
         return solution
     status = int(solution.status)
     if status == _engine.OVERFLOW:
         warnings.warn(
             f"simulate: the spike buffer (max_spikes={solution.spike_times.shape[0]}) filled "
-            f"at {_when(solution.t_final)} before t1; the simulation stopped there. "
+            f"at {when(solution.t_final)} before t1; the simulation stopped there. "
             "Raise `max_spikes` to simulate further.",
             stacklevel=3,
         )
     if throw and bool(failed):
-        detail = STATUS_MESSAGES[status]
-        if status == _engine.NONFINITE:
-            detail += _nonfinite_detail(solution.final_state)
         raise SimulationError(
-            f"simulate stopped at {_when(solution.t_final)}: {detail}. The partial "
-            "result is in `error.solution`; pass throw=False to get it returned instead.",
+            f"simulate {solution.message}. The partial result is in `error.solution`; "
+            "pass throw=False to get it returned instead.",
             solution,
         )
     return solution
 
 
-def _nonfinite_detail(state) -> str:
-    fields = getattr(type(state), "__dataclass_fields__", None)
-    names = list(fields) if fields else [str(k) for k in range(len(jtu.tree_leaves(state)))]
-    for name, leaf in zip(names, jtu.tree_leaves(state)):
-        bad = np.flatnonzero(~np.isfinite(np.asarray(leaf)))
-        if bad.size:
-            return f" (first at neuron {int(bad[0])}, field `{name}` = {np.asarray(leaf)[bad[0]]})"
-    return ""
-
-
 def _initial_states(network: Network, y0, single: bool):
+    """Each population's initial state, all in one float dtype: the widest of the
+    populations' (a float32 population beside a float64 one runs in float64)."""
     states = {
         name: pop.neuron.init_state(pop.n) for name, pop in network.populations.items()
     }
-    if y0 is None:
-        return states
+    if y0 is not None:
+        states = _given_states(states, y0, single)
+    floats = [
+        leaf.dtype
+        for leaf in jtu.tree_leaves(states)
+        if jnp.issubdtype(leaf.dtype, jnp.floating)
+    ]
+    common = jnp.result_type(*floats) if floats else None
+    return jtu.tree_map(
+        lambda leaf: leaf.astype(common) if leaf.dtype in floats else leaf, states
+    )
+
+
+def _given_states(states, y0, single: bool):
+    """`states` with those given in `y0` (checked against them)."""
     if single:
         states[POPULATION] = _check_state(y0, states[POPULATION])
         return states
@@ -497,7 +495,7 @@ def simulate(
         )
     else:
         network = model
-    _check_populations(network, t0, single)
+    deferred = _check_populations(network, t0, single)
     states = _initial_states(network, y0, single)
     dtype = jtu.tree_leaves(states)[0].dtype
     record = _prepare_record(record, t0, t1, dtype)
@@ -526,10 +524,13 @@ def simulate(
         gradients=gradients,
         exact=exact,
     )
-    out = _run_jit(
+    t1 = _as_float(t1, dtype)
+    for bad, message in deferred:
+        t1 = eqx.error_if(t1, bad, message)
+    out, fault = _run_jit(
         system,
         _as_float(t0, dtype),
-        _as_float(t1, dtype),
+        t1,
         states,
         input_times,
         input_sources,
@@ -537,7 +538,7 @@ def simulate(
         _as_float(dt0, dtype),
         config,
     )
-    solution = _solution(out, network, record, _as_float(t0, dtype), single)
+    solution = _solution(out, fault, network, record, _as_float(t0, dtype), single)
     return _report(solution, throw)
 
 
@@ -586,11 +587,14 @@ def _check_arguments(
         raise _arg_error("dt0", f"must be > 0 ms (got {dt0!r})", "E.g. dt0=0.1.")
 
 
-def _check_populations(network: Network, t0, single: bool):
-    """Each population's parameters (where concrete) and the shape of its current."""
-    for name, pop in network.populations.items():
-        if is_concrete(pop.neuron):
+def _check_populations(network: Network, t0, single: bool) -> list:
+    """Each population's parameters and the shape of its current. Checks of traced
+    parameters are returned as `(bad, message)`, to be attached to the run."""
+    with traced_checks() as deferred:
+        for pop in network.populations.values():
+            run_checks(pop.neuron)
             pop.neuron.validate(pop.n)
+    for name, pop in network.populations.items():
         probe = eqx.filter_eval_shape(lambda c: c(jnp.asarray(t0, float)), pop.current)
         if probe.shape not in ((), (pop.n,)):
             where = "current" if single else f"Population {name!r} current"
@@ -599,6 +603,7 @@ def _check_populations(network: Network, t0, single: bool):
                 f"gives values of shape {probe.shape}",
                 f"Expected a scalar or ({pop.n},).",
             )
+    return deferred
 
 
 def _closed_form_path(exact, system, solver, stepsize_controller, locate_spikes) -> bool:
@@ -635,7 +640,7 @@ def _integration(solver, stepsize_controller, rtol, atol, dt0):
     return solver, stepsize_controller, adaptive, 0.05 if dt0 is None else dt0
 
 
-def _solution(out, network: Network, record, t0, single: bool) -> Solution:
+def _solution(out, fault, network: Network, record, t0, single: bool) -> Solution:
     """The `Solution` of a run's output (a single model's records and final state
     without the population level)."""
     recorded, final_state = out.records, out.final_state
@@ -659,5 +664,6 @@ def _solution(out, network: Network, record, t0, single: bool) -> Solution:
         status=out.status,
         iterations=out.iterations,
         solver_steps=out.solver_steps,
+        fault=fault,
         populations=None if single else slices,
     )

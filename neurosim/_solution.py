@@ -1,18 +1,44 @@
 """The result of a simulation."""
 
 import equinox as eqx
+import jax.tree_util as jtu
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PyTree
+
+from ._checks import is_concrete
 
 STATUS_MESSAGES = {
     0: "running",
     1: "finished",
     2: "spike buffer full: raise `max_spikes`",
-    3: "the ODE solver failed inside a segment (raise `max_solver_steps`, or loosen rtol/atol)",
-    4: "the state became non-finite (NaN or inf)",
+    3: "the ODE solver ran out of steps inside a segment (raise `max_solver_steps`, "
+    "loosen rtol/atol, or use a solver for stiff problems)",
+    4: "the state or its time derivative became non-finite (NaN or inf)",
     5: "the event loop reached `max_iterations` before t1 (raise `max_iterations`)",
     6: "a queue of delayed spikes filled (raise `max_in_flight`)",
 }
+
+
+def when(t) -> str:
+    """`t=... ms`; a time traced by a transformation (`jax.jvp` outside jit) whose
+    status is concrete has no value to print."""
+    return f"t={float(t):.9g} ms" if is_concrete(t) else "a traced time"
+
+
+def _leaf_names(state) -> list[tuple[str | None, str]]:
+    """(population or None, field name) of each leaf of a state, in tree order."""
+    names = []
+    for path, _ in jtu.tree_flatten_with_path(state)[0]:
+        population, field = None, []
+        for key in path:
+            if isinstance(key, jtu.DictKey):
+                population = str(key.key)
+            elif isinstance(key, jtu.GetAttrKey):
+                field.append(key.name)
+            else:
+                field.append(jtu.keystr((key,)))
+        names.append((population, ".".join(field) or "state"))
+    return names
 
 
 class Solution(eqx.Module):
@@ -34,10 +60,16 @@ class Solution(eqx.Module):
     - `t_final`: the time the simulation reached (t1 unless it stopped early).
     - `final_state`: the state at `t_final` (after the events at `t_final`).
     - `status`: 1 finished, 2 spike buffer full, 3 solver failure, 4 non-finite state,
-        5 iteration limit (see `message`).
+        5 iteration limit, 6 a delay queue filled. `message` says it in words, with
+        where and why; under `jax.jit` or `jax.vmap`, where no warning or error text
+        can be printed, read it from the returned `Solution`.
     - `iterations`, `solver_steps`: loop iterations and accepted ODE steps; on the
         exact path of the LIF family (no ODE solver), `solver_steps` counts the checks,
         iterations that touched one neuron and emitted nothing (cost).
+    - `fault`: where a run that went non-finite did so, `(leaf, neuron, kind)`: the
+        leaf of `final_state` (tree order), the neuron (local to its population), and
+        0 when the state itself is not finite or 1 when its time derivative is not;
+        `(-1, -1, -1)` when both are finite. `message` puts it in words.
     - `populations`: for a network, `(name, first global index, size)` of each
         population; None for a single population.
     """
@@ -54,11 +86,52 @@ class Solution(eqx.Module):
     status: Int[Array, ""]
     iterations: Int[Array, ""]
     solver_steps: Int[Array, ""]
+    fault: Int[Array, " 3"] | None = None
     populations: tuple | None = eqx.field(static=True, default=None)
 
     @property
     def message(self) -> str:
-        return STATUS_MESSAGES[int(self.status)]
+        """What happened, in words: how far the run got, and for a failure, why and
+        where (the neuron and field that went non-finite) with the fix that applies.
+        For a batch of runs (`jax.vmap`), one line per run."""
+        status = np.asarray(self.status)
+        if status.ndim:
+            return "\n".join(
+                f"run {index[0] if len(index) == 1 else index}: "
+                + self._run(index).message
+                for index in np.ndindex(status.shape)
+            )
+        status = int(status)
+        at = when(self.t_final)
+        if status == 1:
+            return f"finished at {at} with {int(self.num_spikes)} spikes"
+        if status == 2:
+            return (
+                f"stopped at {at}: the spike buffer (max_spikes="
+                f"{self.spike_times.shape[-1]}) filled before t1; raise `max_spikes`"
+            )
+        text = f"stopped at {at}: {STATUS_MESSAGES[status]}"
+        if status in (3, 4) and self.fault is not None and int(self.fault[0]) >= 0:
+            text += self._fault_detail()
+        return text
+
+    def _run(self, index) -> "Solution":
+        """One run of a batch of runs."""
+        return jtu.tree_map(lambda x: x[index], self)
+
+    def _fault_detail(self) -> str:
+        leaf, neuron, kind = (int(x) for x in np.asarray(self.fault))
+        population, field = _leaf_names(self.final_state)[leaf]
+        who = f"neuron {neuron}" + (f" of population {population!r}" if population else "")
+        if kind == 0:
+            values = np.asarray(jtu.tree_leaves(self.final_state)[leaf])
+            values = values[neuron].ravel() if values.ndim else values.ravel()
+            value = values[np.argmax(~np.isfinite(values))]
+            return f"; first at {who}, field `{field}` = {value}"
+        return (
+            f"; the time derivative of `{field}` at {who} is not finite there: a NaN or "
+            "infinite parameter, current or weight (more solver steps would not help)"
+        )
 
     def _slice(self, population: str | None) -> tuple[int, int]:
         if population is None:
