@@ -177,11 +177,14 @@ def _neuron(node, n: int, ms: float, area: float):
     return model, "i", p["r"] * p["w_in"] / scale, None
 
 
-def _unsupported(name: str, node, why: str = "") -> UnsupportedNodeError:
+def _unsupported(name: str, node, why: str | None = None) -> UnsupportedNodeError:
+    kind = type(node).__name__
+    if why is not None:
+        return UnsupportedNodeError(f"from_nir: node {name!r} of type {kind}: {why}.")
     supported = ", ".join(t.__name__ for t in (*_NEURON_NODES, *_WIRE_NODES))
     return UnsupportedNodeError(
-        f"from_nir: node {name!r} of type {type(node).__name__} has no neurosim "
-        f"equivalent{why} (supported: {supported}, Input, Output)."
+        f"from_nir: node {name!r} of type {kind} has no neurosim equivalent "
+        f"(supported: {supported}, Input, Output)."
     )
 
 
@@ -205,7 +208,10 @@ class _Path(NamedTuple):
             return self._replace(post_delay=self.post_delay + delay, seen=seen)
         if self.weight is not None:
             raise _unsupported(
-                name, node, f" after {self.weight[0]!r} (two weight nodes in series)"
+                name,
+                node,
+                f"it follows {self.weight[0]!r}, and two weight nodes in series have no "
+                "neurosim equivalent (multiply them into one)",
             )
         return self._replace(weight=(name, node), seen=seen)
 
@@ -297,7 +303,9 @@ def from_nir(graph, *, inputs=None, time_unit: str = "s", dt=None) -> Network:
                 raise _unsupported(
                     path.weight[0],
                     path.weight[1],
-                    f" with a nonzero bias into {type(nodes[post]).__name__} {post!r}",
+                    f"its nonzero bias into {type(nodes[post]).__name__} {post!r} has no neurosim "
+                    "equivalent (a bias is a constant drive of v in neurosim: into a LIF or "
+                    "LI only)",
                 )
             populations[post][2] = populations[post][2] + r_bias * _flat(bias, n_post)
         delay = (
@@ -345,7 +353,8 @@ def from_nir(graph, *, inputs=None, time_unit: str = "s", dt=None) -> Network:
                 raise _unsupported(
                     name,
                     nodes[name],
-                    f": its output is a voltage, not spikes, yet it feeds {onward[0]!r}",
+                    f"its output is a voltage, not spikes, yet it feeds {onward[0]!r} "
+                    "(neurosim's LI is a readout)",
                 )
             continue
         walk(name, name, _Path())
