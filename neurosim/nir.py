@@ -274,6 +274,7 @@ def from_nir(graph, *, inputs=None, time_unit: str = "s", dt=None) -> Network:
         outgoing.setdefault(pre, []).append(post)
 
     projections = []
+    position = {name: k for k, name in enumerate(nodes)}
 
     def size_of(name):
         return sources[name].num_sources if name in sources else populations[name][1]
@@ -320,8 +321,16 @@ def from_nir(graph, *, inputs=None, time_unit: str = "s", dt=None) -> Network:
             delay = None
         elif np.all(delay == delay.flat[0]):
             delay = float(delay.flat[0])
+        # In the order of the graph's weight nodes, which `to_nir` writes in the order
+        # of the network's projections: a round trip rebuilds the same structure.
+        order = position[path.weight[0] if path.weight else post]
         projections.append(
-            Projection(source, post, weight * factor[None, :], delay=delay, target=target)
+            (
+                (order, len(projections)),
+                Projection(
+                    source, post, weight * factor[None, :], delay=delay, target=target
+                ),
+            )
         )
 
     def walk(name, source, path: _Path):
@@ -364,7 +373,9 @@ def from_nir(graph, *, inputs=None, time_unit: str = "s", dt=None) -> Network:
             name: Population(model, n, current if np.any(current != 0) else None)
             for name, (model, n, current) in populations.items()
         },
-        projections=projections,
+        projections=[
+            projection for _, projection in sorted(projections, key=lambda p: p[0])
+        ],
         inputs=sources,
     )
 

@@ -5,10 +5,10 @@ import heapq
 import importlib
 import sys
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _interchange import every_node_network
 
 import neurosim as ns
 
@@ -16,51 +16,8 @@ nir = pytest.importorskip("nir")
 from neurosim.nir import UnsupportedNodeError, from_nir, to_nir  # noqa: E402
 
 
-def _weights(rng, low, high, shape):
-    return jnp.asarray(rng.uniform(low, high, shape), jnp.float32)
-
-
-def _every_node_network():
-    """A network that writes as every NIR node neurosim supports: LIF (delta synapses
-    and a constant current, i.e. an Affine bias), CubaLIF, IF, LI, CubaLI, Delay
-    before and after the weights, Input and Output."""
-    rng = np.random.default_rng(0)
-    times, sources = ns.inputs.poisson_spikes(
-        jax.random.PRNGKey(0), 200.0, num_sources=4, t1=60.0
-    )
-    lif = dict(v_th=1.0, v_reset=-0.1, v_leak=0.05)
-    return ns.Network(
-        populations={
-            "cuba": ns.Population(
-                ns.LIF(tau_mem=jnp.array([8.0, 10.0, 12.0]), tau_syn=4.0, **lif), 3
-            ),
-            "delta": ns.Population(ns.LIF(tau_mem=15.0, v_th=0.8), 3, current=0.3),
-            "if": ns.Population(ns.LIF(tau_mem=jnp.inf, v_th=1.2, v_reset=0.1), 2),
-            "li": ns.Population(ns.LI(tau_mem=10.0, tau_syn=3.0), 2),
-            "li_v": ns.Population(ns.LI(tau_mem=7.0, v_leak=0.2), 2),
-        },
-        projections=[
-            ns.Projection("drive", "cuba", _weights(rng, 0.2, 0.8, (4, 3))),
-            ns.Projection("drive", "delta", _weights(rng, 0.0, 0.4, (4, 3)), target="v"),
-            ns.Projection(
-                "cuba", "if", _weights(rng, 0.3, 0.6, (3, 2)), delay=1.5, target="v"
-            ),
-            ns.Projection(
-                "delta",
-                "if",
-                _weights(rng, 0.3, 0.6, (3, 2)),
-                delay=jnp.array([[0.5, 0.5], [1.0, 1.0], [2.0, 2.0]]),
-                target="v",
-            ),
-            ns.Projection("if", "li", _weights(rng, -1.0, 1.0, (2, 2))),
-            ns.Projection("cuba", "li_v", _weights(rng, -1.0, 1.0, (3, 2)), target="v"),
-        ],
-        inputs={"drive": ns.SpikeTrains(times, sources, 4)},
-    )
-
-
 def test_round_trip_every_node_type_bit_for_bit(tmp_path):
-    net = _every_node_network()
+    net = every_node_network()
     graph = to_nir(net)
     kinds = {type(node).__name__ for node in graph.nodes.values()}
     assert kinds == {
