@@ -141,9 +141,10 @@ _PARAMS = ("tau", "tau_mem", "tau_syn", "r", "v_leak", "v_threshold", "v_reset",
 
 
 def _neuron(node, n: int, ms: float, area: float):
-    """The neurosim model of a NIR neuron node, the state field its inputs jump, and
-    the factor from NIR weight to jump per postsynaptic neuron (see the module
-    docstring)."""
+    """The neurosim model of a NIR neuron node, the state field its inputs jump, the
+    factor from NIR weight to jump per neuron (see the module docstring), and `R`,
+    which turns an `Affine` bias into neurosim's `current` (None where a bias is no
+    constant drive of `v`)."""
     p = {name: _flat(getattr(node, name), n) for name in _PARAMS if hasattr(node, name)}
     if isinstance(node, nir.LIF):
         scale = p["tau"] / area

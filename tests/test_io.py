@@ -90,7 +90,7 @@ def test_save_load_every_model_gives_an_equal_pytree(name, tmp_path):
     "name, run",
     [
         ("Izhikevich", dict(t1=60.0, current=10.0)),
-        pytest.param("AdEx", dict(t1=60.0, current=2.0), marks=pytest.mark.slow),
+        pytest.param("AdEx", dict(t1=300.0, current=25.0), marks=pytest.mark.slow),
         pytest.param("FHNRS", dict(t1=60.0, current=1.0), marks=pytest.mark.slow),
         pytest.param("AdaptiveCurrent", dict(t1=60.0, current=1.5), marks=pytest.mark.slow),
     ],
