@@ -6,6 +6,9 @@ Time is in ms everywhere. See `neurosim.simulate` and the models in `neurosim.ne
 from . import inputs as inputs
 from . import networks as networks
 from . import neurons as neurons
+from ._io import load as load
+from ._io import load_solution as load_solution
+from ._io import save as save
 from ._network import Network as Network
 from ._network import Population as Population
 from ._network import Projection as Projection

@@ -205,3 +205,19 @@ class Solution(eqx.Module):
         edges = np.arange(float(self.t0), float(self.t_final) + bin_ms, bin_ms)
         counts, _ = np.histogram(times, edges)
         return edges[:-1], counts / n / (bin_ms / 1000.0)
+
+    def save(self, path):
+        """Write this result to the folder `path`: spikes as CSV (`spikes.csv`: time in
+        ms, population, neuron), record times and state traces as `solution.npz`.
+        `neurosim.load_solution(path)` reads it back; see `neurosim._io.save_solution`."""
+        from ._io import save_solution
+
+        return save_solution(self, path)
+
+    def to_dataframe(self):
+        """The spikes as a `pandas.DataFrame` (columns `time` in ms, `population`,
+        `neuron` within its population). Needs pandas, which neurosim does not
+        require."""
+        from ._io import solution_dataframe
+
+        return solution_dataframe(self)
