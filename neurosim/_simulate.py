@@ -185,6 +185,12 @@ def _check_state(y0, reference, owner="y0"):
     return jtu.tree_map(lambda got, want: jnp.asarray(got, want.dtype), y0, reference)
 
 
+def _default_tolerance(dtype) -> float:
+    """The default rtol and atol: 1e-9 in float64, 1e-6 in float32 (near what its
+    precision can resolve). See `benchmarks/accuracy.py` for what they give."""
+    return 1e-9 if jnp.dtype(dtype) == jnp.float64 else 1e-6
+
+
 def _default_controller(solver, rtol, atol, dt0):
     if isinstance(solver, dfx.AbstractAdaptiveSolver):
         return dfx.PIDController(rtol=rtol, atol=atol), True
@@ -382,8 +388,8 @@ def simulate(
     max_in_flight: int = 4096,
     solver: dfx.AbstractSolver | None = None,
     stepsize_controller: dfx.AbstractStepSizeController | None = None,
-    rtol: float = 1e-6,
-    atol: float = 1e-6,
+    rtol: float | None = None,
+    atol: float | None = None,
     dt0=None,
     max_solver_steps: int = 16_384,
     max_iterations: int | None = None,
@@ -433,9 +439,12 @@ def simulate(
         PID step-size controller with `rtol`, `atol`; fixed-step ones (`diffrax.Euler()`)
         need `dt0` and take constant steps.
     - `stepsize_controller`: overrides the default controller.
-    - `rtol`, `atol`: solver tolerances (default 1e-6 each). Spike times are accurate
-        to about the solution's accuracy divided by the slope of the spike condition;
-        use 1e-10 or tighter in float64 for sub-nanosecond spike times.
+    - `rtol`, `atol`: solver tolerances. The default depends on the run's dtype:
+        1e-6 each in float32, 1e-9 each in float64 (`jax_enable_x64`), where every
+        model's spike times over 1 s are then within 1e-3 ms of an accurate
+        reference (the README's accuracy table). Spike times are accurate to about
+        the solution's accuracy divided by the slope of the spike condition; use
+        1e-11 or tighter in float64 for sub-nanosecond spike times.
     - `dt0`: initial step (adaptive, default 0.05 ms) or the constant step (fixed-step).
     - `max_solver_steps`: cap on ODE steps within one inter-event segment.
     - `max_iterations`: cap on event-loop iterations (spikes, inputs, records,
@@ -506,6 +515,7 @@ def simulate(
         queue_size=max_in_flight,
     )
     exact = _closed_form_path(exact, system, solver, stepsize_controller, locate_spikes)
+    rtol, atol = (_default_tolerance(dtype) if x is None else x for x in (rtol, atol))
     solver, stepsize_controller, adaptive, dt0 = _integration(
         solver, stepsize_controller, rtol, atol, dt0
     )
@@ -578,7 +588,7 @@ def _check_arguments(
     _count("max_in_flight", max_in_flight, "E.g. 4096.")
     for name in ("rtol", "atol"):
         value = tolerances[name]
-        if is_concrete(value) and not (np.isfinite(value) and float(value) > 0):
+        if value is not None and is_concrete(value) and not (np.isfinite(value) and float(value) > 0):
             raise _arg_error(
                 name, f"must be a positive finite number (got {value!r})", "E.g. 1e-6."
             )
