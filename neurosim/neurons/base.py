@@ -85,6 +85,13 @@ class AbstractNeuron(eqx.Module):
         """The state after the changes scheduled at or before time `t`."""
         return state
 
+    def __pdoc__(self, **kwargs):
+        """The `repr` shows the parameter values (scalars as numbers, small arrays as
+        lists, large ones summarised), nested models included."""
+        from .._repr import parameters_doc
+
+        return parameters_doc(self, **kwargs)
+
     def validate(self, n: int) -> None:
         """Check that the parameters fit a population of `n` neurons (raises a
         ValueError naming the parameter). Called by the simulator on concrete values."""
