@@ -1,10 +1,15 @@
 """Ready-made networks from the literature."""
 
-import jax.numpy as jnp
-import numpy as np
+# Imported under private names, so that the module's public names are its networks.
+import jax.numpy as _jnp
+import numpy as _np
 
-from ._network import Network, Population, Projection
-from .neurons.lif import CubaLIF
+from ._network import Network as _Network
+from ._network import Population as _Population
+from ._network import Projection as _Projection
+from .neurons.lif import CubaLIF as _CubaLIF
+
+__all__ = ["vogels_abbott_cuba"]
 
 
 def vogels_abbott_cuba(
@@ -34,12 +39,12 @@ def vogels_abbott_cuba(
     we = 60 * 0.27 / 10 if we is None else we
     wi = -20 * 4.5 / 10 if wi is None else wi
     n_exc = int(round(exc_fraction * n))
-    rng = np.random.default_rng(seed)
+    rng = _np.random.default_rng(seed)
     connected = rng.random((n, n)) < p
-    pre, post = np.nonzero(connected)
-    values = np.where(pre < n_exc, we, wi)
+    pre, post = _np.nonzero(connected)
+    values = _np.where(pre < n_exc, we, wi)
     excitatory = pre < n_exc
-    neuron = CubaLIF(
+    neuron = _CubaLIF(
         tau_mem=20.0,
         tau_exc=5.0,
         tau_inh=10.0,
@@ -48,17 +53,17 @@ def vogels_abbott_cuba(
         v_leak=-49.0,
         t_ref=5.0,
     )
-    network = Network(
-        populations={"cuba": Population(neuron, n)},
+    network = _Network(
+        populations={"cuba": _Population(neuron, n)},
         projections=[
-            Projection(
+            _Projection(
                 "cuba",
                 "cuba",
                 (pre[excitatory], post[excitatory], values[excitatory]),
                 target="ge",
                 delay=delay,
             ),
-            Projection(
+            _Projection(
                 "cuba",
                 "cuba",
                 (pre[~excitatory], post[~excitatory], values[~excitatory]),
@@ -68,6 +73,6 @@ def vogels_abbott_cuba(
         ],
     )
     y0 = neuron.init_state(n)
-    v0 = jnp.asarray(-60.0 + rng.random(n) * 10.0, y0.v.dtype)
+    v0 = _jnp.asarray(-60.0 + rng.random(n) * 10.0, y0.v.dtype)
     y0 = type(y0)(v=v0, ge=y0.ge, gi=y0.gi, refractory=y0.refractory, ref_end=y0.ref_end)
     return network, {"cuba": y0}

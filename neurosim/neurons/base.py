@@ -19,13 +19,31 @@ Two families of spikes are covered by one mechanism:
 """
 
 import abc
+import dataclasses
 from typing import ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, PyTree
 
+from .._checks import float_array
+
+__all__ = ["AbstractNeuron", "State", "float_array", "parameter"]
+
 State = PyTree[Float[Array, " n"]]
+
+
+def parameter(default=dataclasses.MISSING, **kwargs):
+    """A model parameter: a field whose value is converted by `float_array` (a float
+    array leaf, differentiable, a scalar or one value per neuron), with an optional
+    `default`. Other keyword arguments go to `equinox.field`.
+
+    ```python
+    class MyLIF(ns.AbstractNeuron):
+        tau_mem: jax.Array = ns.parameter(10.0)   # ms
+    ```
+    """
+    return eqx.field(converter=float_array, default=default, **kwargs)
 
 
 class AbstractNeuron(eqx.Module):
