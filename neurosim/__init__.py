@@ -26,11 +26,48 @@ from .neurons import AbstractNeuron as AbstractNeuron
 from .neurons import AdaptiveCurrent as AdaptiveCurrent
 from .neurons import AdEx as AdEx
 from .neurons import Boomerang as Boomerang
+from .neurons import CobaLIF as CobaLIF
 from .neurons import CubaLIF as CubaLIF
 from .neurons import Izhikevich as Izhikevich
+from .neurons import Refractory as Refractory
 from .neurons import SpikeAdaptiveThreshold as SpikeAdaptiveThreshold
 from .neurons import VoltageAdaptiveThreshold as VoltageAdaptiveThreshold
 from .neurons import WereRabbit as WereRabbit
+from .neurons import float_array as float_array
 from .neurons import izhikevich_behaviour as izhikevich_behaviour
+from .neurons import parameter as parameter
+
+__all__ = [
+    "inputs",
+    "networks",
+    "neurons",
+    "Network",
+    "Population",
+    "Projection",
+    "SpikeTrains",
+    "SimulationError",
+    "simulate",
+    "Solution",
+    "SequentialEuler",
+    "EIF",
+    "FHNRS",
+    "IZHIKEVICH_BEHAVIOURS",
+    "LI",
+    "LIF",
+    "AbstractNeuron",
+    "AdaptiveCurrent",
+    "AdEx",
+    "Boomerang",
+    "CobaLIF",
+    "CubaLIF",
+    "Izhikevich",
+    "Refractory",
+    "SpikeAdaptiveThreshold",
+    "VoltageAdaptiveThreshold",
+    "WereRabbit",
+    "float_array",
+    "izhikevich_behaviour",
+    "parameter",
+]
 
 __version__ = "0.1.0"

@@ -51,6 +51,12 @@ class AbstractCurrent(eqx.Module):
 
     __radd__ = __add__
 
+    def __pdoc__(self, **kwargs):
+        """The `repr` shows the waveform's values (see `neurosim.AbstractNeuron`)."""
+        from ._repr import parameters_doc
+
+        return parameters_doc(self, **kwargs)
+
 
 class Constant(AbstractCurrent):
     """A constant current: a scalar or one value per neuron."""

@@ -430,7 +430,8 @@ def simulate(
     - `record`: 1-D sorted array of times in `[t0, t1]` at which to store the state
         (left limits: the state just before any event at exactly that time).
     - `record_fields`: which state fields to record: a tuple of names (single model)
-        or a dict population -> names; default everything.
+        or a dict population -> names; default everything. Either way the records
+        are read as attributes: `sol.states.v`, `sol.states["exc"].v`.
     - `max_spikes`: size of the spike buffer. When it fills, the simulation stops
         (`Solution.overflow` is True, a warning says when); raise it and run again.
     - `max_in_flight`: capacity of each delayed projection's queue of spikes in

@@ -55,7 +55,9 @@ class Solution(eqx.Module):
     - `states`: the state at each record time, a PyTree like the model's state with a
         leading axis of length `len(ts)`; the value at a record time is the left limit
         (the state just before any spike, input or reset at exactly that time). Entries
-        after `t_final` are NaN.
+        after `t_final` are NaN. Fields are read as attributes, `sol.states.v` (for a
+        network `sol.states["exc"].v`), with or without `record_fields`; with it, the
+        records are a `Record` of the named fields (also a mapping: `["v"]`).
     - `t0`: the start time (ms).
     - `t_final`: the time the simulation reached (t1 unless it stopped early).
     - `final_state`: the state at `t_final` (after the events at `t_final`).

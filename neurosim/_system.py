@@ -15,6 +15,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
 from ._network import Connection, Network
+from ._record import Record
 
 # Delayed deliveries due at the same time handled per loop iteration and projection.
 DELIVERIES_PER_ITERATION = 8
@@ -249,10 +250,11 @@ class NetworkSystem(eqx.Module):
         return y, tuple(aux)
 
     def observe(self, y):
-        """The part of the state that is recorded at record times."""
+        """The part of the state recorded at record times: the state itself, or a
+        `Record` of the fields named in `record_fields` (read as attributes too)."""
         if self.record_fields is None:
             return y
         return {
-            name: {field: getattr(y[name], field) for field in fields}
+            name: Record({field: getattr(y[name], field) for field in fields})
             for name, fields in self.record_fields.items()
         }

@@ -11,3 +11,17 @@ from ._currents import Step as Step
 from ._currents import Sum as Sum
 from ._currents import as_current as as_current
 from ._spikes import poisson_spikes as poisson_spikes
+
+__all__ = [
+    "AbstractCurrent",
+    "Constant",
+    "Function",
+    "PiecewiseConstant",
+    "PiecewiseLinear",
+    "PulseTrain",
+    "Ramp",
+    "Step",
+    "Sum",
+    "as_current",
+    "poisson_spikes",
+]

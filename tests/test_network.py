@@ -254,7 +254,7 @@ def test_lif_hidden_layer_feeds_li_readout(x64):
             r > t_k, float(w_out[k, 0]) * _kernel_v(r - t_k, 20.0, 5.0), 0.0
         )
     np.testing.assert_allclose(
-        np.asarray(sol.states["readout"]["v"][:, 0]), expected, atol=1e-9
+        np.asarray(sol.states["readout"].v[:, 0]), expected, atol=1e-9
     )
     # Spike times of the hidden layer are the closed-form ones.
     np.testing.assert_allclose(

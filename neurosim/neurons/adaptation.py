@@ -69,47 +69,27 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, PyTree
 
 from .._checks import check_per_neuron, check_positive, float_array
-from .base import AbstractNeuron
+from ._wrapper import (
+    AbstractWrapper,
+    _refractory,
+    _resting_potential,
+    _shifted_spike_condition,
+    _voltage,
+    check_wrapped,
+)
+
+__all__ = [
+    "AbstractAdaptation",
+    "AdaptiveCurrent",
+    "AdaptiveCurrentState",
+    "AdaptiveThresholdState",
+    "SpikeAdaptiveThreshold",
+    "VoltageAdaptiveThreshold",
+]
 
 
 def _optional_float_array(x):
     return None if x is None else float_array(x)
-
-
-def _voltage(neuron: AbstractNeuron, state) -> Float[Array, " n"]:
-    method = getattr(neuron, "voltage", None)
-    return method(state) if method is not None else state.v
-
-
-def _refractory(neuron: AbstractNeuron, state) -> Bool[Array, " n"]:
-    method = getattr(neuron, "refractory_mask", None)
-    if method is not None:
-        return method(state)
-    flag = getattr(state, "refractory", None)
-    if flag is None:
-        return jnp.zeros(jnp.shape(_voltage(neuron, state)), bool)
-    return flag > 0
-
-
-def _shifted_spike_condition(neuron: AbstractNeuron, t, state, current, shift):
-    method = getattr(neuron, "shifted_spike_condition", None)
-    if method is not None:
-        return method(t, state, current, shift)
-    return neuron.spike_condition(t, state, current) - shift
-
-
-def _resting_potential(neuron: AbstractNeuron):
-    method = getattr(neuron, "resting_potential", None)
-    if method is not None:
-        return method()
-    for name in ("v_rest", "v_leak"):
-        value = getattr(neuron, name, None)
-        if value is not None:
-            return value
-    raise ValueError(
-        f"{type(neuron).__name__} has no resting potential (`v_rest` or `v_leak`); pass "
-        "`v_rest` to the adaptation mechanism."
-    )
 
 
 class AdaptiveCurrentState(eqx.Module):
@@ -128,15 +108,13 @@ class AdaptiveThresholdState(eqx.Module):
     theta: Float[Array, "n K"]
 
 
-class AbstractAdaptation(AbstractNeuron):
+class AbstractAdaptation(AbstractWrapper):
     """Base class of the adaptation mechanisms: a wrapped `neuron` and `K` adaptation
     variables per neuron, stored in the state field named `_field`. Subclasses define
     the rate of change of the adaptation, its jump at a spike, and its effect on the
     input current or on the threshold; everything else is delegated to the wrapped
     neuron.
     """
-
-    neuron: AbstractNeuron
 
     _state_type: ClassVar[type]
     _field: ClassVar[str]
@@ -158,16 +136,7 @@ class AbstractAdaptation(AbstractNeuron):
 
     def __check_init__(self):
         owner = type(self).__name__
-        if not isinstance(self.neuron, AbstractNeuron):
-            raise TypeError(
-                f"{owner}: `neuron` must be a neurosim neuron model, got "
-                f"{type(self.neuron).__name__}."
-            )
-        if not self.neuron.spiking:
-            raise ValueError(
-                f"{owner}: `neuron` must be a spiking model; {type(self.neuron).__name__} "
-                "does not spike."
-            )
+        check_wrapped(owner, self.neuron)
         if getattr(self, "v_rest", 0.0) is None:
             _resting_potential(self.neuron)
         shapes = [jnp.shape(getattr(self, name)) for name in self._set_parameter_names]
@@ -184,14 +153,6 @@ class AbstractAdaptation(AbstractNeuron):
                 f"{owner}: {names} have shapes {shapes}, which disagree on the number of "
                 "parameter sets K (the last axis)."
             ) from None
-
-    @property
-    def spiking(self) -> bool:
-        return self.neuron.spiking
-
-    @property
-    def disarms_on_spike(self) -> bool:
-        return self.neuron.disarms_on_spike
 
     @property
     def num_sets(self) -> int:
@@ -212,14 +173,6 @@ class AbstractAdaptation(AbstractNeuron):
 
     def _inner_current(self, state, current):
         return current - self._current_offset(self._adaptation(state))
-
-    def resting_potential(self):
-        """The wrapped neuron's resting potential."""
-        return _resting_potential(self.neuron)
-
-    def voltage(self, state) -> Float[Array, " n"]:
-        """The wrapped neuron's membrane potential (also of recorded states)."""
-        return _voltage(self.neuron, state.neuron)
 
     def refractory_mask(self, state) -> Bool[Array, " n"]:
         """Whether the wrapped neuron is refractory."""

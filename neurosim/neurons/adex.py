@@ -106,6 +106,12 @@ from jaxtyping import Array, Float
 from .._checks import check_below, check_positive, float_array
 from .base import AbstractNeuron
 
+__all__ = [
+    "AdEx",
+    "AdExState",
+    "EIF",
+]
+
 
 class AdExState(eqx.Module):
     """State of an AdEx population (see the module docstring for the transforms).

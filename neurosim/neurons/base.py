@@ -16,16 +16,57 @@ Two families of spikes are covered by one mechanism:
   the Boomerang and WereRabbit): the model sets `disarms_on_spike = True`; after a spike
   the neuron is disarmed and fires again only after `rearm_condition` has crossed zero
   upwards (hysteresis), so it cannot fire forever while it sits past its condition.
+
+**Writing your own model.**
+
+- Parameters: fields declared with `parameter(default)`, which converts them with
+  `float_array` (a float array of at least the default float dtype; float64 when
+  `jax_enable_x64` is on). A scalar or one value per neuron; never a static field, so
+  that they are differentiable and changing them does not recompile. Structural
+  options (a mode string, a count) may be `equinox.field(static=True)`.
+- State: an `equinox.Module` with one `(n,)` array per named field (`state.v`,
+  `state.g_e`), returned by `init_state(n)`. `dynamics` returns the same class holding
+  the time derivatives (per ms); a field that only jumps has derivative zero.
+- Spikes: `spike_condition` is per neuron a value whose upward zero crossing is a
+  spike (`v - v_th`); `reset(t, state, fired)` returns the state after it, `fired` a
+  boolean `(n,)` mask (`jnp.where(fired, v_reset, state.v)`).
+- Inputs: `dynamics` gets the external `current`, shape `(n,)`. A projection with a
+  `target` adds its weights to that state field; without one, `receive(state, x)`
+  decides where the weighted spikes `x` go.
+- Refractoriness and adaptation are wrappers: `Refractory(model, t_ref=...)`,
+  `AdaptiveCurrent(model, ...)`, which compose.
+- Everything runs under `jax.jit`: no Python branches on state values (`jnp.where`).
+
+The README's section "Writing your own model" shows a conductance-based LIF in a dozen
+lines, checked against the built-in `CobaLIF`.
 """
 
 import abc
+import dataclasses
 from typing import ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, PyTree
 
+from .._checks import float_array
+
+__all__ = ["AbstractNeuron", "State", "float_array", "parameter"]
+
 State = PyTree[Float[Array, " n"]]
+
+
+def parameter(default=dataclasses.MISSING, **kwargs):
+    """A model parameter: a field whose value is converted by `float_array` (a float
+    array leaf, differentiable, a scalar or one value per neuron), with an optional
+    `default`. Other keyword arguments go to `equinox.field`.
+
+    ```python
+    class MyLIF(ns.AbstractNeuron):
+        tau_mem: jax.Array = ns.parameter(10.0)   # ms
+    ```
+    """
+    return eqx.field(converter=float_array, default=default, **kwargs)
 
 
 class AbstractNeuron(eqx.Module):
@@ -84,6 +125,13 @@ class AbstractNeuron(eqx.Module):
     def apply_scheduled(self, t, state: State) -> State:
         """The state after the changes scheduled at or before time `t`."""
         return state
+
+    def __pdoc__(self, **kwargs):
+        """The `repr` shows the parameter values (scalars as numbers, small arrays as
+        lists, large ones summarised), nested models included."""
+        from .._repr import parameters_doc
+
+        return parameters_doc(self, **kwargs)
 
     def validate(self, n: int) -> None:
         """Check that the parameters fit a population of `n` neurons (raises a

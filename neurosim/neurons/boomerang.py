@@ -25,6 +25,11 @@ from .._checks import check_positive, float_array
 from ._fixpoint import check_fixpoint_parameters, rearm_margin, rms, spike_margin
 from .base import AbstractNeuron
 
+__all__ = [
+    "Boomerang",
+    "BoomerangState",
+]
+
 # felice searches for the rest point with Newton's method from here.
 _REST_GUESS = 0.3
 

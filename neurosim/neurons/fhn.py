@@ -29,6 +29,11 @@ from jaxtyping import Array, Float
 from .._checks import check_positive, float_array
 from .base import AbstractNeuron
 
+__all__ = [
+    "FHNRS",
+    "FHNRSState",
+]
+
 
 class FHNRSState(eqx.Module):
     """State of an `FHNRS` population: membrane voltage `v`, slow voltage `v_slow` and

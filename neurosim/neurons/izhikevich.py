@@ -84,6 +84,14 @@ from .._currents import PiecewiseLinear
 from .._solvers import SequentialEuler
 from .base import AbstractNeuron
 
+__all__ = [
+    "IZHIKEVICH_BEHAVIOURS",
+    "Izhikevich",
+    "IzhikevichBehaviour",
+    "IzhikevichState",
+    "izhikevich_behaviour",
+]
+
 
 def _optional_float_array(x):
     return None if x is None else float_array(x)

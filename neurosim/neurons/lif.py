@@ -21,6 +21,17 @@ from .._checks import check_below, check_positive, float_array
 from . import _linear
 from .base import AbstractNeuron
 
+__all__ = [
+    "CobaLIF",
+    "CobaLIFState",
+    "CubaLIF",
+    "CubaLIFState",
+    "LI",
+    "LIF",
+    "LIFState",
+    "LIState",
+]
+
 
 class LIFState(eqx.Module):
     """State of a LIF population: membrane potential `v`, synaptic current `i`,
@@ -77,9 +88,10 @@ class _Linear(AbstractNeuron):
         return _linear.ClosedForm(self, state, current, t0, t0_lo)
 
 
-class _AbstractLIF(_Linear):
-    """The threshold, reset and refractory behaviour shared by the LIF models: state
-    fields `v`, `refractory`, `ref_end`; subclasses add their synaptic currents."""
+class _ThresholdLIF(AbstractNeuron):
+    """The threshold, reset and refractory behaviour shared by the LIF models (with a
+    closed form or not): state fields `v`, `refractory`, `ref_end`; subclasses add
+    their synaptic currents or conductances."""
 
     tau_mem: Float[Array, "..."] = eqx.field(converter=float_array, default=10.0)
     v_th: Float[Array, "..."] = eqx.field(converter=float_array, default=1.0)
@@ -133,6 +145,10 @@ class _AbstractLIF(_Linear):
         return eqx.tree_at(
             lambda s: s.refractory, state, jnp.where(ended, 0.0, state.refractory)
         )
+
+
+class _AbstractLIF(_ThresholdLIF, _Linear):
+    """The LIF models that are linear between events (closed form)."""
 
 
 class LIF(_AbstractLIF):
@@ -245,6 +261,102 @@ class CubaLIF(_AbstractLIF):
             lambda s: (s.ge, s.gi),
             state,
             (state.ge + jnp.maximum(x, 0.0), state.gi + jnp.minimum(x, 0.0)),
+        )
+
+
+class CobaLIFState(eqx.Module):
+    """State of a `CobaLIF`: `v` (mV), the excitatory and inhibitory conductances
+    `g_e`, `g_i` (in units of the leak conductance), and the refractory fields as in
+    `LIFState`."""
+
+    v: Float[Array, " n"]
+    g_e: Float[Array, " n"]
+    g_i: Float[Array, " n"]
+    refractory: Float[Array, " n"]
+    ref_end: Float[Array, " n"]
+
+
+class CobaLIF(_ThresholdLIF):
+    r"""Conductance-based LIF, as in the COBA benchmark of Brette et al. (2007).
+
+    $$
+    \tau_\text{mem}\,\dot v = v_\text{leak} - v + g_e (E_e - v) + g_i (E_i - v)
+        + I_\text{ext}, \qquad
+    \tau_e\,\dot g_e = -g_e, \qquad \tau_i\,\dot g_i = -g_i .
+    $$
+
+    The conductances are in units of the leak conductance (dimensionless: `g_e = 1`
+    doubles the membrane's conductance); voltages in mV; `I_ext` in voltage units (the
+    drive $R I$, as for `LIF`). A spike when `v` crosses `v_th` upwards; then
+    `v <- v_reset`, held there for `t_ref` ms while `g_e` and `g_i` keep decaying and
+    receiving spikes (soft reset with `reset_mode="soft"`, as for `LIF`).
+
+    Incoming spikes: a projection with `target="g_e"` or `target="g_i"` adds its
+    weight to that conductance (weights >= 0); without a target, positive weights go
+    to `g_e` and negative weights add their magnitude to `g_i`.
+
+    The equations have no closed form: `simulate` integrates them with its ODE solver.
+
+    **Arguments** (scalars or one value per neuron; defaults are the benchmark's):
+
+    - `tau_mem`: membrane time constant, ms (default 20).
+    - `v_leak`: resting potential, mV (default -60).
+    - `v_th`: threshold, mV (default -50).
+    - `v_reset`: reset potential, mV (default -60).
+    - `t_ref`: absolute refractory period, ms (default 5).
+    - `E_e`, `E_i`: excitatory and inhibitory reversal potentials, mV (default 0 and
+        -80).
+    - `tau_e`, `tau_i`: conductance time constants, ms (default 5 and 10).
+    - `reset_mode`: `"hard"` (default) or `"soft"`.
+
+    The benchmark's synaptic weights, 6 nS and 67 nS with a leak conductance of 10 nS,
+    are `0.6` and `6.7` here.
+
+    **Example:**
+
+    ```python
+    import neurosim as ns
+    sol = ns.simulate(ns.CobaLIF(), n=1, t1=100.0, current=15.0)  # 15 mV above rest
+    print(sol.spike_times[: sol.num_spikes])
+    ```
+    """
+
+    tau_mem: Float[Array, "..."] = eqx.field(converter=float_array, default=20.0)
+    v_th: Float[Array, "..."] = eqx.field(converter=float_array, default=-50.0)
+    v_reset: Float[Array, "..."] = eqx.field(converter=float_array, default=-60.0)
+    v_leak: Float[Array, "..."] = eqx.field(converter=float_array, default=-60.0)
+    t_ref: Float[Array, "..."] = eqx.field(converter=float_array, default=5.0)
+    E_e: Float[Array, "..."] = eqx.field(converter=float_array, default=0.0)
+    E_i: Float[Array, "..."] = eqx.field(converter=float_array, default=-80.0)
+    tau_e: Float[Array, "..."] = eqx.field(converter=float_array, default=5.0)
+    tau_i: Float[Array, "..."] = eqx.field(converter=float_array, default=10.0)
+
+    def __check_init__(self):
+        check_positive("CobaLIF", "tau_e", self.tau_e)
+        check_positive("CobaLIF", "tau_i", self.tau_i)
+
+    def init_state(self, n: int) -> CobaLIFState:
+        zeros = jnp.zeros((n,), self.tau_mem.dtype)
+        return CobaLIFState(
+            v=zeros + self.v_leak, g_e=zeros, g_i=zeros, refractory=zeros, ref_end=zeros
+        )
+
+    def dynamics(self, t, state: CobaLIFState, current) -> CobaLIFState:
+        zeros = jnp.zeros_like(state.v)
+        synaptic = state.g_e * (self.E_e - state.v) + state.g_i * (self.E_i - state.v)
+        return CobaLIFState(
+            v=self._dv(state, synaptic, current),
+            g_e=-state.g_e / self.tau_e,
+            g_i=-state.g_i / self.tau_i,
+            refractory=zeros,
+            ref_end=zeros,
+        )
+
+    def receive(self, state: CobaLIFState, x) -> CobaLIFState:
+        return eqx.tree_at(
+            lambda s: (s.g_e, s.g_i),
+            state,
+            (state.g_e + jnp.maximum(x, 0.0), state.g_i - jnp.minimum(x, 0.0)),
         )
 
 

@@ -28,6 +28,11 @@ from .._checks import check_positive, float_array
 from ._fixpoint import check_fixpoint_parameters, rearm_margin, spike_margin
 from .base import AbstractNeuron
 
+__all__ = [
+    "WereRabbit",
+    "WereRabbitState",
+]
+
 # felice switches to its diagonal rule where `jnp.allclose(z, 0)` holds, i.e.
 # |z| <= 1e-8 (allclose's default atol); here the same threshold, per neuron.
 _DIAGONAL_TOLERANCE = 1e-8

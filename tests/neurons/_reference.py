@@ -62,3 +62,60 @@ def fixpoint_reference(field, margins, y0, t1, kicks=(), tol=1e-12):
         )
 
     return np.array(spikes), dense
+
+
+def threshold_reference(
+    rhs, y0, t1, *, v_th, reset, t_ref=0.0, hold=(0,), kicks=(), breaks=(), tol=1e-12
+):
+    """Spike times of a threshold model with an absolute refractory period,
+    independently of the simulator.
+
+    `rhs(t, y)` is the free vector field with `y[0] = v`; a spike is `v` crossing `v_th`
+    upwards, after which `reset(y)` gives the state; for `t_ref` ms the components in
+    `hold` do not change and no spike can occur (one that is above threshold when the
+    period ends fires then). `kicks` are `(time, dy)` added to the state at that time;
+    `breaks` are times at which `rhs` jumps. Integrates with scipy's DOP853 and locates
+    crossings with its event root finder. Returns the spike times.
+    """
+    jumps: dict[float, np.ndarray] = {}
+    for time, dy in kicks:
+        jumps[time] = jumps.get(time, 0.0) + np.asarray(dy, float)
+    boundaries = sorted(set(jumps) | set(breaks) | {t1})
+    t, y, ref_end, spikes = 0.0, np.asarray(y0, float), -np.inf, []
+
+    def crossing(s, z):
+        return z[0] - v_th
+
+    crossing.terminal, crossing.direction = True, 1.0
+
+    def fire(time, state):
+        spikes.append(time)
+        return reset(state), time + t_ref
+
+    while t < t1:
+        refractory = t < ref_end
+        stop = min([b for b in boundaries if b > t] + ([ref_end] if refractory else []))
+
+        def field(s, z, refractory=refractory):
+            dz = np.array(rhs(s, z), float)
+            if refractory:
+                dz[list(hold)] = 0.0
+            return dz
+
+        sol = solve_ivp(
+            field,
+            (t, stop),
+            y,
+            method="DOP853",
+            rtol=tol,
+            atol=tol,
+            events=None if refractory else crossing,
+        )
+        if not refractory and sol.t_events[0].size:
+            t = float(sol.t_events[0][0])
+            y, ref_end = fire(t, sol.y_events[0][0])
+            continue
+        t, y = stop, sol.y[:, -1] + jumps.get(stop, 0.0)
+        if t >= ref_end and y[0] > v_th and t < t1:
+            y, ref_end = fire(t, y)
+    return np.array(spikes)
