@@ -263,10 +263,7 @@ def traces(
             ax.axhline(level, color=line.get_color(), ls="--", lw=0.8)
         else:
             level = float(np.nanmax(values[:, k]))
-        spikes = sol.spike_train(int(k), population)
-        ax.plot(
-            spikes, np.full(len(spikes), level), "v", color=line.get_color(), markersize=5
-        )
+        _spike_marks(ax, sol.spike_train(int(k), population), level, line.get_color())
     ax.set_xlabel("time (ms)")
     ax.set_ylabel(_label(field, _unit(model, field, unit)))
     if many:
@@ -279,6 +276,11 @@ def _base_state(model, x: str, y: str, state):
     for name in (x, y):
         _get(base, name)
     return base
+
+
+def _spike_marks(ax, times, level: float, color):
+    """A downward triangle at each spike time, at height `level`."""
+    ax.plot(times, np.full(len(times), level), "v", color=color, markersize=5)
 
 
 @eqx.filter_jit
