@@ -152,7 +152,7 @@ def raster(
     bin_ms: float = 5.0,
     n: int | None = None,
     colors=None,
-    markersize: float = 2.0,
+    markersize: float | None = None,
     ax=None,
 ):
     """A spike raster, one colour per population, with an optional population-rate panel.
@@ -167,7 +167,8 @@ def raster(
     - `n`: the number of neurons of a single population (default: the highest index
         that spiked, plus one); used for its rate.
     - `colors`: one matplotlib colour per population (default: blue, red, green, ...).
-    - `markersize`: the size of the spike ticks (points).
+    - `markersize`: the size of the spike ticks (points; default: from 6 for a few
+        neurons down to 1.5 for thousands).
     - `ax`: the axes to draw into: one, or a pair `(raster, rate)` with `rate=True`.
 
     **Returns:** the raster's axes, or the pair `(raster, rate)` with `rate=True`.
@@ -187,6 +188,8 @@ def raster(
         )
     else:
         ax_spikes, ax_rate = _axes(ax), None
+    if markersize is None:
+        markersize = float(np.clip(300.0 / max(sum(d[2] for d in drawn), 1), 1.5, 6.0))
     row = 0
     for (name, _, size), color in zip(drawn, colors):
         times, neurons = sol.spikes(name)
@@ -196,7 +199,10 @@ def raster(
         )
         if ax_rate is not None:
             starts, values = sol.population_rate(name, bin_ms=bin_ms, n=size)
-            ax_rate.step(starts, values, where="post", color=color, lw=1.0, label=label)
+            # The last bin drawn to its end.
+            edges = np.append(starts, starts[-1] + bin_ms) if len(starts) else starts
+            values = np.append(values, values[-1:])
+            ax_rate.step(edges, values, where="post", color=color, lw=1.0, label=label)
         row += size
     ax_spikes.set_ylabel("neuron (index)")
     ax_spikes.set_ylim(-0.5, max(row, 1) - 0.5)
@@ -511,24 +517,25 @@ def phase_portrait(
         path_x, path_y = _trajectory(trajectory, x, y, neuron)
         ax.plot(path_x, path_y, color="tab:purple", lw=0.9, label="trajectory")
     if show_fixpoints:
+        labelled = set()
         for point, kind in fixpoints(
             model, x, y, xlim=xlim, ylim=ylim, current=current, state=state
         ):
+            label = None if kind in labelled else f"{kind} fixpoint"
+            labelled.add(kind)
             ax.scatter(
                 *point,
                 s=60,
                 zorder=5,
                 linewidths=1.2,
-                label=f"{kind} fixpoint",
+                label=label,
                 **_FIXPOINT_STYLE[kind],
             )
     ax.set_xlim(*xlim)
     ax.set_ylim(*ylim)
     ax.set_xlabel(_label(x, _unit(model, x, units[0])))
     ax.set_ylabel(_label(y, _unit(model, y, units[1])))
-    handles, labels = ax.get_legend_handles_labels()
-    unique = dict(zip(labels, handles))
-    ax.legend(unique.values(), unique.keys(), loc="best", fontsize="small")
+    ax.legend(loc="best", fontsize="small")
     return ax
 
 
