@@ -10,7 +10,7 @@ BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
 BENCH_ARGS ?=
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-notebooks lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Executes every notebook (about a minute each on 2 CPU cores).
+test-notebooks: $(STAMP)
+	$(PY) -m pytest -q -m notebooks tests/test_notebooks.py
 
 $(BENCH_STAMP): benchmarks/requirements-bench.txt
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
