@@ -23,6 +23,8 @@ MODULES = [
     "neurosim.neurons.lif",
     "neurosim.neurons.refractory",
     "neurosim.neurons.wererabbit",
+    "neurosim.nir",
+    "neurosim.plot",
 ]
 # The modules a user explores with dir() or tab completion.
 BROWSED = ["neurosim", "neurosim.inputs", "neurosim.networks", "neurosim.neurons"]
