@@ -144,6 +144,21 @@ def float_array(x):
     return x.astype(jnp.promote_types(x.dtype, jnp.result_type(float)))
 
 
+def check_sorted(owner: str, name: str, value, fix: str):
+    """Raise a ValueError naming `owner.name` when a concrete 1-D `value` holds NaN or
+    is not in increasing order (kept as a traced check inside `traced_checks()`)."""
+    if not is_concrete(value):
+        value = jnp.asarray(value)
+        bad = jnp.any(jnp.isnan(value)) | jnp.any(jnp.diff(value) < 0)
+        _defer(bad, f"{owner}: `{name}` must be sorted and not NaN", fix)
+        return
+    values = np.asarray(value)
+    if np.any(np.isnan(values)) or np.any(np.diff(values) < 0):
+        raise ValueError(
+            f"{owner}: `{name}` must be sorted and not NaN (got {values.tolist()}). {fix}"
+        )
+
+
 def check_below(owner: str, low_name: str, low, high_name: str, high):
     """Raise when concrete `low >= high` anywhere (e.g. a reset at or above threshold)."""
     if not (is_concrete(low) and is_concrete(high)):

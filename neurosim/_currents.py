@@ -14,10 +14,9 @@ from collections.abc import Callable
 
 import equinox as eqx
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from ._checks import check_positive, is_concrete
+from ._checks import check_positive, check_sorted
 from ._checks import float_array as _float
 
 _INF = jnp.inf
@@ -90,13 +89,12 @@ class PiecewiseConstant(AbstractCurrent):
                 "PiecewiseConstant: `values` needs one more entry than `times` along its "
                 f"first axis (got times {self.times.shape}, values {self.values.shape})."
             )
-        if is_concrete(self.times):
-            times = np.asarray(self.times)
-            if np.any(np.isnan(times)) or np.any(np.diff(times) < 0):
-                raise ValueError(
-                    f"PiecewiseConstant: `times` must be sorted and not NaN (got "
-                    f"{times.tolist()}). Pass the jump times in increasing order."
-                )
+        check_sorted(
+            "PiecewiseConstant",
+            "times",
+            self.times,
+            "Pass the jump times in increasing order.",
+        )
 
     def __call__(self, t) -> Array:
         k = jnp.searchsorted(self.times, t, side="right")

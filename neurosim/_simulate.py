@@ -234,9 +234,9 @@ def _checked_inside(system, t0, t1, input_times, input_sources, record):
         if conn.delay is not None:
             t1 = eqx.error_if(
                 t1,
-                jnp.any((conn.delay < 0) | jnp.isnan(conn.delay)),
-                f"Projection {conn.pre!r} -> {conn.post!r}: a `delay` is negative or NaN "
-                "(a traced value). Delays are in ms, >= 0.",
+                jnp.any((conn.delay < 0) | ~jnp.isfinite(conn.delay)),
+                f"Projection {conn.pre!r} -> {conn.post!r}: a `delay` is negative, NaN or "
+                "infinite (a traced value). Delays are in ms, finite and >= 0.",
             )
     if record.size:
         bad = jnp.isnan(record) | (record < t0) | (record > t1)
@@ -589,7 +589,11 @@ def _check_arguments(
     _count("max_in_flight", max_in_flight, "E.g. 4096.")
     for name in ("rtol", "atol"):
         value = tolerances[name]
-        if value is not None and is_concrete(value) and not (np.isfinite(value) and float(value) > 0):
+        if (
+            value is not None
+            and is_concrete(value)
+            and not (np.isfinite(value) and float(value) > 0)
+        ):
             raise _arg_error(
                 name, f"must be a positive finite number (got {value!r})", "E.g. 1e-6."
             )
@@ -605,6 +609,8 @@ def _check_populations(network: Network, t0, single: bool) -> list:
         for pop in network.populations.values():
             run_checks(pop.neuron)
             pop.neuron.validate(pop.n)
+            if isinstance(pop.current, eqx.Module):
+                run_checks(pop.current)
     for name, pop in network.populations.items():
         probe = eqx.filter_eval_shape(lambda c: c(jnp.asarray(t0, float)), pop.current)
         if probe.shape not in ((), (pop.n,)):

@@ -99,8 +99,7 @@ class Solution(eqx.Module):
         status = np.asarray(self.status)
         if status.ndim:
             return "\n".join(
-                f"run {index[0] if len(index) == 1 else index}: "
-                + self._run(index).message
+                f"run {index[0] if len(index) == 1 else index}: " + self._run(index).message
                 for index in np.ndindex(status.shape)
             )
         status = int(status)

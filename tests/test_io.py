@@ -28,6 +28,7 @@ _WRAPPED = {
     "VoltageAdaptiveThreshold": lambda: ns.VoltageAdaptiveThreshold(
         ns.LIF(), adapt_rate=0.1, rebound_rate=0.05
     ),
+    "Refractory": lambda: ns.Refractory(ns.Izhikevich(), t_ref=2.0),
 }
 
 
@@ -73,7 +74,7 @@ def _assert_same_tree(a, b):
 def test_zoo_is_complete():
     names = set(_zoo())
     assert {"LIF", "CubaLIF", "LI", "Izhikevich", "AdEx", "EIF", "FHNRS"} <= names
-    assert {"WereRabbit", "Boomerang", *_WRAPPED} <= names
+    assert {"WereRabbit", "Boomerang", "CobaLIF", *_WRAPPED} <= names
 
 
 @pytest.mark.parametrize("name", sorted(_zoo()))

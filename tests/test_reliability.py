@@ -107,12 +107,12 @@ def test_bad_input_is_refused_eagerly(make, match):
         (
             lambda delay: ns.simulate(_network(delay), t1=30.0).num_spikes,
             jnp.asarray(-1.0),
-            "a `delay` is negative or NaN",
+            "a `delay` is negative, NaN or infinite",
         ),
         (
             lambda delay: ns.simulate(_network(delay), t1=30.0).num_spikes,
             jnp.asarray(jnp.nan),
-            "a `delay` is negative or NaN",
+            "a `delay` is negative, NaN or infinite",
         ),
         (
             lambda sources: (
@@ -131,6 +131,23 @@ def test_bad_input_is_refused_eagerly(make, match):
             lambda record: ns.simulate(LIF, n=1, t1=10.0, record=record).num_spikes,
             jnp.array([5.0, 2.0]),
             "`record` must be sorted times within",
+        ),
+        (
+            lambda delay: ns.simulate(_network(delay), t1=30.0).num_spikes,
+            jnp.asarray(jnp.inf),
+            "a `delay` is negative, NaN or infinite",
+        ),
+        (
+            lambda times: (
+                ns.simulate(
+                    LIF,
+                    n=1,
+                    t1=10.0,
+                    current=ns.inputs.PiecewiseConstant(times, jnp.array([1.5, 0.0, 2.0])),
+                ).num_spikes
+            ),
+            jnp.array([5.0, 2.0]),
+            "PiecewiseConstant: `times` must be sorted and not NaN; a traced value was not",
         ),
         (
             lambda tau: ns.simulate(ns.LIF(tau_mem=tau), n=1, t1=10.0).num_spikes,
@@ -162,6 +179,8 @@ def test_bad_input_is_refused_eagerly(make, match):
         "nan-delay",
         "source-7",
         "records",
+        "infinite-delay",
+        "unsorted-jumps",
         "nan-tau-exact",
         "negative-tau-ode",
         "reset-above-threshold",
