@@ -603,6 +603,102 @@ def agreement_sweep(results):
     ]
 
 
+ACCURACY_GOAL_MS = 1e-3  # what float64 with the default tolerances must reach
+
+
+def accuracy_error(c):
+    """A spike-time error: the figure (ms), or the counts and the error over the spikes
+    both runs have when the counts differ."""
+    if c["spikes"] != c["reference_spikes"]:
+        counts = f"counts differ {c['spikes']} vs {c['reference_spikes']}"
+        if min(c["spikes"], c["reference_spikes"]) == 0:
+            return counts
+        return f"{counts} (common prefix {c['max_error_ms']:.1e})"
+    return f"{c['max_error_ms']:.1e}"
+
+
+def accuracy_table(rows):
+    """The table of `accuracy.py`, and the closed-form checks under it."""
+    lines = []
+    for r in rows:
+        if "error" in r:
+            lines.append([r["case"], "-", f"**failed**: {r['error'][:200]}", *"-" * 7])
+            continue
+        f64, f32, ref = r["float64"], r["float32"], r["reference"]
+        mark = "" if r["float64_meets_goal"] else f" **above {ACCURACY_GOAL_MS:g} ms**"
+        lines.append(
+            [
+                r["case"],
+                r["spikes"],
+                accuracy_error(f64) + mark,
+                f64["steps"],
+                f(f64["wall_s"]),
+                accuracy_error(f32),
+                f32["steps"],
+                f(f32["wall_s"]),
+                ref["steps"],
+                f(ref["wall_s"]),
+            ]
+        )
+    out = table(
+        [
+            "case",
+            "spikes",
+            "float64 default: max error ms",
+            "steps",
+            "run s",
+            "float32 default: max error ms",
+            "steps",
+            "run s",
+            "reference: steps",
+            "run s",
+        ],
+        lines,
+    )
+    for r in rows:
+        if "closed_form" in r:
+            figures = ", ".join(
+                f"{name} {accuracy_error(c)}" for name, c in r["closed_form"].items()
+            )
+            out += f"\n{r['case']} against its closed form (ms): {figures}.\n"
+    return out
+
+
+def accuracy_summary(rows):
+    """One sentence: every case within the goal in float64, or the ones that miss it."""
+    missed = [r for r in rows if not r.get("float64_meets_goal", False)]
+    if not missed:
+        return (
+            f"Float64 with the default tolerances is within {ACCURACY_GOAL_MS:g} ms of "
+            f"the reference in all {len(rows)} cases.\n"
+        )
+    return (
+        f"Float64 with the default tolerances misses {ACCURACY_GOAL_MS:g} ms in "
+        f"{len(missed)} of {len(rows)} cases: "
+        + "; ".join(
+            f"{r['case']}: "
+            + ("failed" if "error" in r else accuracy_error(r["float64"]))
+            + "".join(f", {t['tol']:g}: {accuracy_error(t)}" for t in r.get("tighter", []))
+            for r in missed
+        )
+        + " (errors in ms; after a comma, the error at a tighter rtol = atol).\n"
+    )
+
+
+def accuracy(results):
+    rows = results["neurosim"]["accuracy"]
+    return [
+        "## 9. Accuracy of the default tolerances: every model's reference case\n",
+        "`benchmarks/accuracy.py`: each case simulated in float64 and float32 with the "
+        "default tolerances (rtol = atol = 1e-9 in float64, 1e-6 in float32) against "
+        "float64 at rtol = atol = 1e-12. Max error: the largest spike-time difference "
+        "from the reference, ms. Steps: accepted solver steps. Run: the second of two "
+        "identical calls (compilation excluded).\n",
+        accuracy_table(rows),
+        accuracy_summary(rows),
+    ]
+
+
 SECTIONS = [  # (title if it fails, section, the workloads it reads)
     ("Benchmark results", header, ()),
     ("Goals of the benchmark issue", goals, ()),
@@ -618,6 +714,7 @@ SECTIONS = [  # (title if it fails, section, the workloads it reads)
     ("6. Gradients", gradients, ("neurosim/gradients",)),
     ("7. Long runs", drift, ("neurosim/drift",)),
     ("8. Agreement", agreement_sweep, ("neurosim/agreement",)),
+    ("9. Accuracy of the default tolerances", accuracy, ("neurosim/accuracy",)),
 ]
 
 

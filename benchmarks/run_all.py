@@ -36,6 +36,8 @@ Workloads (simulated time in ms, wall times in s):
 8. Agreement (`agreement.py`): random recurrent E/I networks, every pair of paths
    (exact loop with synapse lists in both CPU forms and differentiable, dense, ODE),
    12 seeds per precision: networks checked, networks that agree, the worst pair.
+9. Accuracy of the default tolerances (`accuracy.py`): every model's reference case,
+   float64 and float32 with the defaults against float64 at rtol = atol = 1e-12.
 
 `--quick` shrinks the workloads (CUBA 1000 neurons for 200 ms, 256 Izhikevich neurons
 for 200 ms, per-event N = 100 and 1000) to check the suite in a few minutes.
@@ -80,6 +82,7 @@ FULL = {
     "per_event": [10, 100, 1000, 4000],
     "drift": [1000, 10_000, 100_000],
     "agreement_seeds": 12,
+    "accuracy_quick": False,
 }
 QUICK = {
     "cuba": {"n": 1000, "t1": 200.0, "seeds": [0, 1, 2]},
@@ -87,6 +90,7 @@ QUICK = {
     "per_event": [100, 1000],
     "drift": [1000, 10_000],
     "agreement_seeds": 4,
+    "accuracy_quick": True,
 }
 
 
@@ -245,6 +249,20 @@ def agreement_sweep(seeds):
     command = [sys.executable, str(HERE / "agreement.py"), "--seeds", str(seeds)]
     done = subprocess.run(command + ["--quiet", "--json"], capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def accuracy_cases(quick):
+    """`accuracy.py` (its own process: it switches precision between runs), every case
+    or its `--quick` subset; its rows."""
+    path = OUT / "accuracy.json"
+    command = [sys.executable, str(HERE / "accuracy.py"), "--json", str(path)]
+    done = subprocess.run(
+        command + (["--quick"] if quick else []), capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        tail = [line for line in done.stderr.splitlines() if line.strip()][-1:]
+        raise RuntimeError(f"accuracy.py exited {done.returncode}: {tail}")
+    return json.loads(path.read_text())
 
 
 def drift_x64(ks):
@@ -584,7 +602,7 @@ def main():
     parser.add_argument(
         "--only",
         nargs="+",
-        help="run only these workloads (e.g. cuba cuba_forms drift agreement)",
+        help="run only these workloads (e.g. cuba cuba_forms drift agreement accuracy)",
     )
     args = parser.parse_args()
     if args.lif_x64:  # the float64 child process of `lif_accuracy_x64`
@@ -649,6 +667,7 @@ def main():
         "gradients": lambda: gradients(args.repeats),
         "drift": lambda: [drift(k) for k in config["drift"]] + drift_x64(config["drift"]),
         "agreement": lambda: agreement_sweep(config["agreement_seeds"]),
+        "accuracy": lambda: accuracy_cases(config["accuracy_quick"]),
     }
     if args.only:
         workloads = {k: v for k, v in workloads.items() if k in args.only}
