@@ -28,7 +28,9 @@ def test_the_block_extractor_finds_each_block_whole():
     assert python_blocks(text) == [(2, "a = 1\n"), (9, "b = a\nc = 2\n")]
 
 
-def test_every_readme_python_block_runs():
+def test_every_readme_python_block_runs(tmp_path, monkeypatch):
+    """In a temporary directory: the blocks that write files leave none behind."""
+    monkeypatch.chdir(tmp_path)
     blocks = python_blocks(README.read_text())
     assert len(blocks) >= 6, "README.md lost its examples"
     namespace: dict = {"__name__": "readme"}
