@@ -284,8 +284,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a subset of the cases")
     parser.add_argument("--json", metavar="PATH", help="also write the figures here")
+    parser.add_argument(
+        "--only", nargs="+", metavar="TEXT", help="the cases whose name contains TEXT"
+    )
     args = parser.parse_args()
     selected = [c for c in cases() if c.quick or not args.quick]
+    if args.only:
+        selected = [c for c in selected if any(text in c.name for text in args.only)]
     rows = []
     for case in selected:
         start = time.perf_counter()

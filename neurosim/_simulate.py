@@ -185,10 +185,33 @@ def _check_state(y0, reference, owner="y0"):
     return jtu.tree_map(lambda got, want: jnp.asarray(got, want.dtype), y0, reference)
 
 
-def _default_tolerance(dtype) -> float:
-    """The default rtol and atol: 1e-9 in float64, 1e-6 in float32 (near what its
-    precision can resolve). See `benchmarks/accuracy.py` for what they give."""
-    return 1e-9 if jnp.dtype(dtype) == jnp.float64 else 1e-6
+def _models(network: Network):
+    """Each population's model and the models it wraps."""
+    for pop in network.populations.values():
+        neuron = pop.neuron
+        while isinstance(neuron, AbstractNeuron):
+            yield neuron
+            neuron = getattr(neuron, "neuron", None)
+
+
+def _default_tolerance(dtype, network: Network) -> float:
+    """The default rtol and atol: 1e-6 in float32 (near what its precision can
+    resolve); in float64 1e-9, or the tighter `float64_tolerance` of a model in the
+    network (or wrapped by one). See `benchmarks/accuracy.py` for what they give."""
+    needs = [type(m).float64_tolerance for m in _models(network)]
+    needs = [tol for tol in needs if tol is not None]
+    if jnp.dtype(dtype) != jnp.float64:
+        if needs:
+            names = sorted({type(m).__name__ for m in _models(network)})
+            warnings.warn(
+                f"simulate: {', '.join(names)} in float32: the spikes of models with a "
+                "`float64_tolerance` (arrivals near a fixpoint) need float64, and in "
+                "float32 are off by up to milliseconds or missed. Turn on "
+                "`jax.config.update('jax_enable_x64', True)`.",
+                stacklevel=3,
+            )
+        return 1e-6
+    return min([1e-9, *needs])
 
 
 def _default_controller(solver, rtol, atol, dt0):
@@ -441,9 +464,10 @@ def simulate(
         need `dt0` and take constant steps.
     - `stepsize_controller`: overrides the default controller.
     - `rtol`, `atol`: solver tolerances. The default depends on the run's dtype:
-        1e-6 each in float32, 1e-9 each in float64 (`jax_enable_x64`), where every
-        model's spike times over 1 s are then within 1e-3 ms of an accurate
-        reference (the README's accuracy table). Spike times are accurate to about
+        1e-6 each in float32, 1e-9 each in float64 (`jax_enable_x64`), or 1e-11 for
+        networks with a fixpoint model (`WereRabbit`, `Boomerang`: a model's
+        `float64_tolerance`). In float64 every model's spike times are then within
+        1e-3 ms of an accurate reference (the README's accuracy table). Spike times are accurate to about
         the solution's accuracy divided by the slope of the spike condition; use
         1e-11 or tighter in float64 for sub-nanosecond spike times.
     - `dt0`: initial step (adaptive, default 0.05 ms) or the constant step (fixed-step).
@@ -516,7 +540,8 @@ def simulate(
         queue_size=max_in_flight,
     )
     exact = _closed_form_path(exact, system, solver, stepsize_controller, locate_spikes)
-    rtol, atol = (_default_tolerance(dtype) if x is None else x for x in (rtol, atol))
+    default = _default_tolerance(dtype, network)
+    rtol, atol = (default if x is None else x for x in (rtol, atol))
     solver, stepsize_controller, adaptive, dt0 = _integration(
         solver, stepsize_controller, rtol, atol, dt0
     )

@@ -81,10 +81,16 @@ class AbstractNeuron(eqx.Module):
         event detection for them.
     - `disarms_on_spike`: True when a spike does not by itself move the neuron away
         from its spike condition; see the module docstring.
+    - `float64_tolerance`: the solver tolerance (`rtol` and `atol`) that `simulate`
+        uses by default in float64 for a network holding this model, when tighter
+        than its usual 1e-9; None for the usual one. Models whose spike condition is
+        ill-conditioned set it (the fixpoint models: their spike, the arrival near a
+        fixpoint, is a slow crossing).
     """
 
     spiking: ClassVar[bool] = True
     disarms_on_spike: ClassVar[bool] = False
+    float64_tolerance: ClassVar[float | None] = None
 
     @abc.abstractmethod
     def init_state(self, n: int) -> State:

@@ -41,6 +41,12 @@ def _circuit_field(u, v, alpha, beta, gamma, rho, sigma):
     return du + sigma * z, dv + sigma * z
 
 
+def _field_at(y, params):
+    """`_circuit_field` as a root-finding target: one function (not a new closure per
+    call), so that the compiled root finder is reused."""
+    return _circuit_field(*y, *params)
+
+
 class BoomerangState(eqx.Module):
     """State of a `Boomerang` population: the node voltages `u`, `v`, and the rest
     point `u_rest`, `v_rest` (constant in time; see `Boomerang`)."""
@@ -153,6 +159,8 @@ class Boomerang(AbstractNeuron):
     """
 
     disarms_on_spike = True
+    # The arrival near a fixpoint is a slow crossing: solver errors move it far.
+    float64_tolerance = 1e-11
 
     alpha: Float[Array, "..."] = eqx.field(converter=float_array, default=0.0129)
     beta: Float[Array, "..."] = eqx.field(converter=float_array, default=15.6)
@@ -189,9 +197,7 @@ class Boomerang(AbstractNeuron):
 
         def solve(p):
             guess = (jnp.asarray(_REST_GUESS, dtype), jnp.asarray(_REST_GUESS, dtype))
-            sol = optx.root_find(
-                lambda y, p: _circuit_field(*y, *p), solver, guess, args=p, throw=False
-            )
+            sol = optx.root_find(_field_at, solver, guess, args=p, throw=False)
             return sol.value, sol.result
 
         (u_rest, v_rest), result = jax.vmap(solve)(flat)

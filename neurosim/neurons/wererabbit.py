@@ -140,6 +140,8 @@ class WereRabbit(AbstractNeuron):
     """
 
     disarms_on_spike = True
+    # The arrival near a fixpoint is a slow crossing: solver errors move it far.
+    float64_tolerance = 1e-11
 
     alpha: Float[Array, "..."] = eqx.field(converter=float_array, default=0.0129)
     beta: Float[Array, "..."] = eqx.field(converter=float_array, default=15.6)
