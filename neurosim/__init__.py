@@ -4,6 +4,7 @@ Time is in ms everywhere. See `neurosim.simulate` and the models in `neurosim.ne
 """
 
 from . import inputs as inputs
+from . import losses as losses
 from . import networks as networks
 from . import neurons as neurons
 from ._io import load as load
@@ -39,6 +40,7 @@ from .neurons import parameter as parameter
 
 __all__ = [
     "inputs",
+    "losses",
     "networks",
     "neurons",
     "Network",

@@ -12,6 +12,7 @@ import neurosim as ns
 MODULES = [
     "neurosim",
     "neurosim.inputs",
+    "neurosim.losses",
     "neurosim.networks",
     "neurosim.neurons",
     "neurosim.neurons.adaptation",
