@@ -18,6 +18,7 @@ from ._simulate import SimulationError as SimulationError
 from ._simulate import simulate as simulate
 from ._solution import Solution as Solution
 from ._solvers import SequentialEuler as SequentialEuler
+from .fit import fit as fit
 from .neurons import EIF as EIF
 from .neurons import FHNRS as FHNRS
 from .neurons import IZHIKEVICH_BEHAVIOURS as IZHIKEVICH_BEHAVIOURS
@@ -49,6 +50,7 @@ __all__ = [
     "SpikeTrains",
     "SimulationError",
     "simulate",
+    "fit",
     "Solution",
     "save",
     "load",

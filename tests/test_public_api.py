@@ -11,6 +11,7 @@ import neurosim as ns
 
 MODULES = [
     "neurosim",
+    "neurosim.fit",
     "neurosim.inputs",
     "neurosim.losses",
     "neurosim.networks",
