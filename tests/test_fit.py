@@ -1,6 +1,8 @@
 """`neurosim.fit`: recovering a LIF's `tau_mem` and `v_th` from target spike trains,
 frozen parameters, constraints, batches and epochs, progress on stderr."""
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -77,28 +79,16 @@ def test_frozen_parameters_stay_bit_identical_and_constraints_hold():
         # Both parameters get a gradient; only tau_mem may move.
         return model.tau_mem + 7.0 * model.v_th
 
-    free, history = ns.fit(
-        push_down,
-        start,
-        optimizer=optax.sgd(1.0),
-        steps=5,
-        filter_spec=only_tau,
-        progress=False,
+    five_steps = functools.partial(
+        ns.fit, push_down, start, optimizer=optax.sgd(1.0), steps=5, filter_spec=only_tau
     )
+    free, history = five_steps(progress=False)
     np.testing.assert_allclose(free.tau_mem, -2.0)  # 3 - 5 steps of 1: negative
     np.testing.assert_allclose(
         history, [3.0 + 2.1, 2.0 + 2.1, 1.0 + 2.1, 2.1, -1.0 + 2.1], rtol=1e-6
     )
     assert np.asarray(free.v_th).tobytes() == np.asarray(start.v_th).tobytes()
-    kept, _ = ns.fit(
-        push_down,
-        start,
-        optimizer=optax.sgd(1.0),
-        steps=5,
-        filter_spec=only_tau,
-        constraints=[clip(lambda m: m.tau_mem, lower=0.5)],
-        progress=False,
-    )
+    kept, _ = five_steps(constraints=[clip(lambda m: m.tau_mem, lower=0.5)], progress=False)
     np.testing.assert_allclose(kept.tau_mem, 0.5)
     assert np.asarray(kept.v_th).tobytes() == np.asarray(start.v_th).tobytes()
 
