@@ -1,4 +1,8 @@
-"""`fit`: gradient-based fitting of any neurosim model or network with optax."""
+"""`fit`: gradient-based fitting of any neurosim model or network with optax.
+
+`neurosim.fit` at the package level is the function; import the constraint helper
+from this module: `from neurosim.fit import clip`.
+"""
 
 import sys
 from collections.abc import Callable, Sequence
