@@ -4,6 +4,7 @@ Time is in ms everywhere. See `neurosim.simulate` and the models in `neurosim.ne
 """
 
 from . import inputs as inputs
+from . import losses as losses
 from . import networks as networks
 from . import neurons as neurons
 from ._io import load as load
@@ -17,6 +18,7 @@ from ._simulate import SimulationError as SimulationError
 from ._simulate import simulate as simulate
 from ._solution import Solution as Solution
 from ._solvers import SequentialEuler as SequentialEuler
+from .fit import fit as fit
 from .neurons import EIF as EIF
 from .neurons import FHNRS as FHNRS
 from .neurons import IZHIKEVICH_BEHAVIOURS as IZHIKEVICH_BEHAVIOURS
@@ -39,6 +41,7 @@ from .neurons import parameter as parameter
 
 __all__ = [
     "inputs",
+    "losses",
     "networks",
     "neurons",
     "Network",
@@ -47,6 +50,7 @@ __all__ = [
     "SpikeTrains",
     "SimulationError",
     "simulate",
+    "fit",
     "Solution",
     "save",
     "load",

@@ -1,6 +1,8 @@
 """The result of a simulation."""
 
 import equinox as eqx
+import jax
+import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PyTree
@@ -222,3 +224,111 @@ class Solution(eqx.Module):
         from ._io import solution_dataframe
 
         return solution_dataframe(self)
+
+    # Jit-safe, differentiable accessors: arrays of a static shape, no NumPy.
+
+    def _local_spikes(self, population: str | None, n: int | None, caller: str):
+        """`(times, local neuron index, n)` of the spikes of one population (or of all
+        neurons), as arrays of the buffer's length: a spike of another population or a
+        padding entry has index `n` (out of range) and time `+inf`."""
+        if population is not None:
+            offset, size = self._slice(population)
+        elif self.populations is not None:
+            offset, size = 0, sum(size for _, _, size in self.populations)
+        else:
+            leaves = jtu.tree_leaves(self.final_state)
+            offset, size = 0, (int(jnp.shape(leaves[0])[-1]) if leaves else None)
+        if n is None:
+            n = size
+        elif size is not None and n != size:
+            raise ValueError(
+                f"Solution.{caller}: `n` is {n} but the population has {size} neurons. "
+                "Leave `n` out, or pass the population's size."
+            )
+        if n is None:
+            raise ValueError(
+                f"Solution.{caller}: the number of neurons is unknown (no final state). "
+                "Pass `n`."
+            )
+        local = self.spike_neurons - offset
+        recorded = jnp.arange(self.spike_times.shape[-1]) < self.num_spikes
+        mine = recorded & (self.spike_neurons >= 0) & (local >= 0) & (local < n)
+        return jnp.where(mine, self.spike_times, jnp.inf), jnp.where(mine, local, n), n
+
+    def _per_run(self, method, *args):
+        """Apply `method` to each run of a batch (`jax.vmap` of `simulate` gives every
+        field a leading batch axis); a single run directly."""
+        if self.spike_times.ndim == 1:
+            return method(self, *args)
+        return jax.vmap(lambda run: run._per_run(method, *args))(self)
+
+    def first_spike_times(self, population: str | None = None, n: int | None = None):
+        """The time (ms) of the first spike of each neuron, `(n,)`, `+inf` for a neuron
+        that did not fire. Works under `jax.jit`, `jax.vmap` and `jax.grad`, and is
+        differentiable with respect to the spike times (a segment minimum over the
+        padded buffer).
+
+        **Arguments:**
+
+        - `population`: a population name (indices local to it), or None for all
+            neurons (a single population, or a network's global indices).
+        - `n`: the number of neurons; known from the solution (its populations, or
+            the final state of a single population), so it only needs to be passed for
+            a solution without a final state. It must be a Python int.
+
+        For a batch of runs (the result of `jax.vmap(simulate)`), returns `(batch, n)`.
+        """
+
+        def first(run):
+            times, local, size = run._local_spikes(population, n, "first_spike_times")
+            return jax.ops.segment_min(times, local, num_segments=size + 1)[:size]
+
+        return self._per_run(first)
+
+    def padded_spike_trains(
+        self, k: int, population: str | None = None, n: int | None = None
+    ):
+        """The first `k` spike times (ms) of each neuron, `(n, k)`, in order, padded
+        with `+inf` where a neuron fired fewer than `k` times. Jit-safe and
+        differentiable with respect to the spike times (`k` must be a Python int).
+        `population` and `n` as in `first_spike_times`."""
+        if not isinstance(k, int) or k < 1:
+            raise ValueError(
+                f"Solution.padded_spike_trains: `k` must be a positive Python int, got {k!r}."
+            )
+
+        def trains(run):
+            times, local, size = run._local_spikes(population, n, "padded_spike_trains")
+            # Stable sort by neuron: each neuron's spikes stay in time order, and a
+            # spike's rank is its position minus where its neuron's block starts.
+            order = jnp.argsort(local, stable=True)
+            sorted_local = local[order]
+            start = jnp.searchsorted(sorted_local, sorted_local, side="left")
+            rank = jnp.arange(local.shape[0]) - start
+            out = jnp.full((size, k), jnp.inf, times.dtype)
+            return out.at[sorted_local, rank].set(times[order], mode="drop")
+
+        return self._per_run(trains)
+
+    def kth_spike_times(self, k: int, population: str | None = None, n: int | None = None):
+        """The time (ms) of spike number `k` of each neuron, counting from 0
+        (`kth_spike_times(0)` is `first_spike_times()`), `(n,)`, `+inf` where a neuron
+        fired `k` times or fewer. Jit-safe and differentiable; `k` a Python int;
+        `population` and `n` as in `first_spike_times`."""
+        if not isinstance(k, int) or k < 0:
+            raise ValueError(
+                f"Solution.kth_spike_times: `k` must be a Python int >= 0, got {k!r}."
+            )
+        return self.padded_spike_trains(k + 1, population, n)[..., k]
+
+    def spike_counts(self, population: str | None = None, n: int | None = None):
+        """The number of recorded spikes of each neuron, `(n,)` int32. Jit-safe
+        (integer counts carry no gradient); `population` and `n` as in
+        `first_spike_times`."""
+
+        def counts(run):
+            _, local, size = run._local_spikes(population, n, "spike_counts")
+            ones = jnp.ones(local.shape, jnp.int32)
+            return jax.ops.segment_sum(ones, local, num_segments=size + 1)[:size]
+
+        return self._per_run(counts)

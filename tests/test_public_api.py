@@ -11,7 +11,9 @@ import neurosim as ns
 
 MODULES = [
     "neurosim",
+    "neurosim.fit",
     "neurosim.inputs",
+    "neurosim.losses",
     "neurosim.networks",
     "neurosim.neurons",
     "neurosim.neurons.adaptation",
