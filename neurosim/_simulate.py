@@ -255,9 +255,14 @@ def _checked_inside(system, t0, t1, input_times, input_sources, record):
         )
     for conn in system.network.connections:
         if conn.delay is not None:
+            # Padded synapses of per-synapse rows hold an infinite delay.
+            real = True
+            if conn.per_synapse_delay and conn.post_index is not None:
+                real = conn.post_index < conn.n_post
+            bad = (conn.delay < 0) | jnp.isnan(conn.delay) | (jnp.isinf(conn.delay) & real)
             t1 = eqx.error_if(
                 t1,
-                jnp.any((conn.delay < 0) | ~jnp.isfinite(conn.delay)),
+                jnp.any(bad),
                 f"Projection {conn.pre!r} -> {conn.post!r}: a `delay` is negative, NaN or "
                 "infinite (a traced value). Delays are in ms, finite and >= 0.",
             )
