@@ -20,7 +20,7 @@ import neurosim as ns
 from neurosim.neurons import _linear
 
 TIGHT = dict(rtol=1e-12, atol=1e-12)
-MAX_SPIKES = 24
+MAX_SPIKES = 32
 T1 = 60.0
 STEP = 1e-5  # finite-difference step (ms, mV): parameters are of order 1 to 10
 
@@ -45,6 +45,9 @@ PARAMETERS = {
     "constant current of c": 1.2,
     "excitatory input weight onto c": 1.0,
     "inhibitory weight a -> c": -0.1,
+    # Per-synapse delays a -> d, not in increasing order.
+    "delay a -> d[0]": 3.0,
+    "delay a -> d[1]": 0.5,
 }
 NAMES = tuple(PARAMETERS)
 TAU_SYN = NAMES.index("LIF tau_syn")
@@ -69,8 +72,9 @@ def _weighted_sum(sol):
 
 def _network(p):
     """Population `a` (one LIF, a piecewise-constant current, an input spike) drives
-    `b` (one LIF, a constant current) through a delayed synapse, and inhibits `c` (a
-    CubaLIF with a constant current and an excitatory input spike)."""
+    `b` (one LIF, a constant current) through a delayed synapse and `d` (two LIF)
+    through synapses with their own delays, and inhibits `c` (a CubaLIF with a
+    constant current and an excitatory input spike)."""
     lif = ns.LIF(tau_mem=p[0], tau_syn=p[1], v_th=p[2], v_reset=p[3], t_ref=p[4])
     cuba = ns.CubaLIF(tau_mem=p[12], tau_exc=p[13], tau_inh=p[14])
     current_a = ns.inputs.PiecewiseConstant(jnp.array([25.0], p.dtype), p[7:9])
@@ -79,12 +83,14 @@ def _network(p):
             "a": ns.Population(lif, 1, current_a),
             "b": ns.Population(lif, 1, p[9]),
             "c": ns.Population(cuba, 1, p[15]),
+            "d": ns.Population(lif, 2, p[9]),
         },
         projections=[
             ns.Projection("drive", "a", p[11][None, None]),
             ns.Projection("a", "b", p[5][None, None], delay=p[6]),
             ns.Projection("drive", "c", p[16][None, None]),
             ns.Projection("a", "c", p[17][None, None]),
+            ns.Projection("a", "d", jnp.array([[1.7, 1.6]], p.dtype), delay=p[None, 18:20]),
         ],
         inputs={"drive": ns.SpikeTrains(p[10][None], jnp.array([0]), 1)},
     )
@@ -109,11 +115,11 @@ def _compiled(exact):
     return eqx.filter_jit(jax.value_and_grad(loss, has_aux=True))
 
 
-def _central_differences(compiled, p):
-    """Central finite differences of the loss along every coordinate of `p`, and the
-    spike counts at every evaluated point (the spike set must not change)."""
+def _central_differences(compiled, p, which):
+    """Central finite differences of the loss along the coordinates `which` of `p`,
+    and the spike counts at every evaluated point (the spike set must not change)."""
     fd, counts = [], []
-    for k in range(p.shape[0]):
+    for k in which:
         (up, n_up), _ = compiled(p.at[k].add(STEP))
         (down, n_down), _ = compiled(p.at[k].add(-STEP))
         fd.append((float(up) - float(down)) / (2 * STEP))
@@ -137,17 +143,19 @@ def _assert_close(grad, reference, names, rtol=1e-4):
 
 @pytest.mark.parametrize("exact", [True, False], ids=["exact", "ode"])
 def test_every_parameter_against_finite_differences(exact, x64):
-    """LIF tau_mem, tau_syn (also at twice tau_mem), v_th, v_reset, t_ref; a weight, a
+    """LIF tau_mem, tau_syn (the time constants also at tau_syn = 2 tau_mem), v_th, v_reset, t_ref; a weight, a
     scalar delay, piecewise-constant and constant currents, an input spike time and
-    its weight; a CubaLIF at its defaults and its weights."""
+    its weight; a CubaLIF at its defaults and its weights; per-synapse delays."""
     compiled = _compiled(exact)
-    for tau_syn in (5.0, 20.0):
+    everything = range(len(NAMES))
+    time_constants = [k for k, name in enumerate(NAMES) if "tau" in name]
+    for tau_syn, which in ((5.0, everything), (20.0, time_constants)):
         p = _parameters(LIF_tau_syn=tau_syn)
         (_, count), grad = compiled(p)
-        fd, counts = _central_differences(compiled, p)
+        fd, counts = _central_differences(compiled, p, which)
         assert int(count) >= 8 and np.all(counts == int(count))
         assert np.all(np.abs(fd) > 0)
-        _assert_close(grad, fd, NAMES)
+        _assert_close(np.asarray(grad)[list(which)], fd, [NAMES[k] for k in which])
 
 
 def test_equal_and_nearly_equal_time_constants_against_the_ode_path(x64):
