@@ -109,7 +109,8 @@ class Projection(eqx.Module):
         `(pre_index, post_index, values)` of 1-D arrays (one entry per synapse).
     - `delay`: None or 0 (immediate), a scalar (ms), or one value per synapse (an
         `(n_pre, n_post)` array for dense weights, else aligned with the synapses).
-        Per-synapse delays must be concrete (not traced) values.
+        Per-synapse delays may be traced (differentiated): their order within a
+        presynaptic row is taken from their values, without derivatives.
     - `target`: the name of the postsynaptic state field that a spike jumps by its
         weight (e.g. `"v"` for delta synapses onto a LIF); None uses the model's
         `receive` (for the LIF family, the synaptic current `i`).
@@ -274,10 +275,6 @@ def build_connection(proj: Projection, n_pre: int, n_post: int, dtype) -> Connec
             raise ValueError(
                 f"{owner}: per-synapse `delay` has shape {delay.shape}, expected ({n_pre}, {n_post})."
             )
-        elif not is_concrete(delay):
-            raise ValueError(
-                f"{owner}: per-synapse delays must be concrete values to be sorted."
-            )
         else:
             nonzero = (
                 np.nonzero(np.asarray(weight) != 0)
@@ -298,12 +295,13 @@ def build_connection(proj: Projection, n_pre: int, n_post: int, dtype) -> Connec
                 raise ValueError(
                     f"{owner}: per-synapse `delay` must have one value per synapse ({values.shape})."
                 )
-            if not is_concrete(delay):
-                raise ValueError(
-                    f"{owner}: per-synapse delays must be concrete values to be sorted."
-                )
     # Order synapses by presynaptic neuron, then by delay, and pad rows to equal length.
-    sort_delay = np.asarray(delay) if per_synapse else np.zeros(len(pre_index))
+    # Traced per-synapse delays (being differentiated) are ordered within their rows
+    # below, in the traced program.
+    traced_delay = per_synapse and not is_concrete(delay)
+    sort_delay = (
+        np.asarray(delay) if per_synapse and not traced_delay else np.zeros(len(pre_index))
+    )
     order = np.lexsort((sort_delay, pre_index))
     pre_sorted = pre_index[order]
     counts = np.bincount(pre_sorted, minlength=n_pre)
@@ -324,6 +322,13 @@ def build_connection(proj: Projection, n_pre: int, n_post: int, dtype) -> Connec
     )
     if per_synapse:
         delay = jnp.where(padded, jnp.inf, jnp.asarray(delay, dtype)[safe])
+    if traced_delay:
+        # The order is a discrete choice, taken from the values without their
+        # derivatives; the sorted values keep them (padding, at inf, stays last).
+        within = jnp.argsort(lax.stop_gradient(delay), axis=1, stable=True)
+        weight = jnp.take_along_axis(weight, within, axis=1)
+        post = jnp.take_along_axis(jnp.asarray(post), within, axis=1)
+        delay = jnp.take_along_axis(delay, within, axis=1)
     return Connection(
         proj.pre,
         proj.post,

@@ -488,6 +488,15 @@ def simulate(
         supports reverse-mode autodiff (`jax.grad`). False uses a plain
         `lax.while_loop`, about 1.5x faster for runs that are never differentiated
         (parameter sweeps, large networks); `jax.grad` through it then fails.
+        The gradient is that of the spikes the run produced: each spike time is
+        differentiated at its threshold crossing (implicit function theorem), with
+        respect to neuron parameters, weights, delays (scalar or per synapse),
+        currents and input spike times. A spike that appears or vanishes as a
+        parameter changes makes a loss on spike times discontinuous; the gradient
+        does not see that jump (a spike that is not in the buffer contributes no
+        derivative, a silent neuron none at all), and near a grazing crossing it is
+        large, as the spike time's own derivative is. No NaN from an unused branch
+        (an overflowing exponential, equal time constants) reaches a gradient.
     - `exact`: None (default) integrates networks of the LIF family (`LIF`,
         `CubaLIF`, `LI`) with piecewise-constant currents in closed form, with no ODE
         solver, when no `solver` or `stepsize_controller` is given and
