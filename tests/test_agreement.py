@@ -8,9 +8,10 @@ rows, `dense`); the ODE-solver path (`ode`, `exact=False`, Tsit5 with rtol = ato
 1e-10 in float64, 1e-6 in float32). Every pair must agree: the same spikes (neuron by
 neuron, in time order) at times within
 
-- float64: 1e-9 ms between exact paths (seen: up to ~1e-11; `synapses`,
-  `synapses_usual` and `synapses_grad` are also required bit for bit), 1e-6 ms against
-  the ODE path (seen: up to ~2e-8);
+- float64: 1e-9 ms between exact paths (seen: up to ~1e-11), 1e-6 ms against the ODE
+  path (seen: up to ~2e-8). `synapses`, `synapses_usual` and `synapses_grad` run the
+  same operations, but compiled whole or kernel by kernel XLA fuses them differently
+  (a fused multiply-add rounds once), so they agree to a few ulps, not bit for bit;
 - float32: 5e-3 ms for every pair (seen: up to ~1.6e-3 ms at 200 ms; a crossing with
   a small slope turns an ulp of `v` into many ulps of time), 1e-2 ms for the demo's
   1 s run (seen: up to ~5e-3 ms).
@@ -62,7 +63,7 @@ SEEDS = range(6)
 SLOW_SEEDS = range(6, 30)
 PATHS_64 = ("synapses", "synapses_usual", "synapses_grad", "dense", "ode")
 PATHS_32 = ("synapses", "dense", "ode")
-BIT_FOR_BIT_64 = ("synapses", "synapses_usual", "synapses_grad")
+BIT_FOR_BIT_64 = ()  # see the module docstring
 TOLERANCE = {  # ms: (between exact paths, against the ODE path)
     "float64": (1e-9, 1e-6),
     "float32": (5e-3, 5e-3),
