@@ -142,7 +142,9 @@ def test_spike_counts_follow_a_permutation_of_the_neurons(p, data):
         np.testing.assert_allclose(after[new], before[old], rtol=0, atol=1e-9)
 
 
-@pytest.mark.parametrize("exact", [True, False], ids=["exact", "ode"])
+@pytest.mark.parametrize(
+    "exact", [True, pytest.param(False, marks=pytest.mark.slow)], ids=["exact", "ode"]
+)
 @settings(SETTINGS, max_examples=2)
 @given(p=networks())
 def test_jit_and_eager_agree(exact, p):
