@@ -21,11 +21,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m neurosim demo
 
+# XLA compiles on the calling thread: give it a 64 MiB stack where the limits allow.
 test: $(STAMP)
+	ulimit -s 65536 2>/dev/null || true; \
 	$(PY) -m pytest -q
 
 # Executes every notebook (about a minute each on 2 CPU cores).
 test-notebooks: $(STAMP)
+	ulimit -s 65536 2>/dev/null || true; \
 	$(PY) -m pytest -q -m notebooks tests/test_notebooks.py
 
 $(BENCH_STAMP): benchmarks/requirements-bench.txt

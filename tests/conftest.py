@@ -33,3 +33,11 @@ def float32():
     """Run a test in float32, also inside a float64 module."""
     with _precision(False):
         yield
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's compiled programs after each test module: a whole run compiles a few
+    thousand, and holding them all grows the process by gigabytes."""
+    yield
+    jax.clear_caches()
