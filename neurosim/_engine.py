@@ -106,9 +106,14 @@ def _event_condition(t, y, args, **kwargs):
     # diffrax passes `t` (local time within the segment) by keyword.
     system, t_start, t_left, armed = args
     t_abs = jnp.minimum(t_start + t, t_left)
-    condition = jnp.max(_signed_conditions(system, t_abs, y, armed))
-    # A state turning non-finite ends the segment there too (a fixed-step solver
-    # accepts such steps), so that a failure is reported where it happened.
+    return jnp.max(_signed_conditions(system, t_abs, y, armed))
+
+
+def _event_condition_or_nonfinite(t, y, args, **kwargs):
+    """`_event_condition`, positive also on a non-finite state: a fixed-step solver
+    accepts such steps (an adaptive one rejects them), and the segment must end where
+    the failure happened."""
+    condition = _event_condition(t, y, args, **kwargs)
     return jnp.where(_all_finite(y), condition, jnp.ones_like(condition))
 
 
@@ -280,7 +285,7 @@ def run(
                 # Without a root finder diffrax stops at the end of the step on which the
                 # condition turned positive: the clock-driven convention.
                 event = dfx.Event(
-                    _event_condition,
+                    _event_condition if adaptive else _event_condition_or_nonfinite,
                     root_finder=event_root_finder(dtype, t_next) if locate_spikes else None,
                     direction=True,
                 )
