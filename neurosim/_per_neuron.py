@@ -144,6 +144,7 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 from jaxtyping import Array, Float, Int, PyTree
 
+from . import _replay
 from ._cpu import compiles_whole, one_kernel
 from ._currents import Constant, PiecewiseConstant, PulseTrain, Sum
 from ._engine import (
@@ -516,6 +517,8 @@ class _Carry(eqx.Module):
     status: Int[Array, ""]
     iterations: Int[Array, ""]
     checks: Int[Array, ""]
+    log: dict | None = None  # the events for the replay (`neurosim._replay`)
+    num_logged: Int[Array, ""] | None = None
 
 
 def compilable_whole(system: NetworkSystem, gradients: bool) -> bool:
@@ -545,8 +548,59 @@ def run(
     `whole`: compile the loop into one function (`neurosim._cpu`); None (default)
     where it can be (`compilable_whole`) and the backend does so (`compiles_whole`).
     Either way the results are the same. Under `jax.vmap` the loop runs in its usual
-    form (batched indices would make its row updates scatters again)."""
-    sizes = dict(max_spikes=max_spikes, max_iterations=max_iterations, gradients=gradients)
+    form (batched indices would make its row updates scatters again).
+
+    `gradients=True`: where `neurosim._replay.supported`, the loop runs forward
+    without derivatives and logs its events, and the derivatives come from replaying
+    them (`neurosim._replay`); elsewhere the loop is checkpointed and differentiated
+    itself (also with `gradients="checkpointed"`)."""
+    args = (t0, t1, y0, input_times, input_sources, record_times)
+    if gradients is True and _replay.supported(system):
+        size = _replay.log_size(
+            system, max_spikes, input_times.shape[0], record_times.shape[0]
+        )
+        frozen = _replay._stop_floats((system, *args))
+        out, log = _forward(
+            *frozen,
+            max_spikes=max_spikes,
+            max_iterations=max_iterations,
+            gradients=False,
+            whole=whole,
+            log_size=size,
+        )
+        return _replay.apply(out, system, *args, log)
+    return _forward(
+        system,
+        *args,
+        max_spikes=max_spikes,
+        max_iterations=max_iterations,
+        gradients=bool(gradients),
+        whole=whole,
+    )
+
+
+def _forward(
+    system,
+    t0,
+    t1,
+    y0,
+    input_times,
+    input_sources,
+    record_times,
+    *,
+    max_spikes,
+    max_iterations,
+    gradients,
+    whole,
+    log_size=0,
+):
+    """`run` of the loop itself (see `run`); with the event log when `log_size`."""
+    sizes = dict(
+        max_spikes=max_spikes,
+        max_iterations=max_iterations,
+        gradients=gradients,
+        log_size=log_size,
+    )
     args = (t0, t1, y0, input_times, input_sources, record_times)
     if whole is None:
         whole = compilable_whole(system, gradients) and compiles_whole()
@@ -584,7 +638,15 @@ def _run(system, t0, t1, y0, input_times, input_sources, record_times, **options
     """`run`, with the loop in its scatter-free form compiled into one function
     (`whole`) or in its usual form."""
     loop = _Loop(system, t0, t1, y0, input_times, input_sources, record_times, **options)
-    return loop.output(loop.run(loop.init(y0)))
+    final = loop.run(loop.init(y0))
+    out = loop.output(final)
+    if not loop.log_size:
+        return out
+    size = loop.log_size
+    log = {field: buffer[:size] for field, buffer in final.log.items()}
+    log["count"] = final.num_logged
+    log["t_final_lo"] = jnp.where(out.t_final == loop.t1, 0.0, final.t_lo)
+    return out, log
 
 
 class _Event(eqx.Module):
@@ -649,8 +711,10 @@ class _Loop:
         max_spikes: int,
         max_iterations: int,
         gradients: bool,
+        log_size: int = 0,
     ):
         self.system = system
+        self.log_size = log_size
         self.network = network = system.network
         self.pops = pops = network.populations
         self.names = names = list(pops)
@@ -781,7 +845,68 @@ class _Loop:
             status=jnp.asarray(RUNNING, jnp.int32),
             iterations=jnp.asarray(0, jnp.int32),
             checks=jnp.asarray(0, jnp.int32),
+            log=self.init_log() if self.log_size else None,
+            num_logged=jnp.asarray(0, jnp.int32) if self.log_size else None,
         )
+
+    def init_log(self):
+        size = self.log_size + self.spare
+        ints = jnp.zeros((size,), jnp.int32)
+        floats = jnp.zeros((size,), self.dtype)
+        return dict(
+            kind=ints, a=ints, b=ints, cursor=ints, t=floats, t_lo=floats, emit=floats
+        )
+
+    def log_event(self, carry: _Carry, event: _Event, touched: _Touched, stored):
+        """The log after this event (see `neurosim._replay`): its kind and what it
+        refers to (spike slot, input, record or delayed connection), its time."""
+        kind = jnp.where(
+            event.is_record,
+            _replay.RECORD,
+            jnp.where(
+                stored,
+                _replay.SPIKE,
+                jnp.where(
+                    event.is_delay,
+                    _replay.DELAY,
+                    jnp.where(
+                        event.is_input,
+                        _replay.INPUT,
+                        jnp.where(
+                            event.active & ~event.is_neuron, _replay.JUMP, _replay.NONE
+                        ),
+                    ),
+                ),
+            ),
+        ).astype(jnp.int32)
+        a = jnp.where(
+            event.is_record,
+            carry.record_ptr,
+            jnp.where(
+                stored,
+                carry.num_spikes,
+                jnp.where(event.is_delay, event.delay_which, carry.input_ptr),
+            ),
+        ).astype(jnp.int32)
+        b = cursor = jnp.asarray(0, jnp.int32)
+        emit = jnp.zeros((), self.dtype)
+        if self.delayed:
+            slots = [event.arrivals[c][0] for c in self.delayed]
+            queues = [carry.aux[c] for c in self.delayed]
+            pick = lambda values: jnp.stack(values)[event.delay_which]  # noqa: E731
+            b = pick([q.pre[s] for q, s in zip(queues, slots, strict=True)])
+            cursor = pick([q.cursor[s] for q, s in zip(queues, slots, strict=True)])
+            emit = pick([q.emit_t[s] for q, s in zip(queues, slots, strict=True)])
+        logged = kind != _replay.NONE
+        slot = jnp.minimum(carry.num_logged, self.log_size - 1)
+        values = dict(
+            kind=kind, a=a, b=b, cursor=cursor, t=event.t, t_lo=touched.t_lo, emit=emit
+        )
+        log = {
+            field: self.store(carry.log[field], slot, values[field], logged)
+            for field in values
+        }
+        return log, carry.num_logged + logged.astype(jnp.int32)
 
     # ----- one iteration ------------------------------------------------------------
 
@@ -1137,6 +1262,9 @@ class _Loop:
         failed = [q.overflow for q in touched.aux if q is not None]
         if failed:
             status = jnp.where(jnp.any(jnp.stack(failed)), QUEUE_OVERFLOW, status)
+        log, num_logged = carry.log, carry.num_logged
+        if self.log_size:
+            log, num_logged = self.log_event(carry, event, touched, stored)
         return _Carry(
             t=jnp.where(event.finished | lost, carry.t, event.t),
             t_lo=jnp.where(event.finished | lost, carry.t_lo, touched.t_lo),
@@ -1153,6 +1281,8 @@ class _Loop:
             status=status,
             iterations=carry.iterations + 1,
             checks=carry.checks + (event.is_neuron & ~fires).astype(jnp.int32),
+            log=log,
+            num_logged=num_logged,
         )
 
     # ----- the loop and its result --------------------------------------------------

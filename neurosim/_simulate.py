@@ -294,6 +294,7 @@ def _run_jit(system, t0, t1, y0, input_times, input_sources, record, dt0, config
         out = _per_neuron.run(system, **common, **{key: config[key] for key in keep})
     else:
         engine_config = {key: value for key, value in config.items() if key != "exact"}
+        engine_config["gradients"] = bool(engine_config["gradients"])
         out = _engine.run(system, **common, dt0=dt0, **engine_config)
     return out, _engine.locate_fault(system, out.t_final, out.final_state)
 
@@ -423,7 +424,7 @@ def simulate(
     max_iterations: int | None = None,
     locate_spikes: bool = True,
     exact: bool | None = None,
-    gradients: bool = True,
+    gradients: bool | str = True,
     throw: bool = True,
 ) -> Solution:
     r"""Simulate a population of one model, or a `Network`, from `t0` to `t1` (ms),
@@ -484,10 +485,17 @@ def simulate(
         turned positive and spikes there: the convention of clock-driven simulators
         and published figure scripts (use it with a fixed-step solver to reproduce
         them).
-    - `gradients`: True (default) runs the event loop as a checkpointed loop that
-        supports reverse-mode autodiff (`jax.grad`). False uses a plain
-        `lax.while_loop`, about 1.5x faster for runs that are never differentiated
-        (parameter sweeps, large networks); `jax.grad` through it then fails.
+    - `gradients`: True (default) makes the run differentiable. On the exact path
+        (LIF family, synapses that jump a synaptic current, constant or piecewise
+        constant currents) the loop runs forward without derivatives and logs its
+        events; derivatives come from replaying them in closed form (the adjoint
+        pass, `neurosim._replay`), in forward mode (`jax.jvp`, `jax.jacfwd`) and
+        reverse mode, with memory per event, and only when the run is
+        differentiated. Elsewhere, and with `"checkpointed"`, the event loop is a
+        checkpointed loop differentiated in reverse mode (`jax.grad` only). False
+        uses a plain `lax.while_loop`, about 1.5x faster for runs that are never
+        differentiated (parameter sweeps, large networks); `jax.grad` through it
+        then fails.
         The gradient is that of the spikes the run produced: each spike time is
         differentiated at its threshold crossing (implicit function theorem), with
         respect to neuron parameters, weights, delays (scalar or per synapse),
@@ -543,6 +551,11 @@ def simulate(
         )
     else:
         network = model
+    if gradients not in (True, False, "checkpointed"):
+        raise ValueError(
+            f"simulate: `gradients` must be True, False or 'checkpointed'; got "
+            f"{gradients!r}."
+        )
     deferred = _check_populations(network, t0, single)
     states = _initial_states(network, y0, single)
     dtype = jtu.tree_leaves(states)[0].dtype

@@ -100,9 +100,7 @@ def synaptic_kernel(u, tau_m, tau):
     # -1/tau without leak (tau_m = inf, where the quotient would be inf/inf).
     no_leak = jnp.isinf(tau_m)
     finite_tau_m = jnp.where(no_leak, 1.0, tau_m)
-    difference = jnp.where(
-        no_leak, -1.0 / tau, (tau - finite_tau_m) / (finite_tau_m * tau)
-    )
+    difference = jnp.where(no_leak, -1.0 / tau, (tau - finite_tau_m) / (finite_tau_m * tau))
     membrane_faster = difference >= 0
     slow = jnp.where(membrane_faster, 1.0 / tau, 1.0 / tau_m)
     gap = jnp.where(membrane_faster, difference, -difference)

@@ -1,0 +1,469 @@
+r"""Gradients of the exact event loop by replaying its events (the adjoint pass).
+
+The exact loop (`neurosim._per_neuron`) finds *which* events happen and *when*: it
+predicts crossings, refines grazes, checks neurons and orders ties. None of that work
+carries a derivative. Once the events are known, the spike times satisfy, spike by
+spike,
+
+$$ v_{i_k}(t_k;\ \theta,\ t_1, \dots, t_{k-1}) = v_\text{th}, $$
+
+where $v_{i_k}$ is the closed form of the firing neuron from its last touch, which
+depends on the parameters $\theta$ and on the earlier events that reached it. By the
+implicit function theorem
+
+$$ \frac{d t_k}{d\theta} = -\Big(\frac{\partial v}{\partial \theta}
+    + \sum_{j<k} \frac{\partial v}{\partial t_j} \frac{d t_j}{d\theta}\Big)
+    \Big/ \dot v(t_k). $$
+
+So the loop runs forward without derivatives (its fastest form, compiled whole on a
+CPU) and logs each event that changes a state: a spike (its slot in the spike buffer),
+an input spike, a delayed delivery, a current jump, a record time. The replay then
+walks that log once in a `lax.scan`, with the closed form only: it brings each touched
+neuron to the event time, resets, jumps and reads it, exactly as the loop did, but
+without predictions, checks or root finding. Every time is the loop's value plus a
+*carrier*: a number whose value is zero and whose derivative is the time's, so the
+replay's values are the loop's to the last bit and only its derivatives are new. A
+spike's carrier is $-(v - v_\text{th})/\dot v$ with the slope held constant: one Newton
+step, whose derivative is the one above.
+
+Reverse-mode differentiation of the replay is EventProp (Wunderlich & Pehle 2021) in
+closed form: between stored events the adjoint of each neuron is carried backward by
+the transpose of the closed form, and jumped at each spike by the transpose of its
+Newton step. Memory grows with the number of events (the residuals of one scan step
+each), not with solver steps or loop iterations. Because the replay is plain JAX code
+(a scan of closed forms), forward mode (`jax.jvp`, `jax.jacfwd`) works too. It is
+wrapped in a custom JVP whose primal is zero, so that a run that is not differentiated
+pays for the forward loop only.
+
+**Scope** (`supported`). Projections that jump a synaptic current (the models'
+`receive`, as every model of the family does), and currents that are constant or
+piecewise constant. A projection that jumps `v` itself (a delta synapse) can lift a
+neuron over threshold at once, or hold it above threshold while refractory: the spike
+time is then an arrival time or a refractory end, not a crossing, and simultaneous
+spikes are committed and resolved in waves. Such networks, and pulse-train currents
+(jumps without a static bound), use the checkpointed loop, which differentiates the
+loop itself.
+
+**Ties.** A spike whose neuron was touched at the same instant by another spike's
+delivery (simultaneous spikes) is a crossing at that instant, and gets the crossing's
+derivative. A neuron that starts above threshold fires at `t0`: its spike time is
+`t0`, and so is its derivative.
+"""
+
+import functools
+
+import equinox as eqx
+import equinox.internal as eqxi
+import jax
+import jax.lax as lax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+
+from ._currents import Constant, PiecewiseConstant, Sum
+
+# Kinds of logged event.
+NONE, SPIKE, INPUT, DELAY, JUMP, RECORD = 0, 1, 2, 3, 4, 5
+CHUNK = 16  # log entries per chunk of the replay
+LOG_FIELDS = ("kind", "a", "b", "cursor", "t", "t_lo", "emit")
+
+
+def _jump_bound(current):
+    """An upper bound on the number of jumps of a current, or None (unbounded)."""
+    if isinstance(current, Sum):
+        bounds = [_jump_bound(term) for term in current.terms]
+        return None if None in bounds else sum(bounds)
+    if isinstance(current, Constant):
+        return 0
+    if isinstance(current, PiecewiseConstant):
+        return int(current.times.shape[0])
+    return None
+
+
+def supported(system) -> bool:
+    """Whether gradients of this (LIF-family) network come from the replay; else the
+    checkpointed loop (see "Scope" in the module docstring)."""
+    network = system.network
+    if any(conn.target == "v" for conn in network.connections):
+        return False
+    return all(_jump_bound(pop.current) is not None for pop in network.populations.values())
+
+
+def log_size(system, max_spikes, num_inputs, num_records) -> int:
+    """How many events a run can log: every spike, input, record time and current
+    jump, and every delayed delivery (one per spike and distinct delay of its row)."""
+    network = system.network
+    size = max_spikes + num_inputs + num_records + 1
+    for pop in network.populations.values():
+        size += _jump_bound(pop.current)
+    for conn in network.connections:
+        if conn.delay is None or conn.pre not in network.populations:
+            continue
+        per_spike = conn.delay.shape[1] if conn.per_synapse_delay else 1
+        size += max_spikes * per_spike
+    return size
+
+
+def _stop_floats(tree):
+    return jtu.tree_map(
+        lambda x: lax.stop_gradient(x) if eqx.is_inexact_array(x) else x, tree
+    )
+
+
+def _carrier(x):
+    """`x - stop_gradient(x)`: zero, with the derivative of `x`."""
+    return x - lax.stop_gradient(x)
+
+
+def _keep(touched, new, old):
+    return jnp.where(touched, new, old)
+
+
+def _zeros_like(tree):
+    """Zeros computed from the leaves (not constants of their shape), so that they
+    are batched where the leaves are (a custom JVP under `vmap` needs its primal and
+    tangent batched alike)."""
+    return jtu.tree_map(lambda x: 0.0 * jnp.where(jnp.isfinite(x), x, 0.0), tree)
+
+
+class _Replay(eqx.Module):
+    """The replay's carry: per population the state at each neuron's last touch,
+    that time (a pair, no derivative) and its carrier, and the current it sees; the
+    carriers of the spikes so far; the record buffers; the populations' last current
+    jumps; the carrier of the last event's time."""
+
+    state: dict
+    t_last: dict
+    t_last_lo: dict
+    c_last: dict
+    current: dict
+    spikes: jax.Array
+    records: object
+    jumped: dict
+    c_event: jax.Array
+
+
+def replay_carriers(
+    system, t0, t1, y0, input_times, input_sources, record_times, *, out, log
+):
+    """The carriers (zero values, the derivatives of the run) of the spike times, the
+    final state and the records, from the forward run's output `out` and event
+    `log`.
+
+    Each step is one logged event, written over whole populations with elementwise
+    operations (a neuron the event does not touch keeps its row): one closed form per
+    population and step, no gather or scatter of rows, so that XLA fuses a step into
+    few kernels. Its cost is O(N) per event, which for the networks that are trained
+    (hundreds to a few thousand neurons) is less than that of gathering the touched
+    rows."""
+    from . import _per_neuron as pn
+
+    network = system.network
+    pops, names = network.populations, list(network.populations)
+    connections = network.connections
+    offsets = network.offsets
+    input_offsets = system.input_offsets()
+    dtype = jtu.tree_leaves(y0)[0].dtype
+    delayed = [c for c, conn in enumerate(connections) if conn.delay is not None]
+    jumping = [name for name in names if not pn._constant(pops[name].current)]
+    zero = jnp.zeros((), dtype)
+    t0 = jnp.asarray(t0, dtype)
+    c_t0 = _carrier(t0)
+    num_inputs, num_records = input_times.shape[0], record_times.shape[0]
+    eps = jnp.finfo(dtype).eps
+
+    def current_at(name, t):
+        pop = pops[name]
+        return jnp.broadcast_to(jnp.asarray(pop.current(t), dtype), (pop.n,))
+
+    def forms(carry, t, t_lo):
+        """Per population: its closed form from each neuron's last touch, and the
+        elapsed times to `(t, t_lo)` (no derivative)."""
+        result = {}
+        for name in names:
+            neuron = pops[name].neuron
+            t_last, c_last = carry.t_last[name], carry.c_last[name]
+            form = neuron.closed_form(
+                carry.state[name],
+                carry.current[name],
+                t_last + c_last,
+                carry.t_last_lo[name],
+            )
+            s = pn._elapsed(t, t_lo, t_last, carry.t_last_lo[name])
+            result[name] = (form, s)
+        return result
+
+    def row_input(conn, row, on, mask=None):
+        """What connection `conn` delivers from presynaptic `row` (where `on`), per
+        postsynaptic neuron: the input, whether it is reached, and the carrier of
+        each synapse's delay (per-synapse delays)."""
+        n = conn.n_post
+        row = jnp.clip(row, 0, conn.n_pre - 1)
+        weight = conn.weight[row]
+        reached = jnp.ones(weight.shape, bool) if mask is None else mask
+        weight = jnp.where(reached, weight, 0.0)
+        delay = None
+        if conn.per_synapse_delay:
+            delay = conn.delay[row]
+            # Padded synapses hold an infinite delay: no carrier (inf - inf).
+            delay = _carrier(jnp.where(jnp.isfinite(lax.stop_gradient(delay)), delay, 0.0))
+            delay = jnp.where(reached, delay, 0.0)
+        elif conn.delay is not None:
+            delay = jnp.broadcast_to(_carrier(conn.delay), weight.shape)
+        if conn.post_index is not None:
+            targets = jnp.where(reached, conn.post_index[row], n)
+            weight = jnp.zeros((n + 1,), dtype).at[targets].add(weight)[:n]
+            if delay is not None:
+                delay = jnp.zeros((n + 1,), dtype).at[targets].set(delay, mode="drop")[:n]
+            reached = jnp.zeros((n + 1,), bool).at[targets].set(True)[:n]
+        reached = reached & on
+        return jnp.where(on, weight, 0.0), reached, delay
+
+    def step_body(carry, entry):
+        kind, t, t_lo = entry["kind"], entry["t"], entry["t_lo"]
+        is_spike, is_input = kind == SPIKE, kind == INPUT
+        is_delay, is_jump, is_record = kind == DELAY, kind == JUMP, kind == RECORD
+        at = forms(carry, t, t_lo)
+
+        # The event's time carrier.
+        k = jnp.clip(entry["a"], 0, out.spike_times.shape[0] - 1)
+        fired_global = out.spike_neurons[k]
+        fired, c_fire = {}, zero
+        for name in names:
+            form, s = at[name]
+            pop, n = pops[name], pops[name].n
+            local = fired_global - offsets[name]
+            fired[name] = is_spike & (jnp.arange(n) == local)
+            if not pop.neuron.spiking:
+                continue
+            c_last = carry.c_last[name]
+            # v at the spike time as a function of everything but the spike time; one
+            # Newton step with the slope held constant.
+            f = form.voltage(s - c_last) - pop.neuron.v_th
+            f_value = lax.stop_gradient(f)
+            slope = lax.stop_gradient(form.slope(s))
+            scale = jnp.maximum(jnp.abs(lax.stop_gradient(pop.neuron.v_th)), 1.0)
+            due = (s <= 0) & (f_value > 64 * eps * scale)
+            crossing = ~due & (slope > 0)
+            c_cross = -(f - f_value) / jnp.where(crossing, slope, 1.0)
+            c_here = jnp.where(crossing, c_cross, jnp.where(due, c_last, 0.0))
+            c_fire = c_fire + jnp.sum(jnp.where(fired[name], c_here, 0.0))
+        c_input = zero
+        if num_inputs:
+            ptr = jnp.clip(entry["a"], 0, num_inputs - 1)
+            c_input = _carrier(input_times[ptr])
+            source = input_sources[ptr]
+        c_record = zero
+        if num_records:
+            rptr = jnp.clip(entry["a"], 0, num_records - 1)
+            c_record = _carrier(record_times[rptr])
+        # A delayed delivery: the carrier of the spike that emitted it.
+        c_emit = zero
+        for position, c in enumerate(delayed):
+            conn = connections[c]
+            row = jnp.clip(entry["b"], 0, conn.n_pre - 1)
+            match = (out.spike_neurons == offsets[conn.pre] + row) & (
+                out.spike_times == entry["emit"]
+            )
+            mine = is_delay & (entry["a"] == position)
+            c_emit = c_emit + jnp.where(mine, carry.spikes[jnp.argmax(match)], 0.0)
+        jumps, jumped = {}, dict(carry.jumped)
+        c_jump = zero
+        for name in jumping:
+            t_next = jnp.asarray(pops[name].current.next_jump(carry.jumped[name]), dtype)
+            now = is_jump & (lax.stop_gradient(t_next) <= t)
+            jumps[name] = now
+            c_jump = c_jump + jnp.where(now, _carrier(t_next), 0.0)
+            jumped[name] = jnp.where(now, lax.stop_gradient(t_next), carry.jumped[name])
+        c_event = jnp.select(
+            [is_spike, is_input, is_delay, is_jump, is_record],
+            [c_fire, c_input, c_emit, c_jump, c_record],
+            zero,
+        )
+
+        # What each connection delivers, per postsynaptic population.
+        inputs = {name: [] for name in names}
+        for c, conn in enumerate(connections):
+            if conn.pre in pops and conn.delay is None:
+                local = fired_global - offsets[conn.pre]
+                ok = is_spike & (local >= 0) & (local < conn.n_pre)
+                x, reached, delay = row_input(conn, local, ok)
+            elif conn.pre in pops:
+                position = delayed.index(c)
+                ok = is_delay & (entry["a"] == position)
+                row = jnp.clip(entry["b"], 0, conn.n_pre - 1)
+                mask = None
+                if conn.per_synapse_delay:
+                    row_delays = lax.stop_gradient(conn.delay[row])
+                    width = row_delays.shape[0]
+                    at_delay = row_delays[jnp.clip(entry["cursor"], 0, width - 1)]
+                    mask = row_delays == at_delay
+                x, reached, delay = row_input(conn, row, ok, mask)
+            else:
+                if not num_inputs:
+                    continue
+                local = source - input_offsets[conn.pre]
+                ok = is_input & (local >= 0) & (local < conn.n_pre)
+                x, reached, delay = row_input(conn, local, ok)
+                delay = None
+            inputs[conn.post].append((conn, x, reached, delay))
+
+        # Every population: touched neurons brought to the event time, reset, jumped.
+        state, t_last, t_last_lo = (
+            dict(carry.state),
+            dict(carry.t_last),
+            dict(carry.t_last_lo),
+        )
+        c_last, current = dict(carry.c_last), dict(carry.current)
+        for name in names:
+            pop, n = pops[name], pops[name].n
+            form, s = at[name]
+            touched = fired[name]
+            c_now = jnp.broadcast_to(c_event, (n,))
+            for _, _, reached, delay in inputs[name]:
+                touched = touched | reached
+                if delay is not None:
+                    c_now = jnp.where(reached, c_event + delay, c_now)
+            if name in jumps:
+                touched = touched | jumps[name]
+            new = form.at(jnp.where(touched, s, 0.0) + (c_now - carry.c_last[name]))
+            if pop.neuron.spiking:
+                new = pop.neuron.reset(t + c_now, new, fired[name])
+            for conn, x, _, _ in inputs[name]:
+                new = pn._jump(pop.neuron, new, x, conn.target)
+            keep = functools.partial(_keep, touched)
+            state[name] = jtu.tree_map(keep, new, carry.state[name])
+            t_last[name] = keep(t, carry.t_last[name])
+            t_last_lo[name] = keep(t_lo, carry.t_last_lo[name])
+            c_last[name] = keep(c_now, carry.c_last[name])
+            if name in jumps:
+                current[name] = jnp.where(
+                    jumps[name], current_at(name, t + c_event), carry.current[name]
+                )
+
+        records = carry.records
+        if num_records:
+            read = {
+                name: at[name][0].at(at[name][1] + (c_record - carry.c_last[name]))
+                for name in names
+            }
+            values = system.observe(read)
+            records = jtu.tree_map(
+                lambda buf, value: buf.at[rptr].set(jnp.where(is_record, value, buf[rptr])),
+                carry.records,
+                values,
+            )
+        slot = jnp.where(is_spike, k, carry.spikes.shape[0])
+        return _Replay(
+            state=state,
+            t_last=t_last,
+            t_last_lo=t_last_lo,
+            c_last=c_last,
+            current=current,
+            spikes=carry.spikes.at[slot].set(c_fire, mode="drop"),
+            records=records,
+            jumped=jumped,
+            c_event=jnp.where(kind == NONE, carry.c_event, c_event),
+        )
+
+    def step(carry, entry):
+        # Under `vmap`, a step is taken when any run has an event there (the others
+        # keep their carry: every change is masked by the event's kind).
+        used = eqxi.unvmap_any(entry["kind"] != NONE)
+        return lax.cond(used, step_body, lambda c, e: c, carry, entry), None
+
+    init = _Replay(
+        state={name: y0[name] for name in names},
+        t_last={name: jnp.full((pops[name].n,), t0) for name in names},
+        t_last_lo={name: jnp.zeros((pops[name].n,), dtype) for name in names},
+        c_last={name: jnp.broadcast_to(c_t0, (pops[name].n,)) for name in names},
+        current={name: current_at(name, t0) for name in names},
+        spikes=_zeros_like(out.spike_times),
+        records=_zeros_like(out.records),
+        jumped={name: lax.stop_gradient(t0) for name in jumping},
+        c_event=c_t0,
+    )
+    # The log ends in unused entries (its size is a bound): it is walked in chunks,
+    # and a chunk that starts unused is skipped whole.
+    size = log["kind"].shape[0]
+    chunks = -(-size // CHUNK)
+
+    def chunked(x):
+        return jnp.pad(x, (0, chunks * CHUNK - size)).reshape(chunks, CHUNK)
+
+    def chunk(carry, entries):
+        # Checkpointed: reverse mode keeps a chunk's starting carry, not every
+        # step's intermediate values (a skipped chunk would store them as zeros).
+        @jax.checkpoint
+        def walk(carry):
+            return lax.scan(step, carry, entries)[0]
+
+        used = eqxi.unvmap_any(entries["kind"][0] != NONE)
+        return lax.cond(used, walk, lambda c: c, carry), None
+
+    entries = {field: chunked(log[field]) for field in LOG_FIELDS}
+    final, _ = lax.scan(chunk, init, entries)
+    # The end: at t1 when finished, else at the last event.
+    t1 = jnp.asarray(t1, dtype)
+    done = out.t_final == lax.stop_gradient(t1)
+    last = jnp.maximum(log["count"] - 1, 0)
+    at_last = (log["t"][last] == out.t_final) & (log["count"] > 0)
+    c_final = jnp.where(done, _carrier(t1), jnp.where(at_last, final.c_event, 0.0))
+    at = forms(final, out.t_final, log["t_final_lo"])
+    final_state = {
+        name: at[name][0].at(at[name][1] + (c_final - final.c_last[name])) for name in names
+    }
+    final_state = jtu.tree_map(_carrier, final_state)
+    records = jtu.tree_map(_carrier, final.records)
+    return final.spikes, final_state, records
+
+
+def apply(output, system, t0, t1, y0, input_times, input_sources, record_times, log):
+    """The forward run's `output` with the replay's derivatives attached: each is
+    added as a carrier (zero) from a custom JVP whose primal costs nothing, so that the
+    replay runs only when the run is differentiated (forward or reverse mode)."""
+    # Floating-point arrays may carry derivatives; other arrays (indices) are passed
+    # as arguments too (a custom JVP cannot close over traced values).
+    diff, rest = eqx.partition(
+        (system, t0, t1, y0, input_times, record_times), eqx.is_inexact_array
+    )
+    arrays, static = eqx.partition(rest, eqx.is_array)
+    fixed = (arrays, input_sources, output, log)
+
+    def replay(diff, fixed):
+        arrays, input_sources, output, log = fixed
+        args = eqx.combine(diff, arrays, static)
+        system, t0, t1, y0, input_times, record_times = args
+        return replay_carriers(
+            system,
+            t0,
+            t1,
+            y0,
+            input_times,
+            input_sources,
+            record_times,
+            out=output,
+            log=log,
+        )
+
+    @jax.custom_jvp
+    def carriers(diff, fixed):
+        output = fixed[2]
+        return _zeros_like((output.spike_times, output.final_state, output.records))
+
+    @carriers.defjvp
+    def _carriers_jvp(primals, tangents):
+        diff, fixed = primals
+        tangent, _ = tangents
+        return jax.jvp(lambda diff: replay(diff, fixed), (diff,), (tangent,))
+
+    spikes, final_state, records = carriers(diff, _stop_floats(fixed))
+    add = lambda a, b: a + b  # noqa: E731
+    return eqx.tree_at(
+        lambda o: (o.spike_times, o.final_state, o.records),
+        output,
+        (
+            output.spike_times + spikes,
+            jtu.tree_map(add, output.final_state, final_state),
+            jtu.tree_map(add, output.records, records),
+        ),
+    )

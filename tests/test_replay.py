@@ -1,0 +1,196 @@
+"""Gradients from the replay of the exact loop's events (`neurosim._replay`) against
+the checkpointed loop differentiated itself, on random recurrent networks; forward
+mode against reverse mode; batched gradients; and the scope of the replay."""
+
+import _random_networks as rn
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import neurosim as ns
+from neurosim import _replay
+from neurosim._system import NetworkSystem
+
+# Every feature the replay covers at once: a CubaLIF and a LIF population, no delay,
+# a scalar delay and per-synapse delays, a stepped current (jumps), input spikes.
+STRUCTURE = rn.Structure(
+    "replay",
+    n_exc=40,
+    n_inh=10,
+    models=("cuba", "lif"),
+    delays=(None, "scalar", None, "per_synapse"),
+    fan_out=8,
+    fan_out_inh=4,
+    n_inputs=10,
+    input_fan_out=6,
+    input_slots=8,
+    t1=60.0,
+    max_spikes=200,
+)
+SEEDS = (0, 1, 2)
+
+
+def _loss_fn(gradients):
+    delay_table = rn._delay_table(STRUCTURE)
+
+    def loss(arrays, spike_weights):
+        with jax.ensure_compile_time_eval():
+            network = rn.build(STRUCTURE, arrays, delay_table)
+        sol = ns.simulate(
+            network,
+            y0=rn.initial_state(STRUCTURE, arrays),
+            t1=STRUCTURE.t1,
+            max_spikes=STRUCTURE.max_spikes,
+            exact=True,
+            gradients=gradients,
+        )
+        times = jnp.where(jnp.isfinite(sol.spike_times), sol.spike_times, 0.0)
+        final = sum(
+            jnp.sum(state.v) + jnp.sum(state.ge if hasattr(state, "ge") else 0.0)
+            for state in sol.final_state.values()
+        )
+        return jnp.sum(spike_weights * times) + 0.1 * final, sol.num_spikes
+
+    return loss
+
+
+@pytest.fixture(scope="module")
+def gradient_fns(float64):
+    """One compiled value-and-gradient per path, shared by the seeds."""
+    return {
+        path: eqx.filter_jit(eqx.filter_value_and_grad(_loss_fn(path), has_aux=True))
+        for path in (True, "checkpointed")
+    }
+
+
+def _differentiable(arrays):
+    return {k: v for k, v in arrays.items() if jnp.issubdtype(v.dtype, jnp.floating)}
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_replay_matches_checkpointed_loop(gradient_fns, seed):
+    """The replay's gradient with respect to every drawn value (weights, time
+    constants, thresholds, refractory periods, the scalar delay, the current's levels
+    and switching times, input spike times, initial potentials) is the checkpointed
+    loop's, on the same spikes."""
+    net = rn.draw(seed, STRUCTURE)
+    # A stronger drive than the draw's: tens of spikes in 60 ms.
+    net.arrays = dict(net.arrays)
+    for key in ("drive_e", "drive_i", "step_e"):
+        net.arrays[key] = net.arrays[key] + 0.2
+    assert _replay.supported(NetworkSystem(net.network(), None, 16))
+    spike_weights = jnp.asarray(
+        np.random.default_rng(seed).uniform(-1.0, 1.0, STRUCTURE.max_spikes)
+    )
+    (value_r, count_r), grad_r = gradient_fns[True](net.arrays, spike_weights)
+    (value_c, count_c), grad_c = gradient_fns["checkpointed"](net.arrays, spike_weights)
+    assert int(count_r) == int(count_c) and int(count_r) > 30
+    np.testing.assert_allclose(value_r, value_c, rtol=1e-12)
+    for key in _differentiable(net.arrays):
+        g_r, g_c = np.asarray(grad_r[key]), np.asarray(grad_c[key])
+        assert np.all(np.isfinite(g_r)), key
+        scale = max(np.max(np.abs(g_c)), 1e-3)
+        np.testing.assert_allclose(g_r, g_c, rtol=0, atol=1e-7 * scale, err_msg=key)
+
+
+def _small_network(p):
+    lif = ns.LIF(tau_mem=p[0], tau_syn=p[1], t_ref=p[2], v_th=p[6])
+    weights = jnp.array([[0.0, 0.5, -0.3], [0.2, 0.0, 0.4], [0.3, 0.3, 0.0]]) * p[4]
+    return ns.Network(
+        {"a": ns.Population(lif, 3, ns.inputs.Step(20.0, p[3], baseline=0.9))},
+        [
+            ns.Projection("a", "a", weights, delay=p[7]),
+            ns.Projection("in", "a", jnp.array([[3.0, 1.0, 0.5], [0.5, 2.0, 1.0]])),
+        ],
+        inputs={
+            "in": ns.SpikeTrains(jnp.array([1.0, 2.0, 5.0]) * p[5], jnp.array([0, 1, 0]), 2)
+        },
+    )
+
+
+def _small_loss(p):
+    record = jnp.linspace(0.0, 60.0, 7)
+    sol = ns.simulate(_small_network(p), t1=60.0, max_spikes=40, record=record)
+    times = jnp.where(jnp.isfinite(sol.spike_times), sol.spike_times, 0.0)
+    return jnp.sum(times) + jnp.sum(sol.states["a"].v) + jnp.sum(sol.final_state["a"].i)
+
+
+P = (10.0, 5.0, 2.0, 1.3, 1.0, 1.0, 1.0, 1.5)
+
+
+def test_forward_mode_and_finite_differences(x64):
+    """`jax.jacfwd` (forward mode through the replay) equals `jax.grad`, and both
+    equal central finite differences, for spike times, records and the final state."""
+    p = jnp.asarray(P)
+    grad = jax.grad(_small_loss)(p)
+    forward = jax.jacfwd(_small_loss)(p)
+    np.testing.assert_allclose(forward, grad, rtol=1e-10, atol=1e-10)
+    h = 1e-6
+    fd = np.array(
+        [
+            (_small_loss(p.at[i].add(h)) - _small_loss(p.at[i].add(-h))) / (2 * h)
+            for i in range(p.shape[0])
+        ]
+    )
+    np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-6)
+
+
+def test_batched_gradients_match_one_by_one(x64):
+    """`vmap(grad)` and `grad(sum(vmap))` give, per sample, the gradient of that
+    sample alone."""
+    p = jnp.asarray(P)
+    scales = jnp.array([0.8, 1.0, 1.3])
+
+    def per_sample(p, scale):
+        return _small_loss(p.at[5].multiply(scale))
+
+    batched = jax.vmap(jax.grad(per_sample), (None, 0))(p, scales)
+    summed = jax.grad(lambda p: jnp.sum(jax.vmap(per_sample, (None, 0))(p, scales)))(p)
+    alone = [jax.grad(per_sample)(p, s) for s in scales]
+    np.testing.assert_allclose(batched, np.stack(alone), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(summed, np.sum(alone, axis=0), rtol=1e-10, atol=1e-10)
+
+
+def test_scope_and_argument():
+    """Delta synapses and pulse trains use the checkpointed loop; a bad `gradients`
+    is refused by name."""
+    lif = ns.LIF()
+    pops = {"a": ns.Population(lif, 2)}
+    exp = ns.Network(pops, [ns.Projection("a", "a", jnp.ones((2, 2)))])
+    delta = ns.Network(pops, [ns.Projection("a", "a", jnp.ones((2, 2)), target="v")])
+    pulses = ns.Network(
+        {"a": ns.Population(lif, 2, ns.inputs.PulseTrain(1.0, 1.0, 5.0, 2.0))}, []
+    )
+    system = lambda net: NetworkSystem(net, None, 16)  # noqa: E731
+    assert _replay.supported(system(exp))
+    assert not _replay.supported(system(delta))
+    assert not _replay.supported(system(pulses))
+    with pytest.raises(ValueError, match="`gradients` must be True, False or"):
+        ns.simulate(lif, n=1, t1=1.0, gradients="fast")
+
+
+def test_undifferentiated_run_skips_the_replay():
+    """A run that is not differentiated does not trace the replay at all."""
+    calls = []
+    saved = _replay.replay_carriers
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return saved(*args, **kwargs)
+
+    _replay.replay_carriers = spy
+    try:
+        eqx.filter_jit(lambda c: ns.simulate(ns.LIF(), n=2, t1=20.0, current=c))(
+            jnp.array([1.5, 2.0])
+        )
+        assert not calls
+        jax.grad(
+            lambda c: jnp.sum(
+                ns.simulate(ns.LIF(), n=2, t1=20.0, current=c).first_spike_times()
+            )
+        )(jnp.array([1.5, 2.0]))
+        assert calls
+    finally:
+        _replay.replay_carriers = saved
