@@ -78,8 +78,11 @@ arrivals) are single numbers, exact as given; refractory ends are stored rounded
 **Gradients.** A key that is a crossing is the root plus one Newton step with the
 slope held constant (the implicit function theorem), from the differentiable closed
 form; everything downstream uses it. Each touch advances over `t - t_last` even when
-it is zero: the two times can carry different derivatives. The loop is a checkpointed
-`equinox.internal.while_loop` when `gradients=True`.
+it is zero: the two times can carry different derivatives. With `gradients=True` the
+loop runs forward without derivatives and logs its events, and the derivatives come
+from replaying the log in closed form (`neurosim._replay`), where that covers the
+network; otherwise (and with `gradients="checkpointed"`) the loop is a checkpointed
+`equinox.internal.while_loop`, differentiated itself.
 
 **Layout.** Keys live in a `(rows, cols)` grid: XLA's CPU backend vectorizes the
 reduction of a 2-D array, not that of a long vector; the slots past `n` are padding,
@@ -1187,8 +1190,10 @@ class _Loop:
             return self.system.observe(self.states_at(table, event.t, touched.t_lo))
 
         shapes = jax.eval_shape(read, table)
+        # Under `vmap`, read when any run is at a record time (not in every iteration,
+        # as a batched predicate would); the others store nothing.
         values = lax.cond(
-            event.is_record,
+            eqxi.unvmap_any(event.is_record),
             read,
             lambda table: jtu.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), shapes),
             table,
@@ -1210,7 +1215,7 @@ class _Loop:
         for name in self.jumping:
             now = event.is_jump & (event.jump_times[name] <= t)
 
-            def jump(operands, name=name):
+            def jump(operands, name=name, now=now):
                 table_q, _ = operands
                 lay = self.layout[name]
                 state, row = lay.unpack(table_q)
@@ -1221,11 +1226,14 @@ class _Loop:
                 current = self.current_at(name, t)
                 h = jnp.full_like(row.t_last, self.cap)
                 key, new_row = self.predict(name, neuron, state, current, t, t_lo, h)
-                ok = jnp.all(jnp.isfinite(current))
-                return lay.pack(state, new_row), _as_grid(key), ok
+                ok = jnp.all(jnp.isfinite(current)) | ~now
+                # Under `vmap` the branch runs when any run jumps: the others keep
+                # their rows.
+                rows = jnp.where(now, lay.pack(state, new_row), table_q)
+                return rows, jnp.where(now, _as_grid(key), operands[1]), ok
 
             table[name], keys[name], ok = lax.cond(
-                now,
+                eqxi.unvmap_any(now),
                 jump,
                 lambda operands: (*operands, jnp.asarray(True)),
                 (table[name], keys[name]),
