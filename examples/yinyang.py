@@ -164,7 +164,7 @@ def accuracy(params, points, labels, batch=500):
 
 
 def train(
-    epochs=60, seed=0, batch_size=50, lr=3e-3, train_size=5000, test_size=1000, log=print
+    epochs=60, seed=0, batch_size=50, lr=1e-2, train_size=5000, test_size=1000, log=print
 ):
     """Train from `seed`; returns the parameters and per-epoch records."""
     points, labels = yinyang(train_size, seed=42)
@@ -223,7 +223,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=50)
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--out", default="yinyang_decisions.png")
     args = parser.parse_args(argv)
     start = time.perf_counter()

@@ -178,8 +178,9 @@ def test_delayed_network_compiled_whole_equals_the_usual_loop(monkeypatch):
 
 
 def test_loops_with_scatters_are_not_compiled_whole():
-    """The checkpointed loop (gradients) and repeated targets (summed by a scatter-add)
-    keep the usual form, and asking for the whole form says why not."""
+    """The checkpointed loop (`gradients="checkpointed"`) and repeated targets (summed
+    by a scatter-add) keep the usual form, and asking for the whole form says why not.
+    (With `gradients=True` the loop itself runs forward, see tests/test_replay.py.)"""
     pop = {"a": ns.Population(ns.LIF(tau_mem=10.0), 4)}
     w = jnp.full((4, 4), 0.2)
     plain = ns.Network(populations=pop, projections=[ns.Projection("a", "a", w)])
@@ -202,7 +203,7 @@ def test_loops_with_scatters_are_not_compiled_whole():
             record_times=jnp.zeros((0,)),
             max_spikes=8,
             max_iterations=100,
-            gradients=True,
+            gradients="checkpointed",
             whole=True,
         )
 
