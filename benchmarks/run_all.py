@@ -30,7 +30,8 @@ Workloads (simulated time in ms, wall times in s):
 5. Cost per event: the network of `per_event.py` at N = 10, 100, 1000, 4000, neurosim
    against the plain diffrax loop of `plain_diffrax.py`.
 6. Gradients: value and gradient of the sum of all spike times of a 100-neuron
-   recurrent LIF network driven by Poisson input for 100 ms, against its forward runs.
+   recurrent LIF network driven by Poisson input for 100 ms, against its forward runs,
+   by the replay of its events (the default) and by the checkpointed loop.
 7. Long runs (`drift.py`): one LIF firing every 10 ln 3 ms, the k-th spike against
    k * 10 ln 3 for k = 1e3, 1e4, 1e5, float32 and float64.
 8. Agreement (`agreement.py`): random recurrent E/I networks, every pair of paths
@@ -404,14 +405,20 @@ def gradients(repeats, n=100, n_in=50, t1=100.0):
             gradients=gradients,
         )
 
-    def loss(w, w_in):
-        spike_times = forward(w, w_in, True).spike_times
+    def loss(w, w_in, gradients=True):
+        spike_times = forward(w, w_in, gradients).spike_times
         return jnp.sum(jnp.where(jnp.isfinite(spike_times), spike_times, 0.0))
+
+    def checkpointed(w, w_in):
+        return loss(w, w_in, "checkpointed")
 
     functions = {
         "forward, gradients=False": jax.jit(lambda *ws: forward(*ws, False).num_spikes),
         "forward, gradients=True": jax.jit(lambda *ws: forward(*ws, True).num_spikes),
         "value_and_grad": jax.jit(jax.value_and_grad(loss, argnums=(0, 1))),
+        "value_and_grad, checkpointed": jax.jit(
+            jax.value_and_grad(checkpointed, argnums=(0, 1))
+        ),
     }
     out = {
         "n": n,
@@ -429,7 +436,7 @@ def gradients(repeats, n=100, n_in=50, t1=100.0):
             continue
         result, out[name] = timed
         log(f"gradients, {name}: warm {out[name]['median_s']:.3f} s")
-        if name == "value_and_grad":
+        if name.startswith("value_and_grad"):
             grads = jnp.concatenate([g.ravel() for g in result[1]])
             out.update(
                 loss=float(result[0]),
