@@ -39,7 +39,7 @@ from neurosim import losses
 T_EARLY, T_LATE = 2.0, 22.0  # input spike times code 0 and 1
 T_BIAS = 2.0
 T1 = 50.0  # the end of a run: every neuron that fires has fired by then
-RECORD = jnp.linspace(0.0, T1, 51)  # for the silent outputs' membrane maxima
+RECORD = jnp.linspace(0.0, T1, 21)  # for the silent outputs' membrane maxima
 HIDDEN, CLASSES = 120, 3
 NEURON = dict(tau_mem=20.0, tau_syn=5.0, t_ref=1e4)  # t_ref > T1: fire at most once
 TAU_LOSS = 4.0  # ms: the cross-entropy's temperature

@@ -194,3 +194,50 @@ def test_undifferentiated_run_skips_the_replay():
         assert calls
     finally:
         _replay.replay_carriers = saved
+
+
+@pytest.mark.parametrize(
+    "structure",
+    [
+        "replay",
+        pytest.param("cuba_small", marks=pytest.mark.slow),
+        pytest.param("lif_exp", marks=pytest.mark.slow),
+    ],
+)
+def test_synapse_lists_match_checkpointed_loop(structure, x64):
+    """Concrete weights are stored by their synapses (sparse rows, the replay's other
+    delivery): the derivative of the spike times with respect to every neuron's time
+    constants is the checkpointed loop's."""
+    s = STRUCTURE if structure == "replay" else rn.STRUCTURES[structure]
+    s = rn.Structure(**{**s.__dict__, "t1": 40.0, "max_spikes": 2000})
+    net = rn.draw(0, s)
+    if structure == "replay":  # a stronger drive than the draw's (as above)
+        net.arrays = {
+            k: v + 0.2 if k in ("drive_e", "drive_i", "step_e") else v
+            for k, v in net.arrays.items()
+        }
+    network = net.network()
+    assert any(conn.post_index is not None for conn in network.connections)
+
+    def loss(scale, gradients):
+        scaled = eqx.tree_at(
+            lambda m: (
+                m.populations["e"].neuron.tau_mem,
+                m.populations["i"].neuron.tau_mem,
+            ),
+            network,
+            replace_fn=lambda tau: tau * scale,
+        )
+        sol = ns.simulate(
+            scaled, y0=net.y0(), t1=s.t1, max_spikes=s.max_spikes, gradients=gradients
+        )
+        times = jnp.where(jnp.isfinite(sol.spike_times), sol.spike_times, 0.0)
+        return jnp.sum(times * jnp.cos(jnp.arange(times.shape[0]))), sol.num_spikes
+
+    scale = jnp.asarray(1.0)
+    (_, count), replay = jax.value_and_grad(loss, has_aux=True)(scale, True)
+    (_, count_c), checkpointed = jax.value_and_grad(loss, has_aux=True)(
+        scale, "checkpointed"
+    )
+    assert int(count) == int(count_c) > 30
+    np.testing.assert_allclose(replay, checkpointed, rtol=1e-7)
