@@ -560,7 +560,11 @@ def run(
     args = (t0, t1, y0, input_times, input_sources, record_times)
     if gradients is True and _replay.supported(system):
         size = _replay.log_size(
-            system, max_spikes, input_times.shape[0], record_times.shape[0]
+            system,
+            max_spikes,
+            input_times.shape[0],
+            record_times.shape[0],
+            max_iterations,
         )
         frozen = _replay._stop_floats((system, *args))
         out, log = _forward(

@@ -88,9 +88,10 @@ def supported(system) -> bool:
     return all(_jump_bound(pop.current) is not None for pop in network.populations.values())
 
 
-def log_size(system, max_spikes, num_inputs, num_records) -> int:
+def log_size(system, max_spikes, num_inputs, num_records, max_iterations) -> int:
     """How many events a run can log: every spike, input, record time and current
-    jump, and every delayed delivery (one per spike and distinct delay of its row)."""
+    jump, and every delayed delivery (one per spike and distinct delay of its row);
+    at most one per loop iteration."""
     network = system.network
     size = max_spikes + num_inputs + num_records + 1
     for pop in network.populations.values():
@@ -100,7 +101,7 @@ def log_size(system, max_spikes, num_inputs, num_records) -> int:
             continue
         per_spike = conn.delay.shape[1] if conn.per_synapse_delay else 1
         size += max_spikes * per_spike
-    return size
+    return min(size, max_iterations)
 
 
 def _stop_floats(tree):
