@@ -29,8 +29,9 @@ step, whose derivative is the one above.
 Reverse-mode differentiation of the replay is EventProp (Wunderlich & Pehle 2021) in
 closed form: between stored events the adjoint of each neuron is carried backward by
 the transpose of the closed form, and jumped at each spike by the transpose of its
-Newton step. Memory grows with the number of events (the residuals of one scan step
-each), not with solver steps or loop iterations. Because the replay is plain JAX code
+Newton step. Memory grows with the number of events (the carry at the start of each
+chunk of `CHUNK` events; the backward pass recomputes a chunk's steps), not with loop
+iterations. Because the replay is plain JAX code
 (a scan of closed forms), forward mode (`jax.jvp`, `jax.jacfwd`) works too. It is
 wrapped in a custom JVP whose primal is zero, so that a run that is not differentiated
 pays for the forward loop only.
