@@ -425,31 +425,18 @@ def apply(output, system, t0, t1, y0, input_times, input_sources, record_times, 
     replay runs only when the run is differentiated (forward or reverse mode)."""
     # Floating-point arrays may carry derivatives; other arrays (indices) are passed
     # as arguments too (a custom JVP cannot close over traced values).
-    diff, rest = eqx.partition(
-        (system, t0, t1, y0, input_times, record_times), eqx.is_inexact_array
-    )
+    args = (system, t0, t1, y0, input_times, input_sources, record_times)
+    diff, rest = eqx.partition(args, eqx.is_inexact_array)
     arrays, static = eqx.partition(rest, eqx.is_array)
-    fixed = (arrays, input_sources, output, log)
+    fixed = (arrays, output, log)
 
     def replay(diff, fixed):
-        arrays, input_sources, output, log = fixed
-        args = eqx.combine(diff, arrays, static)
-        system, t0, t1, y0, input_times, record_times = args
-        return replay_carriers(
-            system,
-            t0,
-            t1,
-            y0,
-            input_times,
-            input_sources,
-            record_times,
-            out=output,
-            log=log,
-        )
+        arrays, output, log = fixed
+        return replay_carriers(*eqx.combine(diff, arrays, static), out=output, log=log)
 
     @jax.custom_jvp
     def carriers(diff, fixed):
-        output = fixed[2]
+        output = fixed[1]
         return _zeros_like((output.spike_times, output.final_state, output.records))
 
     @carriers.defjvp
