@@ -299,17 +299,22 @@ def build_connection(proj: Projection, n_pre: int, n_post: int, dtype) -> Connec
     # Traced per-synapse delays (being differentiated) are ordered within their rows
     # below, in the traced program.
     traced_delay = per_synapse and not is_concrete(delay)
-    sort_delay = (
-        np.asarray(delay) if per_synapse and not traced_delay else np.zeros(len(pre_index))
-    )
-    order = np.lexsort((sort_delay, pre_index))
+    if per_synapse and not traced_delay:
+        order = np.lexsort((np.asarray(delay), pre_index))
+    else:
+        order = np.argsort(pre_index, kind="stable")
+    # Index arithmetic in 32 bits where it fits: these arrays are the peak memory of
+    # building a large network.
+    index_dtype = np.int32 if len(order) < 2**31 - 1 else np.int64
+    order = order.astype(index_dtype)
     pre_sorted = pre_index[order]
     counts = np.bincount(pre_sorted, minlength=n_pre)
     fan_out = max(int(counts.max()) if counts.size else 0, 1)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    column = np.arange(len(order)) - starts[pre_sorted]
-    gather = np.full((n_pre, fan_out), len(order), dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(index_dtype)
+    column = np.arange(len(order), dtype=index_dtype) - starts[pre_sorted]
+    gather = np.full((n_pre, fan_out), len(order), dtype=index_dtype)
     gather[pre_sorted, column] = order
+    del pre_sorted, column, starts
     padded = gather == len(order)
     safe = np.where(padded, 0, gather)
     weight = (
@@ -392,20 +397,27 @@ def _plan(post: str, trig: tuple, members, connections) -> DeliveryPlan:
     ordered = np.sort(joined, axis=1)
     if np.any((ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] < n_post)):
         return unaligned
+    del ordered
     if len(conns) == 1:
         index, sources = joined, (None,)
     else:
-        # Each row's targets moved to the front, in member order.
-        order = np.argsort(joined >= n_post, axis=1, kind="stable")
-        width = max(int(np.max(np.sum(joined < n_post, axis=1))), 1)
-        order = order[:, :width]
-        index = np.take_along_axis(joined, order, axis=1)
+        # Each row's targets moved to the front, in member order: an entry's place is
+        # the number of targets before it in the joined row (a spare last column takes
+        # the padding, then is dropped).
+        place = np.cumsum(joined < n_post, axis=1, dtype=np.int32) - 1
+        width = max(int(place[:, -1].max()) + 1, 1)
+        place = np.where(joined < n_post, place, width)
+        index = np.full((joined.shape[0], width + 1), n_post, np.int32)
+        np.put_along_axis(index, place, joined.astype(np.int32), axis=1)
+        index = index[:, :width]
         sources, offset = [], 0
         for row in rows:
-            slot = order - offset
-            own = (slot >= 0) & (slot < row.shape[1]) & (index < n_post)
-            sources.append(jnp.asarray(np.where(own, slot, row.shape[1]).astype(np.int32)))
-            offset += row.shape[1]
+            row_width = row.shape[1]
+            slot = np.full((joined.shape[0], width + 1), row_width, np.int32)
+            slots = np.broadcast_to(np.arange(row_width, dtype=np.int32), row.shape)
+            np.put_along_axis(slot, place[:, offset : offset + row_width], slots, axis=1)
+            sources.append(jnp.asarray(slot[:, :width]))
+            offset += row_width
         sources = tuple(sources)
     self_slot = None
     if trig == ("spike", post):

@@ -11,7 +11,7 @@ from ._network import Projection as _Projection
 from .neurons.lif import CobaLIF as _CobaLIF
 from .neurons.lif import CubaLIF as _CubaLIF
 
-__all__ = ["brette_coba", "vogels_abbott_cuba"]
+__all__ = ["brette_coba", "random_connections", "vogels_abbott_cuba"]
 
 
 def vogels_abbott_cuba(
@@ -23,6 +23,7 @@ def vogels_abbott_cuba(
     we: float | None = None,
     wi: float | None = None,
     delay: float | None = None,
+    fan_out: int | None = None,
 ):
     r"""The current-based (CUBA) network of Vogels & Abbott (2005), as in Brian2's
     example: `n` `CubaLIF` neurons (80% excitatory), random connections with
@@ -33,7 +34,11 @@ def vogels_abbott_cuba(
 
     At reduced sizes, pass `we` and `wi` scaled by `4000 / n` to keep the input per
     neuron, or accept a different regime. `delay` (ms) delays every connection by that
-    much; None (default) delivers at once, as in Brian2's example.
+    much; None (default) delivers at once, as in Brian2's example. `fan_out`, if given,
+    replaces `p`: every neuron then projects to exactly `fan_out` distinct targets
+    (80 matches p = 0.02 at n = 4000, and keeps the input per neuron at any `n`, with
+    the default weights). Connections are drawn sparsely: building a 64 000-neuron
+    network takes memory for its synapses only.
 
     **Returns:** `(network, y0)` for `simulate(network, t1=..., y0=y0)`; the
     population is named `"cuba"`, excitatory neurons first.
@@ -51,7 +56,7 @@ def vogels_abbott_cuba(
         t_ref=5.0,
     )
     network = _excitatory_inhibitory(
-        "cuba", neuron, rng, n, exc_fraction, p, (we, wi), ("ge", "gi"), delay
+        "cuba", neuron, rng, n, exc_fraction, p, (we, wi), ("ge", "gi"), delay, fan_out
     )
     y0 = neuron.init_state(n)
     v0 = _jnp.asarray(-60.0 + rng.random(n) * 10.0, y0.v.dtype)
@@ -73,6 +78,7 @@ def brette_coba(
     we: float | None = None,
     wi: float | None = None,
     delay: float | None = None,
+    fan_out: int | None = None,
 ):
     r"""The conductance-based (COBA) network of Brette et al. (2007), benchmark 1 (after
     Vogels & Abbott 2005), as in Brian2's example: `n` `CobaLIF` neurons (80%
@@ -86,7 +92,8 @@ def brette_coba(
 
     It has no closed form: `simulate` integrates it with its ODE solver, whose cost
     grows with the network size per spike; start with a few hundred neurons, `we` and
-    `wi` scaled by `4000 / n`. `delay` (ms) delays every connection.
+    `wi` scaled by `4000 / n`. `delay` (ms) delays every connection. `fan_out`, if
+    given, replaces `p`: every neuron projects to exactly `fan_out` distinct targets.
 
     **Returns:** `(network, y0)`; the population is named `"coba"`, excitatory neurons
     first.
@@ -96,7 +103,7 @@ def brette_coba(
     rng = _np.random.default_rng(seed)
     neuron = _CobaLIF()
     network = _excitatory_inhibitory(
-        "coba", neuron, rng, n, exc_fraction, p, (we, wi), ("g_e", "g_i"), delay
+        "coba", neuron, rng, n, exc_fraction, p, (we, wi), ("g_e", "g_i"), delay, fan_out
     )
     y0 = neuron.init_state(n)
     dtype = y0.v.dtype
@@ -109,13 +116,19 @@ def brette_coba(
     return network, {"coba": y0}
 
 
-def _excitatory_inhibitory(name, neuron, rng, n, exc_fraction, p, weights, targets, delay):
-    """One population of `n` neurons, excitatory ones first, connected at random with
-    probability `p`: one projection from the excitatory neurons to `targets[0]` with
-    weight `weights[0]`, one from the inhibitory ones to `targets[1]`."""
+def _excitatory_inhibitory(
+    name, neuron, rng, n, exc_fraction, p, weights, targets, delay, fan_out=None
+):
+    """One population of `n` neurons, excitatory ones first, connected at random (with
+    probability `p` per pair, or `fan_out` distinct targets per neuron): one projection
+    from the excitatory neurons to `targets[0]` with weight `weights[0]`, one from the
+    inhibitory ones to `targets[1]`."""
+    if not 0.0 < exc_fraction <= 1.0:
+        raise ValueError(f"`exc_fraction` must lie in (0, 1], got {exc_fraction}.")
     n_exc = int(round(exc_fraction * n))
-    connected = rng.random((n, n)) < p
-    pre, post = _np.nonzero(connected)
+    pre, post = random_connections(
+        rng, n, n, p=p if fan_out is None else None, fan_out=fan_out
+    )
     excitatory = pre < n_exc
     projections = [
         _Projection(
@@ -130,3 +143,74 @@ def _excitatory_inhibitory(name, neuron, rng, n, exc_fraction, p, weights, targe
         )
     ]
     return _Network(populations={name: _Population(neuron, n)}, projections=projections)
+
+
+def random_connections(rng, n_pre: int, n_post: int, *, p=None, fan_out=None):
+    """Random synapses as index arrays `(pre, post)`, sorted by `pre` then `post`,
+    drawn without ever forming the `n_pre x n_post` matrix (memory and time grow
+    with the number of synapses, not with the number of pairs).
+
+    - `p`: every pair `(pre, post)` is connected independently with probability `p`
+      (self-pairs included). The gaps between connected pairs, in row-major order, are
+      geometric: drawing them gives exactly the same distribution as one Bernoulli
+      draw per pair.
+    - `fan_out`: every presynaptic neuron gets exactly `fan_out` distinct targets,
+      uniform over the subsets of that size (duplicates are redrawn, which keeps every
+      subset equally likely).
+
+    `rng` is a `numpy.random.Generator` (e.g. `numpy.random.default_rng(seed)`).
+    """
+    if (p is None) == (fan_out is None):
+        raise ValueError("Pass exactly one of `p` (a probability) or `fan_out` (a count).")
+    if fan_out is not None:
+        return _fixed_fan_out(rng, n_pre, n_post, fan_out)
+    p = float(p)
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"`p` is a connection probability in [0, 1], got {p}.")
+    pairs = n_pre * n_post
+    if p == 0.0 or pairs == 0:
+        empty = _np.zeros(0, _np.int64)
+        return empty, empty
+    positions = []
+    end = -1  # the last connected position so far
+    while True:
+        expected = (pairs - end - 1) * p
+        draws = int(expected + 8.0 * _np.sqrt(expected + 1.0) + 16)
+        found = end + _np.cumsum(rng.geometric(p, size=draws))
+        positions.append(found[found < pairs])
+        if found[-1] >= pairs:
+            break
+        end = int(found[-1])
+    flat = _np.concatenate(positions)
+    index = _index_dtype(max(n_pre, n_post))
+    return (flat // n_post).astype(index), (flat % n_post).astype(index)
+
+
+def _index_dtype(n):
+    return _np.int32 if n < 2**31 else _np.int64
+
+
+def _fixed_fan_out(rng, n_pre, n_post, fan_out):
+    fan_out = int(fan_out)
+    if not 0 <= fan_out <= n_post:
+        raise ValueError(
+            f"`fan_out` must lie in [0, n_post = {n_post}] (distinct targets per neuron), "
+            f"got {fan_out}."
+        )
+    if fan_out > n_post // 2:
+        # Dense enough: a random permutation per row (n_pre x n_post keys).
+        post = _np.argsort(rng.random((n_pre, n_post)), axis=1)[:, :fan_out]
+        post = _np.sort(post, axis=1)
+    else:
+        post = _np.sort(rng.integers(0, n_post, size=(n_pre, fan_out)), axis=1)
+        while True:
+            repeated = _np.zeros_like(post, dtype=bool)
+            repeated[:, 1:] = post[:, 1:] == post[:, :-1]
+            count = int(repeated.sum())
+            if count == 0:
+                break
+            post[repeated] = rng.integers(0, n_post, size=count)
+            post = _np.sort(post, axis=1)
+    index = _index_dtype(max(n_pre, n_post))
+    pre = _np.repeat(_np.arange(n_pre, dtype=index), fan_out)
+    return pre, post.reshape(-1).astype(index)
