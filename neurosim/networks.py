@@ -5,13 +5,15 @@ import jax.numpy as _jnp
 import numpy as _np
 from equinox import tree_at as _tree_at
 
+from ._currents import PiecewiseConstant as _PiecewiseConstant
 from ._network import Network as _Network
 from ._network import Population as _Population
 from ._network import Projection as _Projection
 from .neurons.lif import CobaLIF as _CobaLIF
+from .neurons.izhikevich import Izhikevich as _Izhikevich
 from .neurons.lif import CubaLIF as _CubaLIF
 
-__all__ = ["brette_coba", "random_connections", "vogels_abbott_cuba"]
+__all__ = ["brette_coba", "izhikevich_2003", "random_connections", "vogels_abbott_cuba"]
 
 
 def vogels_abbott_cuba(
@@ -114,6 +116,62 @@ def brette_coba(
         g_i=_jnp.asarray(_np.maximum(rng.normal(20.0, 12.0, n), 0.0), dtype),
     )
     return network, {"coba": y0}
+
+
+def izhikevich_2003(
+    seed: int = 0,
+    *,
+    n_exc: int = 800,
+    n_inh: int = 200,
+    t1: float = 1000.0,
+    delay: float | None = None,
+    noise_exc: float = 5.0,
+    noise_inh: float = 2.0,
+):
+    r"""The network of Izhikevich (2003), "Simple model of spiking neurons", Fig. 3:
+    `n_exc` excitatory and `n_inh` inhibitory `Izhikevich` neurons, all to all (self
+    connections included), with the paper's heterogeneity (r uniform in [0, 1) per
+    neuron):
+
+    - excitatory: a = 0.02, b = 0.2, c = -65 + 15 r², d = 8 - 6 r²;
+    - inhibitory: a = 0.02 + 0.08 r, b = 0.25 - 0.05 r, c = -65, d = 2;
+    - weights: 0.5 u from each excitatory neuron, -u from each inhibitory one (u
+      uniform in [0, 1) per synapse); a spike jumps its targets' `v` by the weight (mV),
+      the event-driven form of the paper's one-step synaptic current;
+    - thalamic input: a current redrawn every 1 ms, normal with standard deviation
+      `noise_exc` (5) or `noise_inh` (2) mV/ms, as a `PiecewiseConstant` with one
+      value per ms of `[0, t1)` (the last one holds after `t1`);
+    - initial state v = -65 mV, u = b v.
+
+    The paper integrates with a 1 ms Euler scheme (two 0.5 ms steps for `v`); this is
+    the same model in continuous time, so spike times differ from a clock-driven run,
+    and the network is chaotic: any two integrations part after some tens of ms.
+    `delay` (ms), if given, delays every connection.
+
+    **Returns:** `(network, y0)`; one population `"izhikevich"`, excitatory first.
+    """
+    n = n_exc + n_inh
+    rng = _np.random.default_rng(seed)
+    r_exc, r_inh = rng.random(n_exc), rng.random(n_inh)
+    neuron = _Izhikevich(
+        a=_np.concatenate([_np.full(n_exc, 0.02), 0.02 + 0.08 * r_inh]),
+        b=_np.concatenate([_np.full(n_exc, 0.2), 0.25 - 0.05 * r_inh]),
+        c=_np.concatenate([-65.0 + 15.0 * r_exc**2, _np.full(n_inh, -65.0)]),
+        d=_np.concatenate([8.0 - 6.0 * r_exc**2, _np.full(n_inh, 2.0)]),
+    )
+    weights = rng.random((n, n))  # [pre, post]
+    weights[:n_exc] *= 0.5
+    weights[n_exc:] *= -1.0
+    steps = max(int(_np.ceil(t1)), 1)
+    scale = _np.concatenate([_np.full(n_exc, noise_exc), _np.full(n_inh, noise_inh)])
+    values = rng.standard_normal((steps, n)) * scale
+    current = _PiecewiseConstant(_np.arange(1.0, steps, dtype=_np.float64), values)
+    name = "izhikevich"
+    network = _Network(
+        populations={name: _Population(neuron, n, current)},
+        projections=[_Projection(name, name, _jnp.asarray(weights), delay=delay)],
+    )
+    return network, {name: neuron.init_state(n)}
 
 
 def _excitatory_inhibitory(
