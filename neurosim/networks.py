@@ -9,8 +9,8 @@ from ._currents import PiecewiseConstant as _PiecewiseConstant
 from ._network import Network as _Network
 from ._network import Population as _Population
 from ._network import Projection as _Projection
-from .neurons.lif import CobaLIF as _CobaLIF
 from .neurons.izhikevich import Izhikevich as _Izhikevich
+from .neurons.lif import CobaLIF as _CobaLIF
 from .neurons.lif import CubaLIF as _CubaLIF
 
 __all__ = ["brette_coba", "izhikevich_2003", "random_connections", "vogels_abbott_cuba"]
