@@ -700,6 +700,57 @@ def accuracy(results):
     ]
 
 
+def scaling(results):
+    rows = []
+    for r in results["neurosim"]["scaling"]:
+        ours, b2 = r["neurosim"], r.get("brian2", {"error": "not run"})
+        ok, b2_ok = "error" not in ours, "error" not in b2
+        rows.append(
+            [
+                r["n"],
+                ours["spikes"] if ok else ours["error"],
+                f(ours["build_s"], 2) if ok else "",
+                f(ours["compile_s"], 2) if ok else "",
+                f(ours["warm_s"]) if ok else "",
+                f(ours["us_per_spike"], 3) if ok else "",
+                f(ours["peak_rss_mib"], 4) if ok else "",
+                b2["spikes"] if b2_ok else b2["error"],
+                f(b2["setup_s"], 2) if b2_ok else "",
+                f(b2["run_s"]) if b2_ok else "",
+                f(1e6 * b2["run_s"] / max(b2["spikes"], 1), 3) if b2_ok else "",
+                f(b2["peak_rss_mib"], 4) if b2_ok else "",
+                f(ours["warm_s"] / b2["run_s"], 2) if ok and b2_ok else "",
+            ]
+        )
+    return [
+        "## 10. Scaling: CUBA with a fixed fan-out\n",
+        "`vogels_abbott_cuba(n=N, fan_out=80)` (`benchmarks/cuba_scaling.py`): every "
+        "neuron projects to 80 distinct targets, so the rate and the work per spike stay "
+        "the same at every N. Each size runs alone in its own process (peak memory = "
+        "resident set of that process, JAX and XLA included), neurosim then Brian2 "
+        "(dt = 0.1 ms, a first run, then the timed one). Build = Python-side "
+        "construction; neurosim's compile = first call minus warm call.\n",
+        table(
+            [
+                "N",
+                "neurosim spikes",
+                "build s",
+                "compile s",
+                "run s",
+                "us / spike",
+                "peak MiB",
+                "Brian2 spikes",
+                "Brian2 build s",
+                "Brian2 run s",
+                "Brian2 us / spike",
+                "Brian2 peak MiB",
+                "run ratio",
+            ],
+            rows,
+        ),
+    ]
+
+
 SECTIONS = [  # (title if it fails, section, the workloads it reads)
     ("Benchmark results", header, ()),
     ("Goals of the benchmark issue", goals, ()),
@@ -716,6 +767,7 @@ SECTIONS = [  # (title if it fails, section, the workloads it reads)
     ("7. Long runs", drift, ("neurosim/drift",)),
     ("8. Agreement", agreement_sweep, ("neurosim/agreement",)),
     ("9. Accuracy of the default tolerances", accuracy, ("neurosim/accuracy",)),
+    ("10. Scaling: CUBA with a fixed fan-out", scaling, ("neurosim/scaling",)),
 ]
 
 

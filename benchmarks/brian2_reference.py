@@ -6,6 +6,7 @@ subprocess and reads the JSON it prints on its last line of output; it can also 
 by hand:
 
     .venv-bench/bin/python benchmarks/brian2_reference.py cuba --n 4000 --seeds 0 1 2 3
+    .venv-bench/bin/python benchmarks/brian2_reference.py cuba_fan_out --n 64000
     .venv-bench/bin/python benchmarks/brian2_reference.py lif
     .venv-bench/bin/python benchmarks/brian2_reference.py izhikevich --params PARAMS.npz
 
@@ -19,6 +20,10 @@ What each workload measures (times in ms, wall times in s):
   then per seed: the construction time (groups and `connect`), the wall time of
   `run()`, Brian2's simulation-loop time (the sum of the code objects' times from
   `run(profile=True)`, code generation and compilation excluded), spikes and mean rate.
+- `cuba_fan_out`: the same network with a fixed fan-out (every neuron projects to
+  exactly `--fan-out` distinct targets, 80 by default, with the weights of n = 4000)
+  at one size `--n`, alone in its process: a first run, then the timed run, and the
+  process's peak resident memory.
 - `lif`: one LIF, `dv/dt = (1.5 - v)/tau`, tau = 10 ms, threshold 1, reset 0, 1 s, at
   dt = 0.1 and 0.01 ms: spike times against the closed form k * 10 ln 3 ms (max
   absolute error over the spikes both have), spike count, wall time of `run()`.
@@ -31,6 +36,7 @@ What each workload measures (times in ms, wall times in s):
 import argparse
 import json
 import math
+import resource
 import statistics
 import time
 
@@ -46,12 +52,13 @@ def _network_time(net):
     return float(sum(float(t / second) for _, t in net.profiling_info))
 
 
-def cuba_run(seed, n=4000, t1=1000.0, dt=0.1, p=0.02):
-    """One CUBA run; returns its figures as a dict."""
+def cuba_run(seed, n=4000, t1=1000.0, dt=0.1, p=0.02, fan_out=None):
+    """One CUBA run; returns its figures as a dict. With `fan_out`, every neuron
+    projects to exactly that many distinct targets (and the weights are not scaled)."""
     b2.start_scope()
     b2.defaultclock.dt = dt * ms
     b2.seed(seed)
-    scale = 4000 / n
+    scale = 4000 / n if fan_out is None else 1.0
     n_exc = int(round(0.8 * n))
     namespace = {
         "taum": 20 * ms,
@@ -80,10 +87,25 @@ def cuba_run(seed, n=4000, t1=1000.0, dt=0.1, p=0.02):
         name="cuba",
     )
     group.v = "Vr + rand() * (Vt - Vr)"
-    exc = b2.Synapses(group, group, on_pre="ge += we", namespace=namespace, name="cuba_exc")
-    exc.connect(f"i < {n_exc}", p=p)
-    inh = b2.Synapses(group, group, on_pre="gi += wi", namespace=namespace, name="cuba_inh")
-    inh.connect(f"i >= {n_exc}", p=p)
+    if fan_out is None:
+        exc = b2.Synapses(
+            group, group, on_pre="ge += we", namespace=namespace, name="cuba_exc"
+        )
+        exc.connect(f"i < {n_exc}", p=p)
+        inh = b2.Synapses(
+            group, group, on_pre="gi += wi", namespace=namespace, name="cuba_inh"
+        )
+        inh.connect(f"i >= {n_exc}", p=p)
+    else:
+        targets = f"k for k in sample(N_post, size={fan_out})"
+        exc = b2.Synapses(
+            group[:n_exc], group, on_pre="ge += we", namespace=namespace, name="cuba_exc"
+        )
+        exc.connect(j=targets)
+        inh = b2.Synapses(
+            group[n_exc:], group, on_pre="gi += wi", namespace=namespace, name="cuba_inh"
+        )
+        inh.connect(j=targets)
     monitor = b2.SpikeMonitor(group, name="cuba_spikes")
     net = b2.Network(group, exc, inh, monitor)
     setup = time.perf_counter() - start
@@ -109,6 +131,16 @@ def cuba(seeds, n, t1):
     """A warm-up run (fills the cython cache; not reported), then one run per seed."""
     warmup = cuba_run(seeds[0], n=n, t1=t1)
     return {"warmup": warmup, "runs": [cuba_run(seed, n=n, t1=t1) for seed in seeds]}
+
+
+def cuba_fan_out(n, fan_out, t1, seed=0):
+    """CUBA with a fixed fan-out at one size, alone in this process (its peak memory is
+    this size's): a first run (code generation, cython cache), then the timed one."""
+    first = cuba_run(seed, n=n, t1=t1, fan_out=fan_out)
+    run = cuba_run(seed, n=n, t1=t1, fan_out=fan_out)
+    run["first_run_s"] = first["run_s"]
+    run["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return run
 
 
 def lif_run(dt, t1=1000.0):
@@ -205,6 +237,10 @@ def main():
     p_cuba.add_argument("--n", type=int, default=4000)
     p_cuba.add_argument("--t1", type=float, default=1000.0)
     p_cuba.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
+    p_fan = sub.add_parser("cuba_fan_out")
+    p_fan.add_argument("--n", type=int, default=4000)
+    p_fan.add_argument("--fan-out", type=int, default=80)
+    p_fan.add_argument("--t1", type=float, default=1000.0)
     p_lif = sub.add_parser("lif")
     p_lif.add_argument("--dts", type=float, nargs="+", default=[0.1, 0.01])
     p_lif.add_argument("--repeats", type=int, default=3)
@@ -217,6 +253,8 @@ def main():
     b2.prefs.codegen.target = "cython"  # Brian2's default, stated
     if args.workload == "cuba":
         result = cuba(args.seeds, args.n, args.t1)
+    elif args.workload == "cuba_fan_out":
+        result = cuba_fan_out(args.n, args.fan_out, args.t1)
     elif args.workload == "lif":
         result = lif(args.dts, args.repeats)
     else:

@@ -39,9 +39,13 @@ Workloads (simulated time in ms, wall times in s):
    12 seeds per precision: networks checked, networks that agree, the worst pair.
 9. Accuracy of the default tolerances (`accuracy.py`): every model's reference case,
    float64 and float32 with the defaults against float64 at rtol = atol = 1e-12.
+10. Scaling (`cuba_scaling.py`): CUBA with a fixed fan-out of 80 at N = 1000, 4000,
+   16 000 and 64 000, 1 s, each size in its own process beside Brian2's: build time,
+   compile time, run time, cost per spike and peak memory.
 
 `--quick` shrinks the workloads (CUBA 1000 neurons for 200 ms, 256 Izhikevich neurons
-for 200 ms, per-event N = 100 and 1000) to check the suite in a few minutes.
+for 200 ms, per-event N = 100 and 1000, scaling N = 1000 and 4000 for 200 ms) to
+check the suite in a few minutes.
 """
 
 import argparse
@@ -66,6 +70,7 @@ import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
 from bench_report import failures, write_report
+from cuba_scaling import sweep as cuba_scaling_sweep
 from drift import drift
 from per_event import network as per_event_network
 from plain_diffrax import run_plain
@@ -81,6 +86,7 @@ FULL = {
     "cuba": {"n": 4000, "t1": 1000.0, "seeds": [0, 1, 2, 3]},
     "izhikevich": {"n": 1024, "t1": 1000.0, "euler_dts": [0.1, 0.01]},
     "per_event": [10, 100, 1000, 4000],
+    "scaling": {"sizes": [1000, 4000, 16_000, 64_000], "t1": 1000.0},
     "drift": [1000, 10_000, 100_000],
     "agreement_seeds": 12,
     "accuracy_quick": False,
@@ -89,6 +95,7 @@ QUICK = {
     "cuba": {"n": 1000, "t1": 200.0, "seeds": [0, 1, 2]},
     "izhikevich": {"n": 256, "t1": 200.0, "euler_dts": [0.1]},
     "per_event": [100, 1000],
+    "scaling": {"sizes": [1000, 4000], "t1": 200.0},
     "drift": [1000, 10_000],
     "agreement_seeds": 4,
     "accuracy_quick": True,
@@ -671,6 +678,9 @@ def main():
         ),
         "izhikevich": lambda: izhikevich(params, iz["t1"], args.repeats, iz["euler_dts"]),
         "per_event": lambda: [per_event_size(n, args.repeats) for n in config["per_event"]],
+        "scaling": lambda: cuba_scaling_sweep(
+            config["scaling"]["sizes"], config["scaling"]["t1"], py, log
+        ),
         "gradients": lambda: gradients(args.repeats),
         "drift": lambda: [drift(k) for k in config["drift"]] + drift_x64(config["drift"]),
         "agreement": lambda: agreement_sweep(config["agreement_seeds"]),
