@@ -712,13 +712,13 @@ def scaling(results):
                 f(ours["build_s"], 2) if ok else "",
                 f(ours["compile_s"], 2) if ok else "",
                 f(ours["warm_s"]) if ok else "",
-                f(ours["us_per_spike"], 3) if ok else "",
-                f(ours["peak_rss_mib"], 4) if ok else "",
+                f(ours["us_per_spike"], 1) if ok else "",
+                f(ours["peak_rss_mib"], 0) if ok else "",
                 b2["spikes"] if b2_ok else b2["error"],
                 f(b2["setup_s"], 2) if b2_ok else "",
                 f(b2["run_s"]) if b2_ok else "",
-                f(1e6 * b2["run_s"] / max(b2["spikes"], 1), 3) if b2_ok else "",
-                f(b2["peak_rss_mib"], 4) if b2_ok else "",
+                f(1e6 * b2["run_s"] / max(b2["spikes"], 1), 1) if b2_ok else "",
+                f(b2["peak_rss_mib"], 0) if b2_ok else "",
                 f(ours["warm_s"] / b2["run_s"], 2) if ok and b2_ok else "",
             ]
         )
