@@ -26,7 +26,7 @@ test: $(STAMP)
 	ulimit -s 65536 2>/dev/null || true; \
 	$(PY) -m pytest -q
 
-# Executes every notebook (about a minute each on 2 CPU cores).
+# Executes every notebook (about a minute each on 2 CPU cores; the seventh, about 4).
 test-notebooks: $(STAMP)
 	ulimit -s 65536 2>/dev/null || true; \
 	$(PY) -m pytest -q -m notebooks tests/test_notebooks.py

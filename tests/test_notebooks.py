@@ -13,8 +13,8 @@ nbclient = pytest.importorskip("nbclient")
 NOTEBOOKS = sorted((pathlib.Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
 
-def test_the_six_notebooks_are_there():
-    assert [p.name[:3] for p in NOTEBOOKS] == [f"0{k}_" for k in range(1, 7)]
+def test_the_seven_notebooks_are_there():
+    assert [p.name[:3] for p in NOTEBOOKS] == [f"0{k}_" for k in range(1, 8)]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
