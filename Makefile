@@ -22,14 +22,18 @@ demo: $(STAMP)
 	$(PY) -m neurosim demo
 
 # XLA compiles on the calling thread: give it a 64 MiB stack where the limits allow.
+# The tests are mostly compilation, one thread each: TEST_WORKERS processes (default 2,
+# pytest-xdist) share them out file by file, so that module-scoped compiled functions
+# are built once per file. TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
 	ulimit -s 65536 2>/dev/null || true; \
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # Executes every notebook (about a minute each on 2 CPU cores; the seventh, about 4).
 test-notebooks: $(STAMP)
 	ulimit -s 65536 2>/dev/null || true; \
-	$(PY) -m pytest -q -m notebooks tests/test_notebooks.py
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m notebooks tests/test_notebooks.py
 
 $(BENCH_STAMP): benchmarks/requirements-bench.txt
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
