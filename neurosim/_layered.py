@@ -51,7 +51,7 @@ from ._per_neuron import (
 from ._system import _jump
 from .neurons.lif import _Linear
 
-_FIX = 'Pass exact=True (the event loop) or exact=None for this network.'
+_FIX = "Pass exact=True (the event loop) or exact=None for this network."
 
 
 def _refuse(problem: str, fix: str = _FIX) -> ValueError:
@@ -377,7 +377,9 @@ class _Population:
         fired = self.spikes < t if left else self.spikes <= t
         # After its spike a neuron is held at its reset value (refractory through t1);
         # its synaptic currents keep decaying and receiving input.
-        held = [f for f in state.__dataclass_fields__ if f not in self.neuron.synapse_fields]
+        held = [
+            f for f in state.__dataclass_fields__ if f not in self.neuron.synapse_fields
+        ]
         return eqx.tree_at(
             lambda s: [getattr(s, f) for f in held],
             state,
@@ -403,9 +405,7 @@ def run(system, *, t0, t1, y0, record_times, max_spikes: int) -> RunOutput:
     final = {name: done[name].state_at(t1, left=False) for name in pops}
 
     def observe(t):
-        return system.observe(
-            {name: done[name].state_at(t, left=True) for name in pops}
-        )
+        return system.observe({name: done[name].state_at(t, left=True) for name in pops})
 
     if record_times.shape[0]:
         records = jax.vmap(observe)(record_times)
@@ -434,4 +434,3 @@ def run(system, *, t0, t1, y0, record_times, max_spikes: int) -> RunOutput:
         iterations=sum(layer.rounds for layer in done.values()),
         solver_steps=jnp.zeros((), jnp.int32),
     )
-

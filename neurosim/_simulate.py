@@ -520,7 +520,20 @@ def simulate(
         `locate_spikes` is True: spike times are the roots of the closed-form
         solution (to a few ulps) and `rtol`/`atol` do not apply. False always uses
         the ODE solver; True requires the closed form (an error says why it does not
-        apply).
+        apply). `"layered"` computes first spikes layer by layer, without the event
+        loop, for feed-forward networks of fire-once neurons (time-to-first-spike
+        models): projections between populations form no cycle, every spiking
+        neuron has `t_ref >= t1 - t0` (checked when the run executes if traced),
+        populations of the LIF family with constant currents, synapses onto
+        synaptic currents (no `target="v"`), delays scalar or per synapse (one
+        synapse per neuron pair), and `max_spikes` at least the number of spiking
+        neurons. Each population's arrivals are sorted per neuron, the closed form
+        is advanced between them and every interval is searched at once by the
+        event loop's crossing predictor: the same spike times (to rounding),
+        records and final states as `exact=True`, vectorised over neurons and a
+        `vmap` batch, differentiable by plain autodiff (`gradients` does not
+        apply). A network that does not qualify raises a ValueError that names
+        why. `iterations` counts the search's rounds, `solver_steps` is 0.
     - `throw`: raise a `SimulationError` on failure (default). With `throw=False`
         the partial `Solution` is returned and `status` says what went wrong.
 
@@ -709,7 +722,10 @@ def _closed_form_path(exact, system, solver, stepsize_controller, locate_spikes)
             raise _arg_error(
                 "exact", f"must be None, True, False or 'layered' (got {exact!r})", ""
             )
-        for name, value in (("solver", solver), ("stepsize_controller", stepsize_controller)):
+        for name, value in (
+            ("solver", solver),
+            ("stepsize_controller", stepsize_controller),
+        ):
             if value is not None:
                 raise _arg_error(
                     name,
