@@ -140,7 +140,7 @@ def _yinyang_like(times):
             ns.Projection(
                 "hidden",
                 "out",
-                rng.normal(0.2, 0.1, (40, 3)).astype(np.float32),
+                rng.normal(0.4, 0.1, (40, 3)).astype(np.float32),
                 delay=1.0,
             ),
         ],
