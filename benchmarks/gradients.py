@@ -1,6 +1,8 @@
 """The cost of a gradient on the exact path: forward run, value and gradient by the
 replay of the loop's events (the default), and by the checkpointed loop
-(`gradients="checkpointed"`), side by side in one process.
+(`gradients="checkpointed"`), side by side in one process; for the feed-forward
+Yin-Yang network also the layered path (`exact="layered"`: no event loop, plain
+autodiff).
 
 Workloads:
 - `yinyang`: the 5-120-3 LIF network of examples/yinyang.py at its initial weights,
@@ -59,11 +61,13 @@ def yinyang():
     points, labels = yy.yinyang(256, seed=42)
 
     def first_times(params, point, gradients):
+        layered = gradients == "layered"
         sol = ns.simulate(
             yy.network(params, point),
             t1=yy.T1,
             max_spikes=yy.MAX_SPIKES,
-            gradients=gradients,
+            gradients=True if layered else gradients,
+            exact="layered" if layered else None,
         )
         return sol.first_spike_times("out")
 
@@ -74,10 +78,18 @@ def yinyang():
     rows = []
     forward = jax.jit(lambda p: batch_loss(p, False))
     rows.append(("forward (gradients=False)", *_time(forward, params)))
+    names = {
+        True: "value+grad, replay",
+        "checkpointed": "value+grad, checkpointed",
+        "layered": 'value+grad, exact="layered"',
+    }
     for path in (True, "checkpointed"):
-        label = "value+grad, replay" if path is True else "value+grad, checkpointed"
         fn = jax.jit(jax.value_and_grad(lambda p, path=path: batch_loss(p, path)))
-        rows.append((label, *_time(fn, params)))
+        rows.append((names[path], *_time(fn, params)))
+    layered = jax.jit(lambda p: batch_loss(p, "layered"))
+    rows.append(('forward, exact="layered"', *_time(layered, params)))
+    fn = jax.jit(jax.value_and_grad(lambda p: batch_loss(p, "layered")))
+    rows.append((names["layered"], *_time(fn, params)))
     _report("yinyang: 5-120-3 LIF, batch 256 (vmap), float32", rows)
 
 

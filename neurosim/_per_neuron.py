@@ -196,6 +196,16 @@ def supported(system) -> bool:
     )
 
 
+def horizon_cap(network, dtype):
+    """The longest prediction horizon: `HORIZON_FACTOR` times the shortest time
+    constant of the network (no derivative)."""
+    taus = []
+    for pop in network.populations.values():
+        for tau in (pop.neuron.tau_mem,) + pop.neuron.synapse_time_constants():
+            taus.append(jnp.min(tau))
+    return lax.stop_gradient(HORIZON_FACTOR * jnp.min(jnp.stack(taus))).astype(dtype)
+
+
 def _take(tree, idx, n):
     """The entries `idx` of every leaf with one value per neuron (others as they are);
     out-of-range indices read the last neuron (their results are dropped)."""
@@ -399,6 +409,13 @@ def _root(full, form, v_th, theta, lo, hi, f_lo, f_hi, active):
         return lax.while_loop(cond, body, (0, start, lo, hi, ~slow))[1]
 
     x = safeguarded(x)  # no iteration unless some did not converge
+    return newton_step(full, form, v_th, x, active)
+
+
+def newton_step(full, form, v_th, x, active):
+    """One Newton step from the crossing `x` (where `active`; 0 elsewhere) with the
+    slope held constant: the value stays `x` to rounding, the derivative is the
+    implicit function theorem's, through the differentiable closed form `full`."""
     x = jnp.where(active, x, 0.0)
     f = full.voltage(x) - v_th
     slope = form.slope(x)
@@ -756,13 +773,7 @@ class _Loop:
         # A loop compiled into one function (`neurosim._cpu`) holds no scatter: each
         # buffer has a last slot for the writes not stored.
         self.spare = 1 if whole else 0
-        taus = []
-        for pop in pops.values():
-            for tau in (pop.neuron.tau_mem,) + pop.neuron.synapse_time_constants():
-                taus.append(jnp.min(tau))
-        self.cap = lax.stop_gradient(HORIZON_FACTOR * jnp.min(jnp.stack(taus))).astype(
-            dtype
-        )
+        self.cap = horizon_cap(network, dtype)
 
     # ----- helpers ------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
 
-from . import _engine, _per_neuron
+from . import _engine, _layered, _per_neuron
 from ._checks import as_count, is_concrete, run_checks, traced_checks
 from ._currents import as_current
 from ._network import Network, Population, Projection, SpikeTrains
@@ -299,6 +299,15 @@ def _run_jit(system, t0, t1, y0, input_times, input_sources, record, dt0, config
     return out, _engine.locate_fault(system, out.t_final, out.final_state)
 
 
+@eqx.filter_jit
+def _run_layered_jit(system, t0, t1, y0, input_times, input_sources, record, max_spikes):
+    t1, record = _checked_inside(system, t0, t1, input_times, input_sources, record)
+    out = _layered.run(
+        system, t0=t0, t1=t1, y0=y0, record_times=record, max_spikes=max_spikes
+    )
+    return out, _engine.locate_fault(system, out.t_final, out.final_state)
+
+
 def _report(solution: Solution, throw: bool) -> Solution:
     failed = (solution.status != _engine.FINISHED) & (solution.status != _engine.OVERFLOW)
     if not is_concrete(solution.status):
@@ -511,7 +520,20 @@ def simulate(
         `locate_spikes` is True: spike times are the roots of the closed-form
         solution (to a few ulps) and `rtol`/`atol` do not apply. False always uses
         the ODE solver; True requires the closed form (an error says why it does not
-        apply).
+        apply). `"layered"` computes first spikes layer by layer, without the event
+        loop, for feed-forward networks of fire-once neurons (time-to-first-spike
+        models): projections between populations form no cycle, every spiking
+        neuron has `t_ref >= t1 - t0` (checked when the run executes if traced),
+        populations of the LIF family with constant currents, synapses onto
+        synaptic currents (no `target="v"`), delays scalar or per synapse (one
+        synapse per neuron pair), and `max_spikes` at least the number of spiking
+        neurons. Each population's arrivals are sorted per neuron, the closed form
+        is advanced between them and every interval is searched at once by the
+        event loop's crossing predictor: the same spike times (to rounding),
+        records and final states as `exact=True`, vectorised over neurons and a
+        `vmap` batch, differentiable by plain autodiff (`gradients` does not
+        apply). A network that does not qualify raises a ValueError that names
+        why. `iterations` counts the search's rounds, `solver_steps` is 0.
     - `throw`: raise a `SimulationError` on failure (default). With `throw=False`
         the partial `Solution` is returned and `status` says what went wrong.
 
@@ -567,6 +589,23 @@ def simulate(
         queue_size=max_in_flight,
     )
     exact = _closed_form_path(exact, system, solver, stepsize_controller, locate_spikes)
+    if exact == "layered":
+        deferred += _layered.check(network, t0, t1, max_spikes)
+        t1 = _as_float(t1, dtype)
+        for bad, message in deferred:
+            t1 = eqx.error_if(t1, bad, message)
+        out, fault = _run_layered_jit(
+            system,
+            _as_float(t0, dtype),
+            t1,
+            states,
+            input_times,
+            input_sources,
+            record,
+            max_spikes,
+        )
+        solution = _solution(out, fault, network, record, _as_float(t0, dtype), single)
+        return _report(solution, throw)
     default = _default_tolerance(dtype, network)
     rtol, atol = (default if x is None else x for x in (rtol, atol))
     solver, stepsize_controller, adaptive, dt0 = _integration(
@@ -676,7 +715,30 @@ def _check_populations(network: Network, t0, single: bool) -> list:
 
 
 def _closed_form_path(exact, system, solver, stepsize_controller, locate_spikes) -> bool:
-    """Whether the exact loop runs (`exact`: None chooses, True requires it)."""
+    """Whether the exact loop runs (`exact`: None chooses, True requires it), or
+    `"layered"` (checked by `_layered.check`)."""
+    if isinstance(exact, str):
+        if exact != "layered":
+            raise _arg_error(
+                "exact", f"must be None, True, False or 'layered' (got {exact!r})", ""
+            )
+        for name, value in (
+            ("solver", solver),
+            ("stepsize_controller", stepsize_controller),
+        ):
+            if value is not None:
+                raise _arg_error(
+                    name,
+                    'is not used with exact="layered" (closed form, no ODE solver)',
+                    "Leave it out.",
+                )
+        if not locate_spikes:
+            raise _arg_error(
+                "locate_spikes",
+                'must be True with exact="layered" (spikes at their exact crossings)',
+                "Leave it out.",
+            )
+        return exact
     if exact is None:
         return (
             solver is None

@@ -1,0 +1,212 @@
+"""`simulate(..., exact="layered")` (`neurosim._layered`) against the exact event loop
+on random feed-forward networks of fire-once neurons: first spike times, records and
+final states, gradients (against the replay), batches, float32; and its refusals."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import neurosim as ns
+
+T1 = 40.0
+N_IN = 6
+SEEDS = (0, 1, 4)
+RECORD = jnp.linspace(0.0, T1, 9)
+
+# One structure, drawn per seed: a CubaLIF layer (tau_exc == tau_mem), then a LIF
+# layer (tau_syn != tau_mem) reached through per-synapse delays and by a skip
+# projection from the inputs. (Two layers: compiling the event loop's gradient of a
+# third takes most of a minute on a loaded machine. The float32 test has a scalar
+# delay.)
+SIZES = (16, 4)
+DELAYS = (None, "per_synapse")
+N = sum(SIZES)
+NAMES = ("l0", "l1")
+
+
+def _model(k, p):
+    if k == 0:
+        return ns.CubaLIF(tau_mem=p["tau_mem"], tau_exc=5.0, tau_inh=8.0, t_ref=1e4)
+    v_th = p["v_th"] if k == len(SIZES) - 1 else 1.0
+    return ns.LIF(tau_mem=2 * p["tau_mem"], tau_syn=4.0, v_th=v_th, t_ref=1e4)
+
+
+def draw(seed):
+    """The differentiable values of one network: weights (both signs), the membrane
+    time constant, thresholds and input spike times."""
+    rng = np.random.default_rng(seed)
+    sizes = (N_IN, *SIZES)
+    weights = [
+        rng.normal(0.5 / np.sqrt(a), 1.6 / np.sqrt(a), (a, b)) * (5 if k == 0 else 2.5)
+        for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True))
+    ]
+    return {
+        "w": [jnp.asarray(w) for w in weights],
+        "skip": jnp.asarray(rng.normal(0.1, 0.5, (N_IN, SIZES[-1]))),
+        "tau_mem": jnp.asarray(5.0),
+        "v_th": jnp.asarray(rng.uniform(0.8, 1.2, SIZES[-1])),
+        "times": jnp.asarray(rng.uniform(0.5, 15.0, 2 * N_IN)),
+    }
+
+
+def network(p):
+    pops = {
+        name: ns.Population(_model(k, p), n, 0.05)
+        for k, (name, n) in enumerate(zip(NAMES, SIZES, strict=True))
+    }
+    projections = []
+    for k, (pre, post) in enumerate(zip(["in", *NAMES[:-1]], NAMES, strict=True)):
+        delay = DELAYS[k]
+        if delay == "scalar":
+            delay = 1.5
+        elif delay == "per_synapse":
+            delay = np.random.default_rng(k).uniform(0.2, 2.0, p["w"][k].shape)
+        projections.append(ns.Projection(pre, post, p["w"][k], delay=delay))
+    projections.append(ns.Projection("in", NAMES[-1], p["skip"]))
+    sources = jnp.arange(2 * N_IN) % N_IN
+    inputs = {"in": ns.SpikeTrains(p["times"], sources, N_IN)}
+    return ns.Network(pops, projections, inputs)
+
+
+def _loss(exact):
+    def loss(p, coefficients):
+        sol = ns.simulate(network(p), t1=T1, max_spikes=N, exact=exact, record=RECORD)
+        first = sol.first_spike_times()
+        times = jnp.where(jnp.isfinite(first), first, 0.0)
+        return jnp.sum(coefficients * times), (first, sol.states, sol.final_state)
+
+    return loss
+
+
+@pytest.fixture(scope="module")
+def paths(float64):
+    """One compiled value, first spikes, records, final states and gradient per path
+    (the event loop with its replay, and the layered path), shared by the seeds."""
+    return {
+        exact: eqx.filter_jit(jax.value_and_grad(_loss(exact), has_aux=True))
+        for exact in ("layered", True)
+    }
+
+
+@pytest.fixture(scope="module", params=SEEDS)
+def both(paths, request):
+    seed = request.param
+    p = draw(seed)
+    coefficients = jnp.asarray(np.random.default_rng(seed).uniform(-1, 1, N))
+    return {exact: fn(p, coefficients) for exact, fn in paths.items()}
+
+
+def test_first_spikes_records_and_final_states(both):
+    (_, (first_l, states_l, final_l)), _ = both["layered"]
+    (_, (first_e, states_e, final_e)), _ = both[True]
+    first_l, first_e = np.asarray(first_l), np.asarray(first_e)
+    silent = np.isinf(first_e)
+    # Both firing and silent neurons, in the hidden and the output layer.
+    assert 0 < silent[: N - SIZES[-1]].sum() < N - SIZES[-1] - 2, silent
+    assert np.isfinite(first_e[-SIZES[-1] :]).any(), first_e
+    np.testing.assert_array_equal(np.isinf(first_l), silent)
+    np.testing.assert_allclose(first_l[~silent], first_e[~silent], rtol=1e-9)
+    for got, want in ((states_l, states_e), (final_l, final_e)):
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+
+
+def test_gradients_match_the_replay(both):
+    """With respect to the weights, the membrane time constant, the output
+    thresholds and the input spike times."""
+    (value_l, _), grad_l = both["layered"]
+    (value_e, _), grad_e = both[True]
+    np.testing.assert_allclose(value_l, value_e, rtol=1e-9)
+    flat_e, tree = jax.tree.flatten_with_path(grad_e)
+    for (path, g_e), g_l in zip(flat_e, jax.tree.leaves(grad_l), strict=True):
+        name = jax.tree_util.keystr(path)
+        g_l, g_e = np.asarray(g_l), np.asarray(g_e)
+        assert np.all(np.isfinite(g_l)), name
+        assert np.max(np.abs(g_e)) > 0, name
+        scale = np.max(np.abs(g_e))
+        np.testing.assert_allclose(g_l, g_e, rtol=0, atol=1e-7 * scale, err_msg=name)
+
+
+def _yinyang_like(times):
+    """5 input spikes -> 40 hidden -> 3 output LIF neurons, t_ref = 1e4 ms."""
+    rng = np.random.default_rng(0)
+    lif = ns.LIF(tau_mem=20.0, tau_syn=5.0, t_ref=1e4)
+    return ns.Network(
+        {"hidden": ns.Population(lif, 40), "out": ns.Population(lif, 3)},
+        [
+            ns.Projection("in", "hidden", rng.normal(1.6, 0.8, (5, 40)).astype(np.float32)),
+            ns.Projection(
+                "hidden",
+                "out",
+                rng.normal(0.4, 0.1, (40, 3)).astype(np.float32),
+                delay=1.0,
+            ),
+        ],
+        inputs={"in": ns.SpikeTrains(times, jnp.arange(5), 5)},
+    )
+
+
+def test_float32_and_vmap(float32):
+    """In float32 with t_ref = 1e4 ms: finite spike times close to the exact loop's;
+    a batch under `jax.vmap` equals its samples run one by one."""
+
+    @jax.jit
+    def first(times):
+        sol = ns.simulate(_yinyang_like(times), t1=50.0, max_spikes=43, exact="layered")
+        return sol.first_spike_times()
+
+    batch = jnp.asarray(np.random.default_rng(1).uniform(2.0, 22.0, (3, 5)), jnp.float32)
+    batched = np.asarray(jax.vmap(first)(batch))
+    assert batched.dtype == np.float32
+    for b, times in enumerate(batch):
+        one = np.asarray(first(times))
+        # Batched, XLA fuses differently: a few float32 spacings.
+        np.testing.assert_allclose(batched[b], one, rtol=1e-6)
+        exact = ns.simulate(_yinyang_like(times), t1=50.0, max_spikes=43, gradients=False)
+        want = np.asarray(exact.first_spike_times())
+        assert np.sum(np.isfinite(one)) > 20 and np.isfinite(one[-3:]).all(), one
+        np.testing.assert_array_equal(np.isinf(one), np.isinf(want))
+        fired = np.isfinite(want)
+        np.testing.assert_allclose(one[fired], want[fired], rtol=1e-5)
+
+
+def _refused(net, match, **kwargs):
+    with pytest.raises(ValueError, match=match):
+        ns.simulate(net, t1=10.0, max_spikes=kwargs.pop("max_spikes", 10), **kwargs)
+
+
+def test_refusals():
+    once = ns.LIF(t_ref=100.0)
+    inputs = {"in": ns.SpikeTrains(jnp.array([1.0]), jnp.array([0]), 1)}
+    w = jnp.ones((2, 2))
+    drive = ns.Projection("in", "a", jnp.ones((1, 2)))
+
+    def net(neuron=once, projections=(), current=None):
+        pops = {"a": ns.Population(neuron, 2, current), "b": ns.Population(once, 2)}
+        return ns.Network(pops, [drive, *projections], inputs)
+
+    layered = dict(exact="layered")
+    _refused(
+        net(projections=[ns.Projection("a", "a", w)]), "'a' -> 'a' is recurrent", **layered
+    )
+    cycle = [ns.Projection("a", "b", w), ns.Projection("b", "a", w)]
+    _refused(net(projections=cycle), "'a' -> 'b' -> 'a' form a cycle", **layered)
+    _refused(net(ns.LIF(t_ref=2.0)), "population 'a' has t_ref shorter", **layered)
+    _refused(net(current=ns.inputs.Step(5.0, 1.0)), "constant currents", **layered)
+    delta = [ns.Projection("a", "b", w, target="v")]
+    _refused(net(projections=delta), "targets 'v'", **layered)
+    _refused(net(ns.AdEx()), "is a AdEx", **layered)
+    _refused(net(), "max_spikes=3 is less than the 4", max_spikes=3, **layered)
+    _refused(net(), "`exact` must be", exact="layers")
+    _refused(net(), "`solver` is not used", solver=__import__("diffrax").Euler(), **layered)
+
+    # A traced refractory period is checked when the run executes.
+    @jax.jit
+    def traced(t_ref):
+        return ns.simulate(net(ns.LIF(t_ref=t_ref)), t1=10.0, max_spikes=4, **layered)
+
+    assert np.isfinite(traced(20.0).final_state["a"].v).all()
+    with pytest.raises(Exception, match="population 'a' has t_ref shorter"):
+        traced(2.0)
