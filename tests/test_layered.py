@@ -210,3 +210,36 @@ def test_refusals():
     assert np.isfinite(traced(20.0).final_state["a"].v).all()
     with pytest.raises(Exception, match="population 'a' has t_ref shorter"):
         traced(2.0)
+
+
+def test_projections_of_one_source_deliver_one_by_one(x64):
+    """Two undelayed projections from one source onto a CubaLIF are two deliveries,
+    each split by sign (as in the event loop and the ODE path): +6 and -4 onto one pair
+    are an excitatory and an inhibitory jump into currents of different time
+    constants, not one jump of +2."""
+    cuba = ns.CubaLIF(tau_mem=10.0, tau_exc=2.0, tau_inh=12.0, t_ref=1e4)
+    up = 4 * np.array([[3.0, 1.5, 0.0, 2.5], [0.0, 2.0, 2.6, 0.8]])
+    down = 4 * np.array([[-1.0, -1.0, 0.0, -2.4], [0.0, -0.3, -0.5, 0.0]])
+    net = ns.Network(
+        {"a": ns.Population(cuba, 4, 0.2), "b": ns.Population(cuba, 2)},
+        [
+            ns.Projection("in", "a", up),
+            ns.Projection("in", "a", down),
+            ns.Projection("a", "b", np.full((4, 2), 8.0)),
+            ns.Projection("a", "b", np.array([[-4.0, 0.0]] * 4)),
+        ],
+        {"in": ns.SpikeTrains(jnp.array([1.0, 2.0, 4.0]), jnp.array([0, 1, 0]), 2)},
+    )
+    kwargs = dict(t1=40.0, max_spikes=6, record=jnp.linspace(0.0, 40.0, 5))
+    layered = ns.simulate(net, exact="layered", **kwargs)
+    loop = ns.simulate(net, gradients=False, **kwargs)
+    first_l = np.asarray(layered.first_spike_times())
+    first_e = np.asarray(loop.first_spike_times())
+    assert 2 <= np.isfinite(first_e).sum() < 6, first_e
+    np.testing.assert_array_equal(np.isinf(first_l), np.isinf(first_e))
+    fired = np.isfinite(first_e)
+    np.testing.assert_allclose(first_l[fired], first_e[fired], rtol=1e-9)
+    for got, want in zip(
+        jax.tree.leaves(layered.states), jax.tree.leaves(loop.states), strict=True
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
