@@ -117,6 +117,10 @@ def _event_condition_or_nonfinite(t, y, args, **kwargs):
     return jnp.where(_all_finite(y), condition, jnp.ones_like(condition))
 
 
+def _select(pred, on_true: PyTree, on_false: PyTree) -> PyTree:
+    return jtu.tree_map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
+
+
 def _all_finite(y) -> Bool[Array, ""]:
     leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jtu.tree_leaves(y)]
     return jnp.all(jnp.stack(leaves))
@@ -254,7 +258,9 @@ def run(
             status=jnp.where(finished, FINISHED, carry.status),
         )
 
-    def advance(carry: _Carry) -> _Carry:
+    def advance(carry: _Carry, hold: Bool[Array, ""]) -> _Carry:
+        """One segment; a zero-length one where `hold` (a batch element that runs
+        `advance` only because another one needs it: see `body`)."""
         t = carry.t
         t_next = jnp.minimum(
             jnp.minimum(t1, next_input_time(carry.input_ptr)),
@@ -270,7 +276,7 @@ def run(
                 aligned = t0 + jnp.floor((bound - t0) / carry.dt + 1e-6) * carry.dt
                 bound = jnp.where(aligned > t, aligned, bound)
             t_next = jnp.minimum(t_next, bound)
-        t_next = jnp.maximum(t_next, t)
+        t_next = jnp.maximum(jnp.where(hold, t, t_next), t)
         length = t_next - t
         t_next_const = lax.stop_gradient(t_next)
         ulp = t_next_const - jnp.nextafter(t_next_const, -inf)
@@ -397,7 +403,29 @@ def run(
             spike_slot=jnp.full((num,), max_spikes, jnp.int32),
             record_slots=jnp.full((record_window,), num_records, jnp.int32),
         )
-        small = lax.cond(any_due, handle_due, advance, small)
+        # Not `lax.cond(any_due, handle_due, advance, small)`: under `jax.vmap` a
+        # batched predicate turns that cond into a select of both branches, and a cond
+        # nested in one (diffrax's, around the event root find) then gets a batched
+        # predicate in the reverse pass, which transposes all its branches for every
+        # element, those not taken on residuals filled with zeros. The root find's
+        # implicit adjoint would then solve a linear system built from zeros (the
+        # interpolation over a zero-length step is 0/0) and raise on the NaN. So each
+        # branch runs when some element needs it (predicates reduced over the batch
+        # keep `lax.cond` a branch) and the elements pick their result with a select;
+        # a due element makes a zero-length segment in `advance` (finite partials).
+        # Without vmap exactly one of `handle_due` and `advance` runs, as before.
+        advanced = lax.cond(
+            eqxi.unvmap_any(~any_due),
+            lambda c: advance(c, hold=any_due),
+            lambda c: c,
+            small,
+        )
+        small = lax.cond(
+            eqxi.unvmap_any(any_due),
+            lambda c: _select(any_due, handle_due(c), advanced),
+            lambda c: advanced,
+            small,
+        )
         spike_times, spike_neurons, records = big
         spike_times = spike_times.at[small.spike_slot].set(small.spike_t, mode="drop")
         spike_neurons = spike_neurons.at[small.spike_slot].set(neuron_index, mode="drop")

@@ -1,7 +1,8 @@
 """Gradients of spike times with respect to every kind of parameter, on the exact
 (closed-form) path and the ODE path, against central finite differences; near
 `tau_syn == tau_mem`, where finite differences of a closed form cancel, against the ODE
-path's gradient at tight tolerances.
+path's gradient at tight tolerances; batched (`jax.vmap`) gradients on the ODE path
+against per-sample ones.
 
 One network holds every parameter kind (compilation dominates the cost): it is one
 function of a parameter vector, compiled once per path and precision, and evaluated at
@@ -190,6 +191,49 @@ def test_float32_gradients_are_finite_for_any_refractory_period(float32):
         assert np.isfinite(float(loss)) and float(loss) > 0
         assert np.all(np.isfinite(np.asarray(grad))), (t_ref, grad)
         assert np.all(np.abs(np.asarray(grad)[:3]) > 0)
+
+
+def _izhikevich(p):
+    """A model without a closed form (the global ODE loop): an Izhikevich neuron with
+    the constant current `p[0]` and an input spike of weight `p[1]` mV at 5 ms, which
+    pushes it over threshold at once when large."""
+    return ns.Network(
+        populations={"izhikevich": ns.Population(ns.Izhikevich(), 1, p[0])},
+        projections=[ns.Projection("drive", "izhikevich", p[1][None, None])],
+        inputs={"drive": ns.SpikeTrains(jnp.array([5.0], p.dtype), jnp.array([0]), 1)},
+    )
+
+
+@functools.cache
+def _ode_gradient():
+    """The weighted spike-time loss's gradient on `_izhikevich` (and the spike times),
+    jitted, and the same vmapped (which batches its traced program: no second trace)."""
+
+    def loss(p):
+        sol = ns.simulate(_izhikevich(p), t1=40.0, max_spikes=8)
+        return _weighted_sum(sol), sol.spike_times
+
+    grad = eqx.filter_jit(jax.grad(loss, has_aux=True))
+    return grad, eqx.filter_jit(jax.vmap(grad))
+
+
+def test_batched_gradients_on_the_ode_path_equal_per_sample_gradients(x64):
+    """`jax.vmap(jax.grad(...))` through the ODE event loop is finite and equals the
+    per-sample gradients, also when the samples take different branches in one
+    iteration (one is pushed over threshold by its input spike, the others
+    integrate): the event root finder's implicit adjoint must not be run on the
+    branch a sample did not take."""
+    per_sample, batched = _ode_gradient()
+    ps = jnp.array([[10.0, 2.0], [12.0, 120.0], [14.0, 2.0]])
+    grads, times = batched(ps)
+    assert np.all(np.isfinite(np.asarray(grads)))
+    # Only the second sample fires at the input spike.
+    assert [bool(np.any(np.asarray(t) == 5.0)) for t in times] == [False, True, False]
+    for p, grad, t in zip(ps, grads, times):
+        reference, reference_times = per_sample(p)
+        np.testing.assert_allclose(np.asarray(t), np.asarray(reference_times), rtol=1e-12)
+        assert abs(float(reference[0])) > 0.1
+        _assert_close(grad, reference, ["current", "input weight"], rtol=1e-9)
 
 
 def test_phi_value_and_derivative_against_series_and_closed_form(x64):
