@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -21,7 +21,10 @@ import neurosim as ns
 N = 5  # neurons
 K = 8  # input spikes
 T1 = 60.0
-MAX_SPIKES = 96
+T_REF_MIN = 0.5  # ms, the shortest refractory period drawn below
+# Room for every spike the refractory periods allow (an all-excitatory draw can fire
+# near that rate): the buffer never fills.
+MAX_SPIKES = N * (int(T1 / T_REF_MIN) + 1)
 HOLD = 1e-3  # ms after a spike, within every refractory period drawn below
 
 pytestmark = pytest.mark.usefixtures("float64")
@@ -47,7 +50,7 @@ def networks(draw):
         tau_mem=draw(_floats(5.0, 20.0, (N,))),
         tau_syn=draw(_floats(2.0, 8.0, (N,))),
         v_reset=draw(_floats(-0.5, 0.5, (N,))),
-        t_ref=draw(_floats(0.5, 3.0, (N,))),
+        t_ref=draw(_floats(T_REF_MIN, 3.0, (N,))),
         current=draw(_floats(0.5, 2.5, (N,))),
         weights=weights,
         input_times=np.sort(draw(_floats(0.0, T1, (K,)))),
@@ -106,7 +109,9 @@ def _check_spikes_and_resets(p, exact):
     record = np.full((MAX_SPIKES,), T1)
     record[: len(times)] = np.minimum(times + HOLD, T1)  # sorted, as `times`
     later = _traced(_as_arrays(p), exact, record=jnp.asarray(record))
-    np.testing.assert_array_equal(later.spike_times, sol.spike_times)
+    # Records change no spike time beyond rounding: bit for bit in most draws, but
+    # waves of simultaneous spikes have shown a few ulps (1.4e-15 relative).
+    np.testing.assert_allclose(later.spike_times, sol.spike_times, rtol=1e-14, atol=0)
     v_after = np.asarray(later.states["v"])
     for slot, (t, k) in enumerate(zip(times, neurons)):
         if t + HOLD < T1:
@@ -114,9 +119,28 @@ def _check_spikes_and_resets(p, exact):
     return sol
 
 
+def _wave(tau_syn):
+    """All-to-all excitation and eight input spikes at t = 0: waves of simultaneous
+    spikes, more than a hundred in 60 ms (a draw that once filled a 96-spike buffer,
+    and whose records moved spike times by a few ulps)."""
+    return dict(
+        tau_mem=np.full(N, 5.0),
+        tau_syn=np.asarray(tau_syn, float),
+        v_reset=np.zeros(N),
+        t_ref=np.ones(N),
+        current=np.ones(N),
+        weights=0.59375 * (1 - np.eye(N)),
+        input_times=np.zeros(K),
+        input_sources=np.zeros(K, np.int32),
+        input_weights=np.ones((3, N)),
+    )
+
+
 @pytest.mark.parametrize("exact", [True, False], ids=["exact", "ode"])
 @SETTINGS
 @given(p=networks())
+@example(p=_wave([2.0, 2.0, 2.0, 3.0, 2.0]))
+@example(p=_wave([3.0] * N))
 def test_spikes_are_sorted_spaced_and_followed_by_the_reset(exact, p):
     _check_spikes_and_resets(p, exact)
 
