@@ -720,7 +720,10 @@ def _closed_form_path(exact, system, solver, stepsize_controller, locate_spikes)
     if isinstance(exact, str):
         if exact != "layered":
             raise _arg_error(
-                "exact", f"must be None, True, False or 'layered' (got {exact!r})", ""
+                "exact",
+                f"must be None, True, False or 'layered' (got {exact!r})",
+                "None chooses the closed form where it applies; 'layered' computes "
+                "first spikes of feed-forward fire-once networks.",
             )
         for name, value in (
             ("solver", solver),
