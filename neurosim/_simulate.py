@@ -591,56 +591,35 @@ def simulate(
     exact = _closed_form_path(exact, system, solver, stepsize_controller, locate_spikes)
     if exact == "layered":
         deferred += _layered.check(network, t0, t1, max_spikes)
-        t1 = _as_float(t1, dtype)
-        for bad, message in deferred:
-            t1 = eqx.error_if(t1, bad, message)
-        out, fault = _run_layered_jit(
-            system,
-            _as_float(t0, dtype),
-            t1,
-            states,
-            input_times,
-            input_sources,
-            record,
-            max_spikes,
-        )
-        solution = _solution(out, fault, network, record, _as_float(t0, dtype), single)
-        return _report(solution, throw)
-    default = _default_tolerance(dtype, network)
-    rtol, atol = (default if x is None else x for x in (rtol, atol))
-    solver, stepsize_controller, adaptive, dt0 = _integration(
-        solver, stepsize_controller, rtol, atol, dt0
-    )
-    if max_iterations is None:
-        max_iterations = (
-            8 * max_spikes + 2 * (input_times.shape[0] + record.shape[0]) + 100_000
-        )
-    config = dict(
-        max_spikes=max_spikes,
-        solver=solver,
-        stepsize_controller=stepsize_controller,
-        adaptive=adaptive,
-        max_solver_steps=max_solver_steps,
-        max_iterations=max_iterations,
-        locate_spikes=locate_spikes,
-        gradients=gradients,
-        exact=exact,
-    )
-    t1 = _as_float(t1, dtype)
+    t0, t1 = _as_float(t0, dtype), _as_float(t1, dtype)
     for bad, message in deferred:
         t1 = eqx.error_if(t1, bad, message)
-    out, fault = _run_jit(
-        system,
-        _as_float(t0, dtype),
-        t1,
-        states,
-        input_times,
-        input_sources,
-        record,
-        _as_float(dt0, dtype),
-        config,
-    )
-    solution = _solution(out, fault, network, record, _as_float(t0, dtype), single)
+    inputs = (system, t0, t1, states, input_times, input_sources, record)
+    if exact == "layered":
+        out, fault = _run_layered_jit(*inputs, max_spikes)
+    else:
+        default = _default_tolerance(dtype, network)
+        rtol, atol = (default if x is None else x for x in (rtol, atol))
+        solver, stepsize_controller, adaptive, dt0 = _integration(
+            solver, stepsize_controller, rtol, atol, dt0
+        )
+        if max_iterations is None:
+            max_iterations = (
+                8 * max_spikes + 2 * (input_times.shape[0] + record.shape[0]) + 100_000
+            )
+        config = dict(
+            max_spikes=max_spikes,
+            solver=solver,
+            stepsize_controller=stepsize_controller,
+            adaptive=adaptive,
+            max_solver_steps=max_solver_steps,
+            max_iterations=max_iterations,
+            locate_spikes=locate_spikes,
+            gradients=gradients,
+            exact=exact,
+        )
+        out, fault = _run_jit(*inputs, _as_float(dt0, dtype), config)
+    solution = _solution(out, fault, network, record, t0, single)
     return _report(solution, throw)
 
 
