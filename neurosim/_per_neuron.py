@@ -7,7 +7,8 @@ the current it sees (constant between current jumps) and its *key*, the time of 
 next threshold crossing if nothing reaches it before (or of its next check, below).
 Each iteration of the loop takes the earliest of
 
-- the smallest key over all neurons (one reduction over the network),
+- the smallest key over all neurons (from the minima of the key grid's rows, kept
+  up to date: `O(sqrt(n))` work per event, see **Layout**),
 - the next external input spike, the next delayed delivery,
 - the next jump of an external current, the next record time,
 
@@ -84,9 +85,14 @@ from replaying the log in closed form (`neurosim._replay`), where that covers th
 network; otherwise (and with `gradients="checkpointed"`) the loop is a checkpointed
 `equinox.internal.while_loop`, differentiated itself.
 
-**Layout.** Keys live in a `(rows, cols)` grid: XLA's CPU backend vectorizes the
-reduction of a 2-D array, not that of a long vector; the slots past `n` are padding,
-inf forever (a write that is dropped goes past the grid's end, never into them). The
+**Layout.** Keys live in a `(rows, cols)` grid of about `sqrt(n)` by `sqrt(n)`
+(`_Keys`), with the minimum of each row; the slots past `n` are padding, inf forever
+(a write that is dropped goes past the grid's end, never into them). The earliest
+key is the smallest row minimum's row searched (`_earliest_key`). A write lowers its
+row's minimum, or, where it moves the key that was the minimum later (the firing
+neuron's, an inhibited target's), marks the row to be searched again (`_write_keys`).
+So an event costs `O(fan-out + sqrt(n))`, not `O(n)`: on CUBA with a fan-out of 80
+the cost per spike is the same from 1000 to 64 000 neurons (benchmarks/cuba_scaling.py). The
 rest of a population's data is one `(n, width)` table (the state fields, then those of
 `_Row`), read with one gather and written with one scatter per event; the table is
 read only before it is written, else XLA copies it on every iteration. The targets of a spike come from the network's delivery plans (one list per
@@ -138,6 +144,7 @@ sets the status.
 """
 
 import functools
+import math
 
 import equinox as eqx
 import equinox.internal as eqxi
@@ -479,6 +486,92 @@ def _row_start(row, ndim):
     return (row,) + (jnp.zeros((), jnp.int32),) * (ndim - 1)
 
 
+class _Keys(eqx.Module):
+    """A population's keys in a `(rows, cols)` grid of about `sqrt(n)` by `sqrt(n)`
+    (padded with inf), and the minimum of each row, kept exact as keys are written
+    (`_write_keys`): the earliest key is the earliest row minimum's row searched, so
+    finding it costs `O(sqrt(n))`, not `O(n)`."""
+
+    grid: Array
+    rowmin: Array
+
+
+def _key_shape(n):
+    """Rows and columns of the key grid of `n` neurons: columns a multiple of 8 near
+    `sqrt(n)`."""
+    root = math.isqrt(max(n - 1, 0)) + 1  # the ceiling of sqrt(n)
+    cols = 8 * -(-root // 8)
+    return -(-n // cols), cols
+
+
+def _keys_of(keys):
+    """`(n,)` keys as `_Keys`."""
+    rows, cols = _key_shape(keys.shape[0])
+    padding = rows * cols - keys.shape[0]
+    grid = jnp.pad(keys, (0, padding), constant_values=jnp.inf).reshape(rows, cols)
+    return _Keys(grid, jnp.min(grid, axis=1))
+
+
+def _earliest_key(keys: _Keys):
+    """The smallest key and its index (the lowest among equal keys; `rows * cols` if
+    the smallest is NaN). The time is the chosen neuron's key, with its derivative."""
+    rows, cols = keys.grid.shape
+    low = jnp.min(keys.rowmin)
+    r = jnp.min(jnp.where(keys.rowmin == low, jnp.arange(rows, dtype=jnp.int32), rows))
+    row = lax.dynamic_slice(keys.grid, _row_start(jnp.minimum(r, rows - 1), 2), (1, cols))[
+        0
+    ]
+    c = jnp.min(jnp.where(row == low, jnp.arange(cols, dtype=jnp.int32), cols))
+    found = (r < rows) & (c < cols)
+    k = jnp.where(found, r * cols + c, rows * cols)
+    return jnp.where(found, row[jnp.minimum(c, cols - 1)], low), k
+
+
+def _write_keys(keys: _Keys, idx, old, new, whole) -> _Keys:
+    """`keys` with the flat entries `idx` set to `new` (entries of `idx` distinct, or
+    `rows * cols` and up: dropped; `old` their values before), and the row minima
+    brought up to date.
+
+    In a loop compiled whole (`whole`), a row's minimum is lowered to the new keys
+    written into it, and the row is searched again only when the key that was its
+    minimum moved later: a spike's targets cost `O(1)` each, and the firing neuron's
+    row `O(sqrt(n))`. Otherwise every written row's minimum is taken again."""
+    rows, cols = keys.grid.shape
+    size = rows * cols
+    flat = keys.grid.reshape(-1)
+    if not whole:
+        grid = flat.at[idx].set(new, mode="drop").reshape(rows, cols)
+        r = idx // cols
+        minima = jnp.min(grid.at[r].get(mode="clip"), axis=1)
+        return _Keys(grid, keys.rowmin.at[r].set(minima, mode="drop"))
+
+    # Every read of an array happens where it is written (or before any write), so
+    # that XLA updates it in place instead of copying it in every step.
+    flat = _set_rows(flat, idx, new, whole)
+    valid = idx < size
+    r = jnp.minimum(idx // cols, rows - 1).astype(jnp.int32)
+    was_min = (old <= keys.rowmin.at[r].get(mode="clip")) | jnp.isnan(old)
+    raised = valid & was_min & ~(new <= old)
+    lowering = jnp.where(valid, new, jnp.inf)
+
+    def lower(k, rowmin):
+        m = lax.dynamic_slice(rowmin, (r[k],), (1,))
+        return lax.dynamic_update_slice(rowmin, jnp.minimum(m, lowering[k]), (r[k],))
+
+    rowmin = lax.fori_loop(0, idx.shape[0], lower, keys.rowmin)
+    rank = jnp.cumsum(raised.astype(jnp.int32))
+    position = jnp.arange(idx.shape[0], dtype=jnp.int32)
+
+    def search(j, rowmin):
+        k = jnp.min(jnp.where(raised & (rank == j + 1), position, idx.shape[0] - 1))
+        start = r[k] * cols
+        m = jnp.min(lax.dynamic_slice(flat, (start,), (cols,)))
+        return lax.dynamic_update_slice(rowmin, m[None], (r[k],))
+
+    rowmin = lax.fori_loop(0, rank[-1], search, rowmin)
+    return _Keys(flat.reshape(rows, cols), rowmin)
+
+
 def _put(array, i, value, whole):
     """`array.at[i].set(value, mode="drop")` for one index (see `_set_rows`)."""
     i = jnp.asarray(i, jnp.int32)[None]
@@ -525,7 +618,7 @@ class _Carry(eqx.Module):
     t: Float[Array, ""]  # the time as a pair (t, t_lo), see the module docstring
     t_lo: Float[Array, ""]
     table: dict  # population -> (n, width)
-    key: dict  # population -> predicted times (each neuron's priority), see `_as_grid`
+    key: dict  # population -> `_Keys`: predicted times (each neuron's priority)
     jumped: dict  # population with a stepped current -> time of its last jump
     aux: tuple  # delay queues
     input_ptr: Int[Array, ""]
@@ -840,7 +933,7 @@ class _Loop:
                 name, self.pops[name].neuron, y0[name], current, self.t0, zero, h
             )
             table0[name] = self.layout[name].pack(y0[name], row)
-            key0[name] = _as_grid(key)
+            key0[name] = _keys_of(key)
         size, spare = self.max_spikes + self.spare, self.spare
         return _Carry(
             t=self.t0,
@@ -943,7 +1036,7 @@ class _Loop:
         """Among the neurons of `name` whose key is `low`, the one of the earliest
         wave (then the lowest index), and its wave."""
         n = self.pops[name].n
-        keys = carry.key[name].reshape(-1)[:n]
+        keys = carry.key[name].grid.reshape(-1)[:n]
         waves = self.layout[name].unpack(carry.table[name])[1].wave
         at_low = keys == low
         wave = jnp.min(jnp.where(at_low, waves, jnp.inf))
@@ -957,7 +1050,7 @@ class _Loop:
         inf, names = self.inf, self.names
         firsts, lows, waves = [], [], []
         for name in names:
-            low, k = _earliest(carry.key[name], self.whole)
+            low, k = _earliest_key(carry.key[name])
             if self.waves:
                 k, wave = self.earliest_wave(carry, name, low)
                 waves.append(wave)
@@ -1128,8 +1221,7 @@ class _Loop:
             state, row = lay.unpack(gathered)
             state = _advance(neuron, state, row.current, row.t_last, row.t_last_lo, t, t_lo)
             me = (idx == event.firsts[p]) & event.is_neuron & (event.which == p)
-            grid = carry.key[name].shape
-            flat = carry.key[name].reshape(-1)
+            flat = carry.key[name].grid.reshape(-1)
             old_key = flat.at[idx].get(mode="clip")
             if pop.neuron.spiking:
                 fired = me & touched.fired[p]
@@ -1190,7 +1282,7 @@ class _Loop:
             # The grid's padding (slots n and up) must stay inf: entries not written
             # go past its end, not to slot n.
             write_key = jnp.where(write < n, write, flat.shape[0])
-            keys[name] = _set_rows(flat, write_key, key, self.whole).reshape(grid)
+            keys[name] = _write_keys(carry.key[name], write_key, old_key, key, self.whole)
             finite.append(jnp.all(jnp.isfinite(state.v)))
         return table, keys, finite
 
@@ -1245,7 +1337,10 @@ class _Loop:
                 # Under `vmap` the branch runs when any run jumps: the others keep
                 # their rows.
                 rows = jnp.where(now, lay.pack(state, new_row), table_q)
-                return rows, jnp.where(now, _as_grid(key), operands[1]), ok
+                new_keys = jtu.tree_map(
+                    lambda a, b: jnp.where(now, a, b), _keys_of(key), operands[1]
+                )
+                return rows, new_keys, ok
 
             table[name], keys[name], ok = lax.cond(
                 eqxi.unvmap_any(now),

@@ -231,3 +231,52 @@ def test_forward_mode_through_the_loop_compiled_whole():
     np.testing.assert_allclose(times, k * tau * np.log(current / (current - 1)), rtol=1e-6)
     slope = tau * (1 / current - 1 / (current - 1))
     np.testing.assert_allclose(tangents, k * slope, rtol=1e-5)
+
+
+@pytest.mark.parametrize("whole", [True, False], ids=["whole", "usual"])
+def test_key_grid_row_minima_and_earliest_key_match_numpy(whole):
+    """The key grid's row minima, kept up to date write by write (`_write_keys`), and
+    the earliest key found from them (`_earliest_key`), against NumPy's minimum and
+    first index of the minimum over the whole array, through random sequences of
+    writes: keys from a small set (ties), inf, raised and lowered minima, writes that
+    are dropped, and a NaN (which the earliest key reports) overwritten next."""
+    rng = np.random.default_rng(0)
+    values = np.array([0.5, 1.0, 1.0, 2.0, 3.0, np.inf], np.float32)
+
+    @jax.jit
+    def step(keys, idx, new):
+        flat = keys.grid.reshape(-1)
+        old = flat.at[idx].get(mode="clip")
+        keys = _per_neuron._write_keys(keys, idx, old, new, whole)
+        return keys, _per_neuron._earliest_key(keys)
+
+    for n in (1, 5, 65, 1000):
+        keys = _per_neuron._keys_of(jnp.asarray(rng.choice(values, n)))
+        rows, cols = keys.grid.shape
+        assert rows * cols >= n and cols % 8 == 0 and rows <= cols
+        reference = np.asarray(keys.grid).reshape(-1)[:n].copy()
+        touched, nan_at = min(n, 9), None
+        for i in range(40):
+            idx = rng.choice(n, touched, replace=False)
+            new = rng.choice(values, touched).astype(np.float32)
+            dropped = rng.random(touched) < 0.2
+            if i == 30:
+                new[0], dropped[0] = np.nan, False
+                nan_at = idx[:1]
+            if i == 31:  # the NaN written over
+                idx = np.concatenate([nan_at, idx[idx != nan_at[0]]])[:touched]
+                dropped[0] = False
+            reference[idx[~dropped]] = new[~dropped]
+            written = np.where(dropped, rows * cols, idx).astype(np.int32)
+            keys, (low, k) = step(keys, jnp.asarray(written), jnp.asarray(new))
+            grid = np.asarray(keys.grid).reshape(-1)
+            np.testing.assert_array_equal(grid[:n], reference)
+            assert np.all(np.isposinf(grid[n:]))
+            np.testing.assert_array_equal(
+                np.asarray(keys.rowmin), np.min(np.asarray(keys.grid), axis=1)
+            )
+            if i == 30:
+                assert np.isnan(low) and int(k) == rows * cols
+            else:
+                assert float(low) == reference.min()
+                assert int(k) == int(np.argmin(reference))
