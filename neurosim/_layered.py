@@ -44,6 +44,7 @@ from ._per_neuron import (
     _advance,
     _constant,
     _elapsed,
+    _finest,
     _predict,
     horizon_cap,
     newton_step,
@@ -307,10 +308,13 @@ class _Population:
                 rounds=c["rounds"] + 1,
             )
 
+        # A segment is searched over its own length (not beyond the next arrival, where
+        # the neuron is predicted again), within the loop's bounds on a horizon.
+        h0 = jnp.clip(jnp.where(live, ends - starts, cap), _finest(starts, cap), cap)
         init = dict(
             t=starts,
             t_lo=zero,
-            h=jnp.full_like(starts, cap),
+            h=h0,
             moved=jnp.zeros_like(live),
             active=live,
             found=jnp.zeros_like(live),
