@@ -109,9 +109,9 @@ def _check_spikes_and_resets(p, exact):
     record = np.full((MAX_SPIKES,), T1)
     record[: len(times)] = np.minimum(times + HOLD, T1)  # sorted, as `times`
     later = _traced(_as_arrays(p), exact, record=jnp.asarray(record))
-    # Records change no spike time beyond rounding: bit for bit in most draws, but
-    # waves of simultaneous spikes have shown a few ulps (1.4e-15 relative).
-    np.testing.assert_allclose(later.spike_times, sol.spike_times, rtol=1e-14, atol=0)
+    # Records change no spike time: bit for bit.
+    np.testing.assert_array_equal(later.spike_times, sol.spike_times)
+    np.testing.assert_array_equal(later.spike_neurons, sol.spike_neurons)
     v_after = np.asarray(later.states["v"])
     for slot, (t, k) in enumerate(zip(times, neurons)):
         if t + HOLD < T1:
@@ -122,7 +122,7 @@ def _check_spikes_and_resets(p, exact):
 def _wave(tau_syn):
     """All-to-all excitation and eight input spikes at t = 0: waves of simultaneous
     spikes, more than a hundred in 60 ms (a draw that once filled a 96-spike buffer,
-    and whose records moved spike times by a few ulps)."""
+    and whose records once moved spike times by a few ulps)."""
     return dict(
         tau_mem=np.full(N, 5.0),
         tau_syn=np.asarray(tau_syn, float),
