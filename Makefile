@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# `make bench`: Brian2 lives in its own environment, never in neurosim's.
+# `make bench`: Brian2 and jaxsnn live in their own environment, never in neurosim's.
 # BENCH_ARGS=--quick for the small sizes.
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed
@@ -42,7 +42,8 @@ $(BENCH_STAMP): benchmarks/requirements-bench.txt
 	touch $(BENCH_STAMP)
 
 bench: $(STAMP) $(BENCH_STAMP)
-	$(PY) benchmarks/run_all.py --brian2-python $(BENCH_VENV)/bin/python $(BENCH_ARGS)
+	$(PY) benchmarks/run_all.py --brian2-python $(BENCH_VENV)/bin/python \
+		--jaxsnn-python $(BENCH_VENV)/bin/python $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check neurosim tests benchmarks

@@ -27,6 +27,9 @@ GOALS = {
     "lif_f64": "LIF spike-time error below 1e-6 ms in float64",
     "gradients": "value and gradient at most 5x the forward run",
     "compile": "CUBA compile time below 10 s",
+    "yinyang_forward": "Yin-Yang 5-120-3, batch 256: forward at or below jaxsnn's",
+    "yinyang_grad": "Yin-Yang: value and grad at or below jaxsnn's EventProp",
+    "yinyang_compile": "Yin-Yang: compile of value and grad at most 10 s",
 }
 
 
@@ -162,6 +165,36 @@ def goal_compile(results):
     ), compile_s < 10
 
 
+def yinyang_pair(results, key):
+    """neurosim's `exact="layered"` figure and jaxsnn's EventProp one for `key`
+    ("forward" or "value_and_grad")."""
+    y = results["neurosim"]["yinyang"]
+    theirs = {r["backprop_method"]: r for r in y["jaxsnn"]["result"]}["eventprop"][key]
+    return y["neurosim"][f"{key}_layered"], theirs
+
+
+def goal_yinyang(key):
+    def check(results):
+        ours, theirs = yinyang_pair(results, key)
+        ratio = ours["best_s"] / theirs["best_s"]
+        return (
+            f'neurosim `exact="layered"` {f(ours["best_s"])} s, jaxsnn '
+            f"{'EventProp ' if key != 'forward' else ''}{f(theirs['best_s'])} s "
+            f"(ratio {f(ratio, 2)})"
+        ), ratio <= 1
+
+    return check
+
+
+def goal_yinyang_compile(results):
+    ours = results["neurosim"]["yinyang"]["neurosim"]["value_and_grad_layered"]
+    compile_s = ours["first_s"] - ours["best_s"]
+    return (
+        f'{f(compile_s, 1)} s (`exact="layered"`, first call {f(ours["first_s"], 1)} s '
+        "minus a warm call)"
+    ), compile_s <= 10
+
+
 GOAL_CHECKS = [  # (goal, check, the workloads it reads)
     ("cuba_run", goal_cuba_run, ("brian2/cuba", "neurosim/cuba")),
     ("cuba_loop", goal_cuba_loop, ("brian2/cuba", "neurosim/cuba")),
@@ -169,6 +202,9 @@ GOAL_CHECKS = [  # (goal, check, the workloads it reads)
     ("lif_f64", goal_lif_f64, ("neurosim/lif",)),
     ("gradients", goal_gradients, ("neurosim/gradients",)),
     ("compile", goal_compile, ("neurosim/cuba",)),
+    ("yinyang_forward", goal_yinyang("forward"), ("neurosim/yinyang",)),
+    ("yinyang_grad", goal_yinyang("value_and_grad"), ("neurosim/yinyang",)),
+    ("yinyang_compile", goal_yinyang_compile, ("neurosim/yinyang",)),
 ]
 
 
@@ -751,6 +787,73 @@ def scaling(results):
     ]
 
 
+def yinyang(results):
+    y = results["neurosim"]["yinyang"]
+    ours, ref = y["neurosim"], y["jaxsnn"]
+    forward = ours["forward"]["best_s"]
+    rows = [
+        [
+            "neurosim",
+            r["label"],
+            f(r["first_s"], 2),
+            f(r["best_s"]),
+            f(r["best_s"] / forward, 1),
+        ]
+        for r in ours.values()
+    ]
+    text = [
+        "## 11. Yin-Yang: neurosim and jaxsnn\n",
+        f"The 5-120-3 network of `examples/yinyang.py` at its initial weights (LIF "
+        f"tau_mem {y['neuron']['tau_mem']:g} ms, tau_syn {y['neuron']['tau_syn']:g} ms, "
+        f"five input spikes per point), a batch of {y['batch']} points under `jax.vmap`, "
+        "first-spike cross-entropy, float32 (`benchmarks/gradients.py --only yinyang`). "
+        "jaxsnn: its own 5-120-3 network as in its example "
+        "`yinyang_layered_event_prop.py` with 120 hidden neurons "
+        "(`benchmarks/jaxsnn_reference.py`: 25 input spikes per point, its time scale in "
+        "s, its squared-error loss on the first output spikes), the same batch size, "
+        "EventProp and jaxsnn's analytical backprop. Both under `jax.jit`; first call "
+        f"(compile and run) and the best of {y['repeats']} warm calls (not the median); "
+        "x forward: against the same simulator's first forward row (neurosim: the event "
+        "loop, `gradients=False`).\n",
+    ]
+    headers = ["simulator", "function", "first call s", "warm s", "x forward"]
+    if "error" in ref:
+        return text + [
+            table(headers, rows),
+            f"jaxsnn: failed: {ref['error']}.\n",
+        ]
+    for r in ref["result"]:
+        method = r["backprop_method"]
+        jax_forward = r["forward"]["best_s"]
+        for key, label in (("forward", "forward"), ("value_and_grad", "value+grad")):
+            t = r[key]
+            rows.append(
+                [
+                    f"jaxsnn {ref['versions']['jaxsnn']}",
+                    f"{label}, {method}",
+                    f(t["first_s"], 2),
+                    f(t["best_s"]),
+                    f(t["best_s"] / jax_forward, 1),
+                ]
+            )
+    ratios = []
+    for key, label in (("forward", "forward"), ("value_and_grad", "value+grad")):
+        a, b = yinyang_pair(results, key)
+        ratios.append(
+            [
+                f'{label}: `exact="layered"` / jaxsnn'
+                + (" EventProp" if key != "forward" else ""),
+                f(a["first_s"] / b["first_s"], 2),
+                f(a["best_s"] / b["best_s"], 2),
+            ]
+        )
+    return text + [
+        table(headers, rows),
+        "neurosim / jaxsnn (below 1: neurosim is faster):\n",
+        table(["", "first call", "warm"], ratios),
+    ]
+
+
 SECTIONS = [  # (title if it fails, section, the workloads it reads)
     ("Benchmark results", header, ()),
     ("Goals of the benchmark issue", goals, ()),
@@ -768,6 +871,7 @@ SECTIONS = [  # (title if it fails, section, the workloads it reads)
     ("8. Agreement", agreement_sweep, ("neurosim/agreement",)),
     ("9. Accuracy of the default tolerances", accuracy, ("neurosim/accuracy",)),
     ("10. Scaling: CUBA with a fixed fan-out", scaling, ("neurosim/scaling",)),
+    ("11. Yin-Yang: neurosim and jaxsnn", yinyang, ("neurosim/yinyang",)),
 ]
 
 

@@ -11,14 +11,26 @@ Workloads:
   neurons, a scalar delay, a stepped current, Poisson input), a loss on every spike
   time and the final state, float64.
 
-Prints, per workload and path, the first call (compile and run) and the best of 3
-warm calls, in seconds, and the ratio to the forward run.
+Prints, per workload and path, the first call (compile and run) and the best of
+`--repeats` (5) warm calls, in seconds, and the ratio to the forward run.
 
-Run: `python benchmarks/gradients.py [--only yinyang|recurrent]`.
+With `--jaxsnn-python PYTHON` (an interpreter with jaxsnn, such as
+`.venv-bench/bin/python`; jaxsnn is no neurosim dependency), `jaxsnn_reference.py` runs
+in that interpreter as a child process, after neurosim's figures, and times jaxsnn's
+own 5-120-3 Yin-Yang network at the same batch size (its example's parameters and
+encoding, EventProp and its analytical backprop, see that file); its rows are printed
+beside neurosim's with the ratios neurosim / jaxsnn: forward (`exact="layered"`
+against jaxsnn's forward) and value+grad (`exact="layered"` against jaxsnn's
+EventProp). `--json` prints the figures as one JSON line at the end (for `run_all.py`).
+
+Run: `python benchmarks/gradients.py [--only yinyang|recurrent] [--jaxsnn-python
+PYTHON] [--repeats 5] [--json]`.
 """
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import time
 
@@ -31,12 +43,16 @@ sys.path.insert(0, os.path.join(HERE, "..", "examples"))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 
 
-def _time(fn, *args):
+REPEATS = 5  # warm calls per figure (`--repeats`)
+BATCH = 256  # Yin-Yang points per batch, neurosim's and jaxsnn's
+
+
+def _time(fn, *args, repeats=REPEATS):
     start = time.perf_counter()
     jax.block_until_ready(fn(*args))
     first = time.perf_counter() - start
     warm = []
-    for _ in range(3):
+    for _ in range(repeats):
         start = time.perf_counter()
         jax.block_until_ready(fn(*args))
         warm.append(time.perf_counter() - start)
@@ -51,14 +67,16 @@ def _report(name, rows):
         print(f"  {label:28s} {first:10.2f} {warm:8.3f} {warm / forward:10.1f}")
 
 
-def yinyang():
+def yinyang(repeats=REPEATS, jaxsnn_python=None):
+    """neurosim's rows (and jaxsnn's, with `jaxsnn_python`), printed; the figures as a
+    dict: {"neurosim": {key: {"label", "first_s", "best_s"}}, "jaxsnn": ...}."""
     import yinyang as yy
 
     import neurosim as ns
     from neurosim import losses
 
     params = yy.init_params(jax.random.PRNGKey(0))
-    points, labels = yy.yinyang(256, seed=42)
+    points, labels = yy.yinyang(BATCH, seed=42)
 
     def first_times(params, point, gradients):
         layered = gradients == "layered"
@@ -75,25 +93,104 @@ def yinyang():
         times = jax.vmap(first_times, (None, 0, None))(params, points, gradients)
         return jnp.mean(losses.first_spike_cross_entropy(times, labels, tau=yy.TAU_LOSS))
 
-    rows = []
-    forward = jax.jit(lambda p: batch_loss(p, False))
-    rows.append(("forward (gradients=False)", *_time(forward, params)))
-    names = {
-        True: "value+grad, replay",
-        "checkpointed": "value+grad, checkpointed",
-        "layered": 'value+grad, exact="layered"',
+    functions = {  # key: (label, function)
+        "forward": ("forward (gradients=False)", lambda p: batch_loss(p, False)),
+        "value_and_grad_replay": (
+            "value+grad, replay",
+            jax.value_and_grad(lambda p: batch_loss(p, True)),
+        ),
+        "value_and_grad_checkpointed": (
+            "value+grad, checkpointed",
+            jax.value_and_grad(lambda p: batch_loss(p, "checkpointed")),
+        ),
+        "forward_layered": ('forward, exact="layered"', lambda p: batch_loss(p, "layered")),
+        "value_and_grad_layered": (
+            'value+grad, exact="layered"',
+            jax.value_and_grad(lambda p: batch_loss(p, "layered")),
+        ),
     }
-    for path in (True, "checkpointed"):
-        fn = jax.jit(jax.value_and_grad(lambda p, path=path: batch_loss(p, path)))
-        rows.append((names[path], *_time(fn, params)))
-    layered = jax.jit(lambda p: batch_loss(p, "layered"))
-    rows.append(('forward, exact="layered"', *_time(layered, params)))
-    fn = jax.jit(jax.value_and_grad(lambda p: batch_loss(p, "layered")))
-    rows.append((names["layered"], *_time(fn, params)))
-    _report("yinyang: 5-120-3 LIF, batch 256 (vmap), float32", rows)
+    rows, ours = [], {}
+    for key, (label, fn) in functions.items():
+        first, best = _time(jax.jit(fn), params, repeats=repeats)
+        rows.append((label, first, best))
+        ours[key] = {"label": label, "first_s": first, "best_s": best}
+    _report(f"yinyang: 5-120-3 LIF, batch {BATCH} (vmap), float32", rows)
+    out = {
+        "batch": BATCH,
+        "repeats": repeats,
+        "neuron": {k: float(v) for k, v in yy.NEURON.items()},
+        "neurosim": ours,
+    }
+    if jaxsnn_python:
+        out["jaxsnn"] = jaxsnn(jaxsnn_python, repeats)
+        _report_jaxsnn(out)
+    return out
 
 
-def recurrent():
+def jaxsnn(python, repeats=REPEATS):
+    """`jaxsnn_reference.py` under `python` (an interpreter with jaxsnn), at the same
+    batch size; its JSON output, or {"error": ...}."""
+    command = [str(python), os.path.join(HERE, "jaxsnn_reference.py")]
+    command += ["--batch", str(BATCH), "--repeats", str(repeats)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = [line for line in done.stderr.splitlines() if line.strip()][-1:]
+        return {"error": f"jaxsnn_reference.py exited {done.returncode}: {tail}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def ratios(out):
+    """neurosim / jaxsnn, warm and first call: forward (`exact="layered"` against
+    jaxsnn's forward under EventProp) and value+grad (`exact="layered"` against jaxsnn's
+    EventProp). Below 1: neurosim is faster."""
+    ours = out["neurosim"]
+    theirs = {row["backprop_method"]: row for row in out["jaxsnn"]["result"]}["eventprop"]
+    pairs = {
+        "forward": (ours["forward_layered"], theirs["forward"]),
+        "value_and_grad": (ours["value_and_grad_layered"], theirs["value_and_grad"]),
+    }
+    return {
+        name: {
+            "warm": a["best_s"] / b["best_s"],
+            "first_call": a["first_s"] / b["first_s"],
+        }
+        for name, (a, b) in pairs.items()
+    }
+
+
+def _report_jaxsnn(out):
+    ref = out["jaxsnn"]
+    if "error" in ref:
+        print(f"\njaxsnn: failed: {ref['error']}")
+        return
+    versions, config = ref["versions"], ref["config"]
+    print(
+        f"\njaxsnn {versions['jaxsnn']} (jax {versions['jax']}): its 5-120-3 Yin-Yang "
+        f"network, batch {config['batch']}, {config['input_spikes_per_sample']} input "
+        f"spikes per sample, tau_mem {config['tau_mem_s']:g} s, tau_syn "
+        f"{config['tau_syn_s']:g} s, event budgets {config['n_spikes']}, float32"
+    )
+    print(f"  {'':28s} {'first call':>10s} {'warm':>8s} {'x forward':>10s}")
+    for row in ref["result"]:
+        method = row["backprop_method"]
+        forward = row["forward"]["best_s"]
+        for key, label in (("forward", "forward"), ("value_and_grad", "value+grad")):
+            timed = row[key]
+            label = f"{label} ({method})"
+            ratio = timed["best_s"] / forward
+            print(
+                f"  {label:28s} {timed['first_s']:10.2f} {timed['best_s']:8.3f} {ratio:10.1f}"
+            )
+    print("\nneurosim / jaxsnn (below 1: neurosim faster)       first call     warm")
+    names = {
+        "forward": 'forward: exact="layered" / jaxsnn',
+        "value_and_grad": 'value+grad: exact="layered" / EventProp',
+    }
+    for name, r in ratios(out).items():
+        print(f"  {names[name]:46s} {r['first_call']:10.2f} {r['warm']:8.2f}")
+
+
+def recurrent(repeats=REPEATS):
     jax.config.update("jax_enable_x64", True)
     import _random_networks as rn
 
@@ -121,11 +218,11 @@ def recurrent():
 
     rows = []
     forward = eqx.filter_jit(lambda a: loss(a, False))
-    rows.append(("forward (gradients=False)", *_time(forward, net.arrays)))
+    rows.append(("forward (gradients=False)", *_time(forward, net.arrays, repeats=repeats)))
     for path in (True, "checkpointed"):
         label = "value+grad, replay" if path is True else "value+grad, checkpointed"
         fn = eqx.filter_jit(eqx.filter_value_and_grad(lambda a, path=path: loss(a, path)))
-        rows.append((label, *_time(fn, net.arrays)))
+        rows.append((label, *_time(fn, net.arrays, repeats=repeats)))
     count = int(
         eqx.filter_jit(
             lambda a: (
@@ -150,12 +247,23 @@ def recurrent():
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=("yinyang", "recurrent"))
+    parser.add_argument(
+        "--jaxsnn-python",
+        help="an interpreter with jaxsnn: time jaxsnn's Yin-Yang network beside ours",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=REPEATS, help="warm calls per figure"
+    )
+    parser.add_argument("--json", action="store_true", help="end with the figures as JSON")
     args = parser.parse_args(argv)
     print(f"jax {jax.__version__}, {os.cpu_count()} CPU cores")
+    figures = {}
     if args.only in (None, "yinyang"):
-        yinyang()
+        figures["yinyang"] = yinyang(args.repeats, args.jaxsnn_python)
     if args.only in (None, "recurrent"):
-        recurrent()
+        recurrent(args.repeats)
+    if args.json:
+        print(json.dumps(figures))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,15 @@
-"""The benchmark suite: neurosim against Brian2 and the plain diffrax loop, in one run.
+"""The benchmark suite: neurosim against Brian2, jaxsnn and the plain diffrax loop.
 
 `make bench` runs this script with neurosim's `.venv` after creating `.venv-bench`
-(Brian2 only, see `requirements-bench.txt`). By hand:
+(Brian2 and jaxsnn, see `requirements-bench.txt`). By hand:
 
     .venv/bin/python benchmarks/run_all.py [--quick] [--brian2-python PYTHON]
+        [--jaxsnn-python PYTHON]
 
-where PYTHON is the Brian2 environment's interpreter (default `.venv-bench/bin/python`).
-Brian2 runs in its own process (`brian2_reference.py`, which prints JSON); neurosim runs
-here, never at the same time as Brian2. Every neurosim call is timed with
+where PYTHON is the benchmark environment's interpreter (default
+`.venv-bench/bin/python` for both). Brian2 runs in its own process
+(`brian2_reference.py`, which prints JSON), and so does jaxsnn (`jaxsnn_reference.py`,
+launched by `gradients.py`); neurosim runs here, never at the same time as either. Every neurosim call is timed with
 `jax.block_until_ready`: the first call (compilation plus one run) apart from the warm
 calls, whose median is reported. Writes `benchmarks/RESULTS.md` (see `bench_report.py`)
 and the raw figures to `out/bench/results.json`. Numbers are written, never asserted; a
@@ -42,6 +44,10 @@ Workloads (simulated time in ms, wall times in s):
 10. Scaling (`cuba_scaling.py`): CUBA with a fixed fan-out of 80 at N = 1000, 4000,
    16 000 and 64 000, 1 s, each size in its own process beside Brian2's: build time,
    compile time, run time, cost per spike and peak memory.
+11. Yin-Yang (`gradients.py --only yinyang --jaxsnn-python`, its own process): the
+   5-120-3 LIF network at a batch of 256, forward and value+grad on every gradient
+   path, beside jaxsnn's own 5-120-3 network at the same batch (`jaxsnn_reference.py`:
+   EventProp and analytical backprop); first call and best of 5 warm calls.
 
 `--quick` shrinks the workloads (CUBA 1000 neurons for 200 ms, 256 Izhikevich neurons
 for 200 ms, per-event N = 100 and 1000, scaling N = 1000 and 4000 for 200 ms) to
@@ -271,6 +277,15 @@ def accuracy_cases(quick):
         tail = [line for line in done.stderr.splitlines() if line.strip()][-1:]
         raise RuntimeError(f"accuracy.py exited {done.returncode}: {tail}")
     return json.loads(path.read_text())
+
+
+def yinyang(jaxsnn_python, repeats):
+    """`gradients.py --only yinyang` in its own process, with jaxsnn's rows from
+    `jaxsnn_python` (itself a child of that process); its figures."""
+    command = [sys.executable, str(HERE / "gradients.py"), "--only", "yinyang", "--json"]
+    command += ["--jaxsnn-python", str(jaxsnn_python), "--repeats", str(repeats)]
+    log(f"jaxsnn: {jaxsnn_python}")
+    return child_json(command)["yinyang"]
 
 
 def drift_x64(ks):
@@ -610,6 +625,11 @@ def main():
         default=str(ROOT / ".venv-bench/bin/python"),
         help="the interpreter of the Brian2 environment",
     )
+    parser.add_argument(
+        "--jaxsnn-python",
+        default=str(ROOT / ".venv-bench/bin/python"),
+        help="the interpreter of the jaxsnn environment",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="warm calls per figure")
     parser.add_argument("--output", default=str(HERE / "RESULTS.md"))
     parser.add_argument("--lif-x64", action="store_true", help=argparse.SUPPRESS)
@@ -685,6 +705,8 @@ def main():
         "drift": lambda: [drift(k) for k in config["drift"]] + drift_x64(config["drift"]),
         "agreement": lambda: agreement_sweep(config["agreement_seeds"]),
         "accuracy": lambda: accuracy_cases(config["accuracy_quick"]),
+        # Best of 5 warm calls at least, as the issue's comparison asks.
+        "yinyang": lambda: yinyang(args.jaxsnn_python, max(args.repeats, 5)),
     }
     if args.only:
         workloads = {k: v for k, v in workloads.items() if k in args.only}
@@ -696,6 +718,10 @@ def main():
     config["total_s"] = time.perf_counter() - started
     others = others_share(cpu_at_start, config["total_s"])
     info = machine(versions, load_at_start, others)
+    jaxsnn_run = ours.get("yinyang", {}).get("jaxsnn", {})
+    for name in ("jaxsnn", "jax"):
+        found = jaxsnn_run.get("versions", {}).get(name, "not run")
+        info[f"{name} (jaxsnn environment)"] = found
     results.update(neurosim=ours, machine=info, config=config)
     results = jsonable(results)
     (OUT / "results.json").write_text(json.dumps(results, indent=1))
