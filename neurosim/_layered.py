@@ -14,9 +14,12 @@ vectorised pass over its neurons:
 - a scan over the `K` rows brings each neuron from one arrival to the next with the
   closed form (`_per_neuron._advance`) and adds the weights: the state at the start of
   each of the `K + 1` segments between arrivals;
-- every segment of every neuron is searched at once for a threshold crossing before
-  the segment's end, by the event loop's own predictor (`_per_neuron._predict`),
-  with its horizon and checks, and the first segment that holds one gives the spike.
+- each neuron walks its segments in order, searching each for a threshold crossing
+  before the segment's end with the event loop's own predictor
+  (`_per_neuron._predict`, its checks included), and stops at the first: all neurons
+  of the population at once, one prediction each per round. Segments where `v`
+  provably stays below threshold (a bound from the segment's ends) are skipped, so a
+  neuron receiving 120 arrivals is predicted a few times, not 121.
 
 So the spike times are those of the exact event loop (the same closed form, the same
 predictor and the same order of events at equal times: arrivals before a crossing),
@@ -264,75 +267,128 @@ class _Population:
         else:
             self.spikes, self.after = jnp.full((n,), jnp.inf, times.dtype), None
 
+    def _candidates(self, neuron, current, states, starts, ends, live):
+        """Per segment (flattened), whether it can hold a crossing: every segment but
+        those where `v` provably stays at or below threshold. With `G` the synaptic
+        drive, which moves monotonically between its values at the segment's ends,
+        `v` moves towards `v_inf + G` and stays below `max(v(start), v_inf + max G)`.
+        The test keeps a margin of rounding (it only skips work: a kept segment is
+        searched as before), and keeps refractory neurons and those without leak."""
+        form = neuron.closed_form(states, current, starts, jnp.zeros_like(starts))
+        length = ends - starts
+        high, scale = form.v_inf, jnp.abs(form.v_inf) + jnp.abs(form.state.v)
+        for g, tau in zip(form.g, form.taus, strict=True):
+            high = high + jnp.maximum(g, g * jnp.exp(-length / tau))
+            scale = scale + jnp.abs(g)
+        theta = neuron.v_th
+        margin = 64 * jnp.finfo(starts.dtype).eps * (scale + jnp.abs(theta))
+        below = jnp.maximum(form.state.v, high) <= theta - margin
+        return live & ((form.r > 0) | jnp.isinf(form.tau_m) | ~below)
+
     def _search(self, cap):
-        """Per segment (without derivatives): whether it holds the neuron's first
-        crossing by the event loop's predictor, and the start and horizon of the
-        prediction that finds it (the segment's start, or its last check)."""
+        """Per neuron (without derivatives): the first segment that holds a crossing
+        by the event loop's predictor, and the start and horizon of the prediction
+        that finds it (the segment's start, or its last check).
+
+        Each neuron walks its segments in order, one prediction per round (a check
+        moves within the segment, a prediction past its end moves to the next
+        segment that can hold a crossing, `_candidates`), and stops at its first
+        crossing: the work grows with the neurons, not with neurons times segments."""
         stop = lax.stop_gradient
         segments, n = self.starts.shape
         shape = (segments, n)
-        neuron = _per_element(stop(self.neuron), shape)
-        current = jnp.broadcast_to(stop(self.current), shape).reshape(-1)
-        states = jtu.tree_map(lambda x: stop(x).reshape(-1), self.states)
-        starts = stop(self.starts).reshape(-1)
+        flat_neuron = _per_element(stop(self.neuron), shape)
+        neuron = _per_element(stop(self.neuron), (n,))
+        current = jnp.broadcast_to(stop(self.current), (n,))
+        states = jtu.tree_map(stop, self.states)
+        starts = stop(self.starts)
         arrived = jnp.isfinite(self.times)
         t1 = jnp.broadcast_to(stop(self.t1), (1, n))
         ends = jnp.concatenate([jnp.where(arrived, stop(self.times), t1), t1])
-        ends = ends.reshape(-1)
         # The last segment ends at t1, which a crossing may reach; others end at an
         # arrival, which comes first at equal times.
-        closed = jnp.concatenate([~arrived, jnp.ones((1, n), bool)]).reshape(-1)
-        live = jnp.concatenate([jnp.ones((1, n), bool), arrived]).reshape(-1)
-        zero = jnp.zeros_like(starts)
+        closed = jnp.concatenate([~arrived, jnp.ones((1, n), bool)])
+        live = jnp.concatenate([jnp.ones((1, n), bool), arrived])
+        candidate = self._candidates(
+            flat_neuron,
+            jnp.broadcast_to(stop(self.current), shape).reshape(-1),
+            jtu.tree_map(lambda x: x.reshape(-1), states),
+            starts.reshape(-1),
+            ends.reshape(-1),
+            live.reshape(-1),
+        ).reshape(shape)
+        # The first candidate segment at or after each segment (`segments`: none).
+        index = jnp.arange(segments, dtype=jnp.int32)[:, None]
+        following = lax.cummin(jnp.where(candidate, index, segments), axis=0, reverse=True)
+        following = jnp.concatenate([following, jnp.full((1, n), segments, jnp.int32)])
+        # A segment is searched over its own length (not beyond the next arrival, where
+        # the neuron is predicted again), within the loop's bounds on a horizon.
+        h0 = jnp.clip(jnp.where(live, ends - starts, cap), _finest(starts, cap), cap)
 
-        def cond(carry):
-            return jnp.any(carry["active"])
+        def at(x, segment):
+            clipped = jnp.minimum(segment, segments - 1)[None]
+            return jnp.take_along_axis(x, clipped, axis=0)[0]
+
+        def cond(c):
+            return jnp.any(~c["done"])
 
         def body(c):
-            state = _advance(neuron, states, current, starts, zero, c["t"], c["t_lo"])
+            segment, active = c["segment"], ~c["done"]
+            state, start = (
+                jtu.tree_map(lambda x: at(x, segment), states),
+                at(starts, segment),
+            )
+            end, shut = at(ends, segment), at(closed, segment)
+            zero = jnp.zeros_like(start)
+            state = _advance(neuron, state, current, start, zero, c["t"], c["t_lo"])
             key, key_lo, kind, h = _predict(
                 neuron, state, current, c["t"], c["t_lo"], c["h"], cap
             )
-            before = (key < ends) | (closed & (key == ends))
-            spike = c["active"] & (kind == SPIKE) & before
-            moves = c["active"] & (kind != SPIKE) & before
+            before = (key < end) | (shut & (key == end))
+            spike = active & (kind == SPIKE) & before
+            moves = active & (kind != SPIKE) & before
+            leaves = active & ~before
+            nxt = jnp.where(
+                leaves, at(following, jnp.minimum(segment + 1, segments)), segment
+            )
+            nxt = jnp.where(leaves & (segment + 1 >= segments), segments, nxt)
             return dict(
-                t=jnp.where(moves, key, c["t"]),
-                t_lo=jnp.where(moves, key_lo, c["t_lo"]),
-                h=jnp.where(moves, h, c["h"]),
-                moved=c["moved"] | moves,
-                active=moves,
+                segment=nxt,
+                t=jnp.where(moves, key, jnp.where(leaves, at(starts, nxt), c["t"])),
+                t_lo=jnp.where(moves, key_lo, jnp.where(leaves, 0.0, c["t_lo"])),
+                h=jnp.where(moves, h, jnp.where(leaves, at(h0, nxt), c["h"])),
+                moved=jnp.where(leaves, False, c["moved"] | moves),
+                done=c["done"] | spike | (leaves & (nxt >= segments)),
                 found=c["found"] | spike,
                 key=jnp.where(spike, key, c["key"]),
                 key_lo=jnp.where(spike, key_lo, c["key_lo"]),
                 rounds=c["rounds"] + 1,
             )
 
-        # A segment is searched over its own length (not beyond the next arrival, where
-        # the neuron is predicted again), within the loop's bounds on a horizon.
-        h0 = jnp.clip(jnp.where(live, ends - starts, cap), _finest(starts, cap), cap)
+        first = following[0]
         init = dict(
-            t=starts,
-            t_lo=zero,
-            h=h0,
-            moved=jnp.zeros_like(live),
-            active=live,
-            found=jnp.zeros_like(live),
-            key=jnp.full_like(starts, jnp.inf),
-            key_lo=zero,
+            segment=first,
+            t=at(starts, first),
+            t_lo=jnp.zeros((n,), starts.dtype),
+            h=at(h0, first),
+            moved=jnp.zeros((n,), bool),
+            done=first >= segments,
+            found=jnp.zeros((n,), bool),
+            key=jnp.full((n,), jnp.inf, starts.dtype),
+            key_lo=jnp.zeros((n,), starts.dtype),
             rounds=jnp.zeros((), jnp.int32),
         )
         out = lax.while_loop(cond, body, init)
         self.rounds = out.pop("rounds")
-        return {k: v.reshape(shape) for k, v in out.items()}
+        return out
 
     def _first_spikes(self, cap):
         """The first spike of each neuron (`inf`: none) with its derivatives, and
         the state just after it (reset, refractory)."""
         stop = lax.stop_gradient
         found = self._search(cap)
-        fired = jnp.any(found["found"], axis=0)
-        segment = jnp.argmax(found["found"], axis=0)[None]
+        fired = found["found"]
+        segment = jnp.minimum(found["segment"], self.starts.shape[0] - 1)[None]
 
         def pick(x):
             return jnp.take_along_axis(x, segment, axis=0)[0]
@@ -342,10 +398,10 @@ class _Population:
         # The prediction that found the spike started at the segment's start (an
         # arrival, with the derivative of the spike or input that made it) or at its
         # last check (a time without derivative, as in the event loop).
-        moved = pick(found["moved"])
-        t = jnp.where(moved, stop(pick(found["t"])), start)
-        t_lo = jnp.where(moved, pick(found["t_lo"]), 0.0)
-        key, key_lo = pick(found["key"]), pick(found["key_lo"])
+        moved = found["moved"]
+        t = jnp.where(moved, stop(found["t"]), start)
+        t_lo = jnp.where(moved, found["t_lo"], 0.0)
+        key, key_lo = found["key"], found["key_lo"]
         state = _advance(neuron, state, current, start, 0.0, t, t_lo)
         # Its derivative, as `_predict` gives it: due at `t` (no time elapsed), held
         # above threshold until the end of a refractory period, or a crossing (the
