@@ -15,17 +15,18 @@ Intelligence 3, 823-835:
   linearly between `0.15 TAU` (0) and `2 TAU` (1), plus a bias spike at `0.9 TAU`;
   the output layer gets a bias spike of its own at `0.9 TAU`;
 - 120 hidden LIF neurons and 3 output LIF neurons, each firing at most once (a
-  refractory period longer than the run of `4 TAU`); initial weights are drawn from
+  refractory period longer than the run of `10 TAU`); initial weights are drawn from
   N(1.5, 0.8) into the hidden layer and N(0.5, 0.8) into the output layer;
 - the class is the output neuron that fires first; the loss is the time-to-first-spike
   cross-entropy (`neurosim.losses.first_spike_cross_entropy`, temperature
-  `0.5 TAU`) plus `0.005 (exp(t_label / 6.4 TAU) - 1)`, which asks the correct neuron
-  to fire early;
+  `0.2 TAU`) plus `0.005 (exp(t_label / 6.4 TAU) - 1)`, which asks the correct neuron
+  to fire early; a sample whose correct neuron stays silent gives no gradient;
 - the gradient comes through the exact spike times (`simulate(..., exact="layered")`:
   the network is feed-forward and every neuron fires at most once, so the first spikes
   are computed layer by layer, and autodiff differentiates them; `--method loop` runs
   the exact event loop instead, with the same spike times and gradients). Adam takes
-  the steps (5e-3, batches of 150, the learning rate times 0.95 every 20 epochs);
+  the steps (5e-3, batches of 150, the learning rate times 0.95 every 10 epochs, 100
+  epochs);
 - two safeguards of the published recipe keep training stable. *Weight bumping*
   (`bump_silent`): when, in a batch, more than 30% of the hidden (sample, neuron)
   pairs, or any output pair, have no spike, the input weights of the neurons that were
@@ -36,8 +37,8 @@ Intelligence 3, 823-835:
 
 Run: `python examples/yinyang.py` (`--epochs`, `--seed`, `--batch-size`, `--lr`,
 `--method`, `--out`). It prints the training loss, the train and test accuracy, the
-number of bumped batches and the wall time of every epoch, and saves the decision map
-of the trained network as a PNG (with matplotlib).
+number of batches bumped (hidden/output) and the wall time of every epoch, and saves
+the decision map of the trained network as a PNG (with matplotlib).
 """
 
 import argparse
