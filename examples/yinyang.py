@@ -2,30 +2,43 @@
 
 The Yin-Yang data set (Kriener et al. 2022) is three classes of points in the unit
 square: the yin, the yang and their two dots. It is small and not linearly separable,
-and a standard test of training through spike times. Here, as in event-based
-time-to-first-spike training (Goeltz et al. 2021):
+and a standard test of training through spike times. This example follows the recipe
+of event-based time-to-first-spike training in Goeltz et al. (2021), "Fast and
+energy-efficient neuromorphic deep learning with first-spike times", Nature Machine
+Intelligence 3, 823-835:
 
-- a point (x, y) becomes five input spikes, at times that code x, y, 1 - x, 1 - y, and a
-  bias spike;
-- 120 hidden LIF neurons and 3 output LIF neurons (exponential synaptic currents), each
-  firing at most once (a refractory period longer than the run);
+- time counts in units of the synaptic time constant, and the membrane has the same
+  time constant (`tau_mem = tau_syn = TAU`, 5 ms here): an input spike of weight `w`
+  gives the membrane the alpha-shaped response `w (t / TAU) exp(-t / TAU)`, which
+  peaks at `w / e` after one `TAU`; the threshold is 1;
+- a point (x, y) becomes four input spikes, at times that code x, y, 1 - x and 1 - y
+  linearly between `0.15 TAU` (0) and `2 TAU` (1), plus a bias spike at `0.9 TAU`;
+  the output layer gets a bias spike of its own at `0.9 TAU`;
+- 120 hidden LIF neurons and 3 output LIF neurons, each firing at most once (a
+  refractory period longer than the run of `10 TAU`); initial weights are drawn from
+  N(1.5, 0.8) into the hidden layer and N(0.5, 0.8) into the output layer;
 - the class is the output neuron that fires first; the loss is the time-to-first-spike
-  cross-entropy (`neurosim.losses.first_spike_cross_entropy`), with silent output
-  neurons given a stand-in time from their membrane maximum
-  (`neurosim.losses.silent_surrogate`), so that a silent output still learns, and a
-  term that asks the correct neuron to fire by 25 ms (else silence, with the stand-in
-  times ordering the classes, is a solution the loss accepts);
-- the gradient comes through the exact spike times, and Adam takes the steps. The
-  network is feed-forward and every neuron fires at most once, so by default the
-  first spikes are computed layer by layer (`simulate(..., exact="layered")`, no
-  event loop, gradients by plain autodiff); `--method loop` runs the exact event
-  loop instead (gradients from the replay of its events). Both give the same spike
-  times and gradients.
+  cross-entropy (`neurosim.losses.first_spike_cross_entropy`, temperature
+  `0.2 TAU`) plus `0.005 (exp(t_label / 6.4 TAU) - 1)`, which asks the correct neuron
+  to fire early; a sample whose correct neuron stays silent gives no gradient;
+- the gradient comes through the exact spike times (`simulate(..., exact="layered")`:
+  the network is feed-forward and every neuron fires at most once, so the first spikes
+  are computed layer by layer, and autodiff differentiates them; `--method loop` runs
+  the exact event loop instead, with the same spike times and gradients). Adam takes
+  the steps (5e-3, batches of 150, the learning rate times 0.95 every 10 epochs, 100
+  epochs);
+- two safeguards of the published recipe keep training stable. *Weight bumping*
+  (`bump_silent`): when, in a batch, more than 30% of the hidden (sample, neuron)
+  pairs, or any output pair, have no spike, the input weights of the neurons that were
+  silent are raised a little instead of taking a gradient step, so that neurons
+  never die. *Gradient jumps are dropped* (`drop_gradient_jumps`): a neuron whose
+  membrane only just reaches threshold has spike-time derivatives that diverge; the
+  weight gradient of a (sample, neuron) pair whose entries exceed 0.2 is set to zero.
 
-Run: `python examples/yinyang.py` (`--epochs`, `--seed`, `--batch-size`, `--method`,
-`--out`).
-It prints the training loss, the train and test accuracy and the wall time of every
-epoch, and saves the decision map of the trained network as a PNG (with matplotlib).
+Run: `python examples/yinyang.py` (`--epochs`, `--seed`, `--batch-size`, `--lr`,
+`--method`, `--out`). It prints the training loss, the train and test accuracy, the
+number of batches bumped (hidden/output) and the wall time of every epoch, and saves
+the decision map of the trained network as a PNG (with matplotlib).
 """
 
 import argparse
@@ -40,17 +53,21 @@ import optax
 import neurosim as ns
 from neurosim import losses
 
-# Times in ms.
-T_EARLY, T_LATE = 2.0, 22.0  # input spike times code 0 and 1
-T_BIAS = 2.0
-T1 = 50.0  # the end of a run: every neuron that fires has fired by then
-RECORD = jnp.linspace(0.0, T1, 21)  # for the silent outputs' membrane maxima
+# Times in ms, set in units of the time constant TAU.
+TAU = 5.0  # tau_mem = tau_syn
+T_EARLY, T_LATE = 0.15 * TAU, 2.0 * TAU  # input spike times that code 0 and 1
+T_BIAS = 0.9 * TAU  # the bias spikes, into the hidden and into the output layer
+T1 = 10.0 * TAU  # the end of a run; a neuron that has not fired by then is silent
 HIDDEN, CLASSES = 120, 3
-NEURON = dict(tau_mem=20.0, tau_syn=5.0, t_ref=1e4)  # t_ref > T1: fire at most once
-TAU_LOSS = 4.0  # ms: the cross-entropy's temperature
-SILENT_SLOPE = 20.0  # ms per unit of membrane below threshold
-T_TARGET = 25.0  # ms: the correct neuron is asked to fire by then
-LATE = 0.1  # per ms that the correct neuron's time exceeds T_TARGET
+NEURON = dict(tau_mem=TAU, tau_syn=TAU, v_th=1.0, t_ref=1e4)  # t_ref > T1: fire once
+W_HIDDEN = (1.5, 0.8)  # mean and standard deviation of the initial weights
+W_OUT = (0.5, 0.8)
+TAU_LOSS = 0.2 * TAU  # the cross-entropy's temperature
+ALPHA, TAU_EARLY = 0.005, 6.4 * TAU  # the regulariser alpha (exp(t_label / tau) - 1)
+MAX_DW = 0.2  # drop a (sample, neuron) weight gradient with an entry above this
+MAX_SILENT = (0.3, 0.0)  # bump a layer when more of its (sample, neuron) pairs are silent
+BUMP = 5e-4  # the first bump; it doubles while the same layer needs bumping
+LR_DECAY, LR_EVERY = 0.95, 10  # the learning rate times LR_DECAY every LR_EVERY epochs
 MAX_SPIKES = HIDDEN + CLASSES
 # How `simulate` computes the spikes: "layered" (feed-forward, fire-once: layer by
 # layer) or True (the exact event loop). `main` sets it from `--method`.
@@ -92,7 +109,7 @@ def yinyang(size: int, seed: int):
 
 
 def input_times(point):
-    """The five input spike times (ms) of a point."""
+    """The five input spike times (ms) of a point: x, y, 1 - x, 1 - y and the bias."""
     x, y = point[0], point[1]
     coded = jnp.stack([x, y, 1.0 - x, 1.0 - y])
     return jnp.concatenate([T_EARLY + (T_LATE - T_EARLY) * coded, jnp.array([T_BIAS])])
@@ -102,11 +119,11 @@ def input_times(point):
 
 
 def init_params(key):
-    """Weights `(w_in (5, 120), w_out (120, 3))`, drawn so that most hidden neurons
-    fire once and the outputs fire after them."""
+    """Weights `(w_in (5, 120), w_out (121, 3))`: the input (and hidden bias) weights,
+    and the hidden-to-output weights with the output bias weights as the last row."""
     k1, k2 = jax.random.split(key)
-    w_in = 1.6 + 0.8 * jax.random.normal(k1, (5, HIDDEN))
-    w_out = 0.12 + 0.12 * jax.random.normal(k2, (HIDDEN, CLASSES))
+    w_in = W_HIDDEN[0] + W_HIDDEN[1] * jax.random.normal(k1, (5, HIDDEN))
+    w_out = W_OUT[0] + W_OUT[1] * jax.random.normal(k2, (HIDDEN + 1, CLASSES))
     return w_in, w_out
 
 
@@ -115,51 +132,121 @@ def network(params, point):
     lif = ns.LIF(**NEURON)
     return ns.Network(
         {"hidden": ns.Population(lif, HIDDEN), "out": ns.Population(lif, CLASSES)},
-        [ns.Projection("in", "hidden", w_in), ns.Projection("hidden", "out", w_out)],
-        inputs={"in": ns.SpikeTrains(input_times(point), jnp.arange(5), 5)},
+        [
+            ns.Projection("in", "hidden", w_in),
+            ns.Projection("hidden", "out", w_out[:HIDDEN]),
+            ns.Projection("bias", "out", w_out[HIDDEN:]),
+        ],
+        inputs={
+            "in": ns.SpikeTrains(input_times(point), jnp.arange(5), 5),
+            "bias": ns.SpikeTrains(jnp.array([T_BIAS]), jnp.array([0]), 1),
+        },
     )
 
 
-def output_times(params, point):
-    """The output neurons' first-spike times (`inf` when silent) and their stand-ins
-    (`silent_surrogate`)."""
-    sol = ns.simulate(
-        network(params, point),
-        t1=T1,
-        max_spikes=MAX_SPIKES,
-        record=RECORD,
-        record_fields={"out": ("v",)},
-        exact=EXACT,
-    )
-    first = sol.first_spike_times("out")
-    v_max = losses.max_membrane(sol.states["out"].v)
-    return first, losses.silent_surrogate(
-        first, v_max, v_th=1.0, t_silent=T1, slope=SILENT_SLOPE
-    )
+def first_spikes(params, point):
+    """The first-spike times (ms, `inf` when silent) of the hidden and the output
+    neurons."""
+    sol = ns.simulate(network(params, point), t1=T1, max_spikes=MAX_SPIKES, exact=EXACT)
+    return sol.first_spike_times("hidden"), sol.first_spike_times("out")
+
+
+def loss_of_times(times, label):
+    """Cross-entropy of the output first-spike times plus the regulariser that asks
+    the correct neuron to fire early. A silent output counts as firing at `T1`; a
+    sample whose correct neuron is silent gives no gradient (weight bumping takes care
+    of it), so that it does not push the other outputs into silence too."""
+    ce = losses.first_spike_cross_entropy(times, label, tau=TAU_LOSS, t_silent=T1)
+    fired = jnp.isfinite(times[label])
+    t_label = jnp.where(fired, times[label], T1)
+    value = ce + ALPHA * (jnp.exp(t_label / TAU_EARLY) - 1.0)
+    return jnp.where(fired, value, jax.lax.stop_gradient(value))
 
 
 def loss(params, point, label):
-    _, times = output_times(params, point)
-    ce = losses.first_spike_cross_entropy(times, label, tau=TAU_LOSS)
-    # Without this term, silence is a solution: the stand-in times alone can order
-    # the classes. It asks the correct neuron to fire, and early.
-    return ce + LATE * jax.nn.relu(times[label] - T_TARGET)
+    hidden, out = first_spikes(params, point)
+    return loss_of_times(out, label), (hidden, out)
+
+
+# ----- the two safeguards -----------------------------------------------------------
+
+
+def drop_gradient_jumps(grads, max_dw=MAX_DW):
+    """Per-sample weight gradients `(batch, n_pre, n_post)` (of the batch's mean loss)
+    with the column of each (sample, postsynaptic neuron) pair set to zero where one of
+    its entries exceeds `max_dw` in magnitude.
+
+    A spike time is the root of `v(t) = threshold`; its derivative with respect to a
+    weight is `-(dv/dw) / (dv/dt)`, and `dv/dt` vanishes for a membrane that only just
+    touches threshold. Such a spike (it appears or vanishes with a tiny change of the
+    weights) would otherwise throw the weights far in one step."""
+    jumps = jnp.max(jnp.abs(grads), axis=1, keepdims=True) > max_dw
+    return jnp.where(jumps, 0.0, grads)
+
+
+class Bumping(eqx.Module):
+    """The weight-bumping state: the size of the last bump, and the layer it raised
+    (0 hidden, 1 output, -1 none)."""
+
+    value: jax.Array
+    layer: jax.Array
+
+    @staticmethod
+    def start():
+        return Bumping(jnp.asarray(BUMP), jnp.asarray(-1))
+
+
+def bump_silent(params, hidden, out, bumping):
+    """Weight bumping (Goeltz et al. 2021): `(bumped, params, bumping)`.
+
+    `hidden` `(batch, 120)` and `out` `(batch, 3)` are a batch's first-spike times.
+    When more than `MAX_SILENT[0]` of the hidden (sample, neuron) pairs are silent,
+    every input weight of each hidden neuron that was silent for some sample of the
+    batch is raised by the bump; otherwise, when more than `MAX_SILENT[1]` of the
+    output pairs are, the same for the output neurons (only the first layer that needs
+    it: with too few hidden spikes the outputs lack input anyway). The bump is `BUMP`,
+    doubled each time the same layer needs it again in the next batch. A bumped batch
+    takes no gradient step (`bumped` is True)."""
+    w_in, w_out = params
+    silent_h, silent_o = ~jnp.isfinite(hidden), ~jnp.isfinite(out)
+    bump_h = jnp.mean(silent_h) > MAX_SILENT[0]
+    bump_o = ~bump_h & (jnp.mean(silent_o) > MAX_SILENT[1])
+    layer = jnp.where(bump_h, 0, jnp.where(bump_o, 1, -1))
+    value = jnp.where(layer == bumping.layer, 2.0 * bumping.value, BUMP)
+    w_in = w_in + jnp.where(bump_h, value, 0.0) * jnp.any(silent_h, axis=0)
+    w_out = w_out + jnp.where(bump_o, value, 0.0) * jnp.any(silent_o, axis=0)
+    bumped = layer >= 0
+    return bumped, (w_in, w_out), Bumping(jnp.where(bumped, value, bumping.value), layer)
+
+
+# ----- training -------------------------------------------------------------------
 
 
 @eqx.filter_jit
-def train_step(params, opt_state, points, labels, optimizer):
-    def batch_loss(params):
-        return jnp.mean(jax.vmap(loss, (None, 0, 0))(params, points, labels))
-
-    value, grads = jax.value_and_grad(batch_loss)(params)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, value
+def train_step(params, opt_state, bumping, points, labels, optimizer):
+    """One batch: `(params, opt_state, bumping, loss, bumped)`. Either a weight bump
+    (some layer had too many silent neurons) or an optimizer step on the batch's mean
+    loss, with the per-sample gradient jumps dropped."""
+    per_sample = jax.vmap(jax.value_and_grad(loss, has_aux=True), (None, 0, 0))
+    (values, (hidden, out)), grads = per_sample(params, points, labels)
+    grads = jax.tree.map(
+        lambda g: jnp.sum(drop_gradient_jumps(g / points.shape[0]), axis=0), grads
+    )
+    updates, stepped_state = optimizer.update(grads, opt_state, params)
+    stepped = optax.apply_updates(params, updates)
+    bumped, bumped_params, bumping = bump_silent(params, hidden, out, bumping)
+    params, opt_state = jax.tree.map(
+        lambda b, s: jnp.where(bumped, b, s),
+        (bumped_params, opt_state),
+        (stepped, stepped_state),
+    )
+    return params, opt_state, bumping, jnp.mean(values), bumped
 
 
 @eqx.filter_jit
 def predict(params, points):
     """The class of each point: the output neuron that fires first (-1: none fires)."""
-    first, _ = jax.vmap(output_times, (None, 0))(params, points)
+    _, first = jax.vmap(first_spikes, (None, 0))(params, points)
     fired = jnp.any(jnp.isfinite(first), axis=-1)
     return jnp.where(fired, jnp.argmin(first, axis=-1), -1)
 
@@ -173,34 +260,42 @@ def accuracy(params, points, labels, batch=500):
 
 
 def train(
-    epochs=60, seed=0, batch_size=50, lr=1e-2, train_size=5000, test_size=1000, log=print
+    epochs=100, seed=0, batch_size=150, lr=5e-3, train_size=5000, test_size=1000, log=print
 ):
-    """Train from `seed`; returns the parameters and per-epoch records."""
+    """Train from `seed`; returns the parameters and per-epoch records `(epoch, loss,
+    train accuracy, test accuracy, seconds, bumped batches)`."""
     points, labels = yinyang(train_size, seed=42)
     test_points, test_labels = yinyang(test_size, seed=40)
     params = init_params(jax.random.PRNGKey(seed))
-    schedule = optax.cosine_decay_schedule(lr, epochs * (train_size // batch_size))
-    optimizer = optax.adam(schedule)
+    optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=lr)
     opt_state = optimizer.init(params)
+    bumping = Bumping.start()
     rng = np.random.default_rng(seed)
     history = []
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
+        opt_state.hyperparams["learning_rate"] = jnp.asarray(
+            lr * LR_DECAY ** ((epoch - 1) // LR_EVERY)
+        )
         order = rng.permutation(train_size)
-        values = []
+        values, bumps = [], np.zeros(2, int)
         for b in range(train_size // batch_size):
             idx = order[b * batch_size : (b + 1) * batch_size]
-            params, opt_state, value = train_step(
-                params, opt_state, points[idx], labels[idx], optimizer
+            params, opt_state, bumping, value, bumped = train_step(
+                params, opt_state, bumping, points[idx], labels[idx], optimizer
             )
             values.append(float(value))
+            if bumped:
+                bumps[int(bumping.layer)] += 1
         seconds = time.perf_counter() - start
         train_acc = accuracy(params, points, labels)
         test_acc = accuracy(params, test_points, test_labels)
-        history.append((epoch, float(np.mean(values)), train_acc, test_acc, seconds))
+        history.append(
+            (epoch, float(np.mean(values)), train_acc, test_acc, seconds, tuple(bumps))
+        )
         log(
             f"epoch {epoch:3d}  loss {np.mean(values):.4f}  train {100 * train_acc:5.1f}%  "
-            f"test {100 * test_acc:5.1f}%  ({seconds:.1f} s)"
+            f"test {100 * test_acc:5.1f}%  bumps {bumps[0]:2d}/{bumps[1]:2d}  ({seconds:.1f} s)"
         )
     return params, history
 
@@ -229,10 +324,10 @@ def decision_map(params, path, resolution=100):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=50)
-    parser.add_argument("--lr", type=float, default=1e-2)
+    parser.add_argument("--batch-size", type=int, default=150)
+    parser.add_argument("--lr", type=float, default=5e-3)
     parser.add_argument("--out", default="yinyang_decisions.png")
     parser.add_argument(
         "--method",
