@@ -92,8 +92,8 @@ key is the smallest row minimum's row searched (`_earliest_key`). A write lowers
 row's minimum, or, where it moves the key that was the minimum later (the firing
 neuron's, an inhibited target's), marks the row to be searched again (`_write_keys`).
 So an event costs `O(fan-out + sqrt(n))`, not `O(n)`: on CUBA with a fan-out of 80
-the cost per spike is the same from 1000 to 64 000 neurons (benchmarks/cuba_scaling.py). The
-rest of a population's data is one `(n, width)` table (the state fields, then those of
+the cost per spike is the same from 1000 to 64 000 neurons
+(benchmarks/cuba_scaling.py). The rest of a population's data is one `(n, width)` table (the state fields, then those of
 `_Row`), read with one gather and written with one scatter per event; the table is
 read only before it is written, else XLA copies it on every iteration. The targets of a spike come from the network's delivery plans (one list per
 presynaptic neuron over the projections that deliver together, each target once). In a
@@ -165,6 +165,7 @@ from ._engine import (
     QUEUE_OVERFLOW,
     RUNNING,
     RunOutput,
+    _select,
 )
 from ._system import DelayQueue, NetworkSystem, _jump
 from .neurons.lif import _Linear
@@ -518,9 +519,8 @@ def _earliest_key(keys: _Keys):
     rows, cols = keys.grid.shape
     low = jnp.min(keys.rowmin)
     r = jnp.min(jnp.where(keys.rowmin == low, jnp.arange(rows, dtype=jnp.int32), rows))
-    row = lax.dynamic_slice(keys.grid, _row_start(jnp.minimum(r, rows - 1), 2), (1, cols))[
-        0
-    ]
+    start = _row_start(jnp.minimum(r, rows - 1), 2)
+    row = lax.dynamic_slice(keys.grid, start, (1, cols))[0]
     c = jnp.min(jnp.where(row == low, jnp.arange(cols, dtype=jnp.int32), cols))
     found = (r < rows) & (c < cols)
     k = jnp.where(found, r * cols + c, rows * cols)
@@ -1337,10 +1337,7 @@ class _Loop:
                 # Under `vmap` the branch runs when any run jumps: the others keep
                 # their rows.
                 rows = jnp.where(now, lay.pack(state, new_row), table_q)
-                new_keys = jtu.tree_map(
-                    lambda a, b: jnp.where(now, a, b), _keys_of(key), operands[1]
-                )
-                return rows, new_keys, ok
+                return rows, _select(now, _keys_of(key), operands[1]), ok
 
             table[name], keys[name], ok = lax.cond(
                 eqxi.unvmap_any(now),
