@@ -154,7 +154,7 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 from jaxtyping import Array, Float, Int, PyTree
 
-from . import _replay
+from . import _clock, _replay
 from ._cpu import compiles_whole, one_kernel
 from ._currents import Constant, PiecewiseConstant, PulseTrain, Sum
 from ._engine import (
@@ -197,20 +197,46 @@ def supported(system) -> bool:
     """Whether every population is linear between events (the LIF family, with the
     equations of neurosim's own classes) with a piecewise-constant external current."""
     return all(
-        isinstance(pop.neuron, _Linear)
-        and pop.neuron.has_closed_form()
-        and _piecewise_constant(pop.current)
+        closed_form(pop.neuron) and _piecewise_constant(pop.current)
         for pop in system.network.populations.values()
     )
 
 
+def closed_form(neuron) -> bool:
+    """Whether a model is advanced and predicted in closed form (else by an ODE solve
+    per neuron, `neurosim._clock`)."""
+    return isinstance(neuron, _Linear) and neuron.has_closed_form()
+
+
+def clock_problem(system) -> str | None:
+    """Why the network cannot run with per-neuron clocks (None when it can): every
+    external current piecewise constant, no model that disarms on a spike."""
+    for name, pop in system.network.populations.items():
+        if not _piecewise_constant(pop.current):
+            return (
+                f"population {name!r} has a current that is not piecewise constant "
+                "(per-neuron clocks take constants, PiecewiseConstant, PulseTrain and "
+                "their sums)"
+            )
+        if pop.neuron.spiking and pop.neuron.disarms_on_spike:
+            return (
+                f"population {name!r} is a {type(pop.neuron).__name__}, which disarms "
+                "on a spike (fixpoint models run on the network's clock)"
+            )
+    return None
+
+
 def horizon_cap(network, dtype):
-    """The longest prediction horizon: `HORIZON_FACTOR` times the shortest time
-    constant of the network (no derivative)."""
+    """The longest prediction horizon of the closed form: `HORIZON_FACTOR` times the
+    shortest time constant of its populations (no derivative; 1 where none)."""
     taus = []
     for pop in network.populations.values():
+        if not closed_form(pop.neuron):
+            continue
         for tau in (pop.neuron.tau_mem,) + pop.neuron.synapse_time_constants():
             taus.append(jnp.min(tau))
+    if not taus:
+        return jnp.ones((), dtype)
     return lax.stop_gradient(HORIZON_FACTOR * jnp.min(jnp.stack(taus))).astype(dtype)
 
 
@@ -572,6 +598,11 @@ def _write_keys(keys: _Keys, idx, old, new, whole) -> _Keys:
     return _Keys(flat.reshape(rows, cols), rowmin)
 
 
+def _wide(flag, like):
+    """`flag` (one per neuron) with axes added to broadcast against `like`."""
+    return flag.reshape(flag.shape + (1,) * (like.ndim - flag.ndim))
+
+
 def _put(array, i, value, whole):
     """`array.at[i].set(value, mode="drop")` for one index (see `_set_rows`)."""
     i = jnp.asarray(i, jnp.int32)[None]
@@ -598,19 +629,40 @@ class _Row(eqx.Module):
 class _Table:
     """One population's per-neuron data packed as the columns of an `(n, width)`
     array, so that an event reads and writes its neurons with one gather and one
-    scatter: the state fields, then the fields of `_Row`."""
+    scatter: the state fields (a field of shape `(n, K)` as K columns), then the
+    fields of `_Row`."""
 
     def __init__(self, state):
         leaves, self.treedef = jtu.tree_flatten(state)
         self.fields = len(leaves)
+        self.shapes = [leaf.shape[1:] for leaf in leaves]
+        self.widths = [math.prod(shape) for shape in self.shapes]
+        self.width = sum(self.widths)
 
     def pack(self, state, row: _Row):
-        columns = jtu.tree_leaves(state) + jtu.tree_leaves(row)
-        return jnp.stack(columns, axis=-1)
+        leaves = jtu.tree_leaves(state)
+        if all(not shape for shape in self.shapes):
+            return jnp.stack(leaves + jtu.tree_leaves(row), axis=-1)
+        lead = leaves[0].shape[: leaves[0].ndim - len(self.shapes[0])]
+        columns = [
+            leaf.reshape(lead + (width,))
+            for leaf, width in zip(leaves, self.widths, strict=True)
+        ]
+        columns.append(jnp.stack(jtu.tree_leaves(row), axis=-1))
+        return jnp.concatenate(columns, axis=-1)
 
     def unpack(self, rows):
-        state = jtu.tree_unflatten(self.treedef, [rows[..., j] for j in range(self.fields)])
-        extra = [rows[..., self.fields + j] for j in range(len(_Row.__dataclass_fields__))]
+        leaves, start = [], 0
+        for shape, width in zip(self.shapes, self.widths, strict=True):
+            if shape:
+                leaves.append(
+                    rows[..., start : start + width].reshape(rows.shape[:-1] + shape)
+                )
+            else:
+                leaves.append(rows[..., start])
+            start += width
+        state = jtu.tree_unflatten(self.treedef, leaves)
+        extra = [rows[..., start + j] for j in range(len(_Row.__dataclass_fields__))]
         return state, _Row(*extra)
 
 
@@ -630,6 +682,7 @@ class _Carry(eqx.Module):
     status: Int[Array, ""]
     iterations: Int[Array, ""]
     checks: Int[Array, ""]
+    steps: Int[Array, ""]  # ODE solver steps of the populations without a closed form
     log: dict | None = None  # the events for the replay (`neurosim._replay`)
     num_logged: Int[Array, ""] | None = None
 
@@ -637,8 +690,10 @@ class _Carry(eqx.Module):
 def compilable_whole(system: NetworkSystem, gradients: bool) -> bool:
     """Whether the loop has a form without scatters (`neurosim._cpu`): a forward run
     (the checkpointed loop's buffers are written by scatters) without repeated targets
-    (summed by a scatter-add)."""
-    return not gradients and system.network.distinct_targets
+    (summed by a scatter-add), of populations in closed form (ODE solves hold
+    scatters)."""
+    closed = all(closed_form(pop.neuron) for pop in system.network.populations.values())
+    return not gradients and system.network.distinct_targets and closed
 
 
 def run(
@@ -654,9 +709,12 @@ def run(
     max_iterations: int,
     gradients: bool = True,
     whole: bool | None = None,
+    clock=None,
 ):
     """Run the per-neuron event loop (pure; call it under jit). Returns the engine's
-    `RunOutput`; `solver_steps` counts the checks (events that emit nothing).
+    `RunOutput`; `solver_steps` counts the checks (events that emit nothing) and the
+    steps of the ODE solves (`clock`, a `neurosim._clock.OdeClock`, integrates the
+    populations without a closed form; required where there are any).
 
     `whole`: compile the loop into one function (`neurosim._cpu`); None (default)
     where it can be (`compilable_whole`) and the backend does so (`compiles_whole`).
@@ -668,7 +726,7 @@ def run(
     them (`neurosim._replay`); elsewhere the loop is checkpointed and differentiated
     itself (also with `gradients="checkpointed"`)."""
     args = (t0, t1, y0, input_times, input_sources, record_times)
-    if gradients is True and _replay.supported(system):
+    if gradients is True and _replay.supported(system) and clock is None:
         size = _replay.log_size(
             system,
             max_spikes,
@@ -693,6 +751,7 @@ def run(
         max_iterations=max_iterations,
         gradients=bool(gradients),
         whole=whole,
+        clock=clock,
     )
 
 
@@ -710,6 +769,7 @@ def _forward(
     gradients,
     whole,
     log_size=0,
+    clock=None,
 ):
     """`run` of the loop itself (see `run`); with the event log when `log_size`."""
     sizes = dict(
@@ -717,10 +777,12 @@ def _forward(
         max_iterations=max_iterations,
         gradients=gradients,
         log_size=log_size,
+        clock=clock,
     )
     args = (t0, t1, y0, input_times, input_sources, record_times)
     if whole is None:
         whole = compilable_whole(system, gradients) and compiles_whole()
+        whole = whole and (clock is None or not clock.everywhere)
     elif whole and not compilable_whole(system, gradients):
         raise ValueError(
             "whole=True: this loop cannot be compiled whole (it needs a forward run, "
@@ -829,6 +891,7 @@ class _Loop:
         max_iterations: int,
         gradients: bool,
         log_size: int = 0,
+        clock=None,
     ):
         self.system = system
         self.log_size = log_size
@@ -867,6 +930,21 @@ class _Loop:
         # buffer has a last slot for the writes not stored.
         self.spare = 1 if whole else 0
         self.cap = horizon_cap(network, dtype)
+        # Populations without a closed form: one ODE solve per neuron (`_clock`).
+        everywhere = clock is not None and clock.everywhere
+        self.ode = {
+            name: everywhere or not closed_form(pops[name].neuron) for name in names
+        }
+        if any(self.ode.values()) and clock is None:
+            raise ValueError(
+                "the exact loop needs an OdeClock for models without a closed form"
+            )
+        self.clock = clock
+        self.masks = {
+            name: _clock.per_neuron_mask(pops[name].neuron, pops[name].n)
+            for name in names
+            if self.ode[name]
+        }
 
     # ----- helpers ------------------------------------------------------------------
 
@@ -874,35 +952,68 @@ class _Loop:
         pop = self.pops[name]
         return jnp.broadcast_to(jnp.asarray(pop.current(t), self.dtype), (pop.n,))
 
-    def predict(self, name, neuron, state, current, t, t_lo, h):
-        """The keys of neurons touched at the time pair `(t, t_lo)`, and their table
-        rows."""
-        if self.pops[name].neuron.spiking:
+    def predict(self, name, neuron, state, current, t, t_lo, h, active=None):
+        """The keys of neurons touched at the time pair `(t, t_lo)`, their table rows,
+        and the ODE steps taken (`active`: the lanes whose prediction is used, for the
+        populations without a closed form; all by default)."""
+        steps = jnp.zeros((), jnp.int32)
+        if not self.pops[name].neuron.spiking:
+            key = jnp.full_like(current, jnp.inf)
+            key_lo, kind, h_next = jnp.zeros_like(key), jnp.full_like(key, CHECK), h
+        elif self.ode[name]:
+            active = jnp.ones(current.shape, bool) if active is None else active
+            key, key_lo, spike, h_next, steps = _clock.predict(
+                self.clock,
+                neuron,
+                self.masks[name],
+                state,
+                current,
+                t,
+                t_lo,
+                h,
+                active,
+                _later,
+                not self.gradients,
+            )
+            kind = jnp.where(spike, SPIKE, CHECK).astype(h.dtype)
+        else:
             key, key_lo, kind, h_next = _predict(
                 neuron, state, current, t, t_lo, h, self.cap
             )
-        else:
-            key = jnp.full_like(state.v, jnp.inf)
-            key_lo, kind, h_next = jnp.zeros_like(key), jnp.full_like(key, CHECK), h
         t_last = jnp.broadcast_to(t, key.shape)
         t_last_lo = jnp.broadcast_to(t_lo, key.shape)
         zeros = jnp.zeros_like(key)
-        return key, _Row(t_last, t_last_lo, key_lo, current, h_next, zeros, zeros, kind)
+        row = _Row(t_last, t_last_lo, key_lo, current, h_next, zeros, zeros, kind)
+        return key, row, steps.astype(jnp.int32)
+
+    def advance(self, name, neuron, state, row: _Row, t, t_lo, active=None):
+        """Neurons of `name` brought from their last touch to `(t, t_lo)`, and the ODE
+        steps taken (`active`: the lanes whose result is used; all by default)."""
+        if not self.ode[name]:
+            state = _advance(neuron, state, row.current, row.t_last, row.t_last_lo, t, t_lo)
+            return state, jnp.zeros((), jnp.int32)
+        active = jnp.ones(row.current.shape, bool) if active is None else active
+        elapsed = _elapsed(t, t_lo, row.t_last, row.t_last_lo)
+        state, steps = _clock.advance(
+            self.clock,
+            neuron,
+            self.masks[name],
+            state,
+            row.current,
+            elapsed,
+            row.t_last,
+            t,
+            active,
+            not self.gradients,
+        )
+        return state, steps.astype(jnp.int32)
 
     def states_at(self, table, t, t_lo):
         """Every neuron brought to `(t, t_lo)` (reads only)."""
         out = {}
         for name in self.names:
             state, row = self.layout[name].unpack(table[name])
-            out[name] = _advance(
-                self.pops[name].neuron,
-                state,
-                row.current,
-                row.t_last,
-                row.t_last_lo,
-                t,
-                t_lo,
-            )
+            out[name] = self.advance(name, self.pops[name].neuron, state, row, t, t_lo)[0]
         return out
 
     def store(self, buffer, slot, value, pred):
@@ -928,8 +1039,8 @@ class _Loop:
         for name in self.names:
             n = self.pops[name].n
             current = self.current_at(name, self.t0)
-            h = jnp.full((n,), self.cap)
-            key, row = self.predict(
+            h = jnp.full((n,), self.clock.cap if self.ode[name] else self.cap, self.dtype)
+            key, row, _ = self.predict(
                 name, self.pops[name].neuron, y0[name], current, self.t0, zero, h
             )
             table0[name] = self.layout[name].pack(y0[name], row)
@@ -956,6 +1067,7 @@ class _Loop:
             status=jnp.asarray(RUNNING, jnp.int32),
             iterations=jnp.asarray(0, jnp.int32),
             checks=jnp.asarray(0, jnp.int32),
+            steps=jnp.asarray(0, jnp.int32),
             log=self.init_log() if self.log_size else None,
             num_logged=jnp.asarray(0, jnp.int32) if self.log_size else None,
         )
@@ -1024,13 +1136,15 @@ class _Loop:
     def body(self, carry: _Carry) -> _Carry:
         event = self.next_event(carry)
         touched = self.touched(carry, event)
-        table, keys, finite = self.touch(carry, event, touched)
+        table, keys, finite, steps = self.touch(carry, event, touched)
         records = self.record(carry, event, touched, table)
         table, keys, jumped, finite_currents = self.jump_currents(
             carry, event, touched, table, keys
         )
         finite = finite + finite_currents
-        return self.bookkeeping(carry, event, touched, table, keys, jumped, records, finite)
+        return self.bookkeeping(
+            carry, event, touched, table, keys, jumped, records, finite, steps
+        )
 
     def earliest_wave(self, carry: _Carry, name, low):
         """Among the neurons of `name` whose key is `low`, the one of the earliest
@@ -1212,48 +1326,64 @@ class _Loop:
         grids. Returns the tables, the key grids and whether every state is finite."""
         table, keys = dict(carry.table), dict(carry.key)
         t, t_lo = event.t, touched.t_lo
-        finite = []
+        finite, steps = [], []
         for p, name in enumerate(self.names):
             pop, lay, idx = self.pops[name], self.layout[name], touched.indices[name]
             n = pop.n
             gathered = touched.gathered[name]
             neuron = _take(pop.neuron, idx, n)
             state, row = lay.unpack(gathered)
-            state = _advance(neuron, state, row.current, row.t_last, row.t_last_lo, t, t_lo)
             me = (idx == event.firsts[p]) & event.is_neuron & (event.which == p)
+            # In a check, only the checked neuron changes (its targets were read in
+            # case it fired; touching them would undo their own refinements).
+            keep = event.is_neuron & ~touched.fires & ~me
+            # Repeated entries (the first neuron among its own targets; repeated
+            # targets) hold equal values; each neuron is written once, so that the
+            # transpose of the write (reverse mode) does not count it twice.
+            write = _first_occurrences(idx, n, self.network.distinct_targets)
+            active = ~keep & (write < n)
+            state, advanced = self.advance(name, neuron, state, row, t, t_lo, active)
             flat = carry.key[name].grid.reshape(-1)
             old_key = flat.at[idx].get(mode="clip")
+            has_v = hasattr(state, "v")
             if pop.neuron.spiking:
                 fired = me & touched.fired[p]
                 state = neuron.reset(t, state, fired)
-                # Jumps held back while it was committed come after its reset.
-                state = eqx.tree_at(
-                    lambda s: s.v, state, state.v + jnp.where(fired, row.pending, 0.0)
-                )
+                if has_v:  # jumps held back while it was committed come after its reset
+                    state = eqx.tree_at(
+                        lambda s: s.v, state, state.v + jnp.where(fired, row.pending, 0.0)
+                    )
             # Committed: due at this instant when another neuron's spike at this
             # instant reaches it. It fires too (all neurons above threshold at one
             # instant fire together); the jumps onto its `v` wait for its reset.
             committed = (
-                touched.fires
+                jnp.asarray(has_v)
+                & touched.fires
                 & ~me
                 & (old_key == t)
                 & (row.key_lo == t_lo)
                 & (row.kind == SPIKE)
                 & (row.wave <= touched.wave)
             )
-            v_committed = state.v
+            v_committed = state.v if has_v else None
             for plan in self.plans[name]:
                 for k, c in enumerate(plan.members):
                     conn = self.connections[c]
                     x = _input_to(plan, k, conn, touched.deliveries[c], idx)
                     state = _jump(neuron, state, x, conn.target)
-            pending = jnp.where(committed, row.pending + (state.v - v_committed), 0.0)
-            state = eqx.tree_at(
-                lambda s: s.v, state, jnp.where(committed, v_committed, state.v)
-            )
+            if has_v:
+                pending = jnp.where(committed, row.pending + (state.v - v_committed), 0.0)
+                state = eqx.tree_at(
+                    lambda s: s.v, state, jnp.where(committed, v_committed, state.v)
+                )
+            else:
+                pending = jnp.zeros_like(row.pending)
             # A check keeps its horizon; a neuron whose dynamics changed starts over.
-            h = jnp.where(me & ~touched.fires, row.horizon, self.cap)
-            key, new_row = self.predict(name, neuron, state, row.current, t, t_lo, h)
+            fresh = self.clock.cap if self.ode[name] else self.cap
+            h = jnp.where(me & ~touched.fires, row.horizon, fresh)
+            key, new_row, predicted = self.predict(
+                name, neuron, state, row.current, t, t_lo, h, active
+            )
             # Due now after this spike's deliveries: the next wave.
             due = (key == t) & (new_row.key_lo == t_lo) & (new_row.kind == SPIKE)
             wave = jnp.where(due & touched.fires, touched.wave + 1, 0.0)
@@ -1269,22 +1399,21 @@ class _Loop:
             )
             key = jnp.where(committed, t, key)
             new_rows = lay.pack(state, new_row)
-            # In a check, only the checked neuron changes (its targets were read in
-            # case it fired; touching them would undo their own refinements).
-            keep = event.is_neuron & ~touched.fires & ~me
             new_rows = jnp.where(keep[:, None], gathered, new_rows)
             key = jnp.where(keep, old_key, key)
-            # Repeated entries (the first neuron among its own targets; repeated
-            # targets) hold equal values; each neuron is written once, so that the
-            # transpose of the write (reverse mode) does not count it twice.
-            write = _first_occurrences(idx, n, self.network.distinct_targets)
             table[name] = _set_rows(carry.table[name], write, new_rows, self.whole)
             # The grid's padding (slots n and up) must stay inf: entries not written
             # go past its end, not to slot n.
             write_key = jnp.where(write < n, write, flat.shape[0])
             keys[name] = _write_keys(carry.key[name], write_key, old_key, key, self.whole)
-            finite.append(jnp.all(jnp.isfinite(state.v)))
-        return table, keys, finite
+            if self.ode[name]:
+                leaves = jtu.tree_leaves(state)
+                ok = [jnp.all(jnp.isfinite(leaf) | _wide(keep, leaf)) for leaf in leaves]
+                finite.append(jnp.all(jnp.stack(ok)))
+            else:
+                finite.append(jnp.all(jnp.isfinite(state.v)))
+            steps.append(advanced + predicted)
+        return table, keys, finite, sum(steps)
 
     def record(self, carry: _Carry, event: _Event, touched: _Touched, table):
         """At a record time, every neuron's state (read after the writes of `touch`,
@@ -1327,12 +1456,11 @@ class _Loop:
                 lay = self.layout[name]
                 state, row = lay.unpack(table_q)
                 neuron = self.pops[name].neuron
-                state = _advance(
-                    neuron, state, row.current, row.t_last, row.t_last_lo, t, t_lo
-                )
+                state, _ = self.advance(name, neuron, state, row, t, t_lo)
                 current = self.current_at(name, t)
-                h = jnp.full_like(row.t_last, self.cap)
-                key, new_row = self.predict(name, neuron, state, current, t, t_lo, h)
+                cap = self.clock.cap if self.ode[name] else self.cap
+                h = jnp.full_like(row.t_last, cap)
+                key, new_row, _ = self.predict(name, neuron, state, current, t, t_lo, h)
                 ok = jnp.all(jnp.isfinite(current)) | ~now
                 # Under `vmap` the branch runs when any run jumps: the others keep
                 # their rows.
@@ -1359,6 +1487,7 @@ class _Loop:
         jumped,
         records,
         finite,
+        steps,
     ) -> _Carry:
         """The spike out (if the first neuron fired), pointers, status."""
         names, max_spikes = self.names, self.max_spikes
@@ -1396,6 +1525,7 @@ class _Loop:
             status=status,
             iterations=carry.iterations + 1,
             checks=carry.checks + (event.is_neuron & ~fires).astype(jnp.int32),
+            steps=carry.steps + steps,
             log=log,
             num_logged=num_logged,
         )
@@ -1437,7 +1567,7 @@ class _Loop:
             records=jtu.tree_map(lambda buf: buf[:num_records], final.records),
             status=status,
             iterations=final.iterations,
-            solver_steps=final.checks,
+            solver_steps=final.checks + final.steps,
         )
 
 

@@ -4,12 +4,14 @@ import warnings
 
 import diffrax as dfx
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
 
 from . import _engine, _layered, _per_neuron
 from ._checks import as_count, is_concrete, run_checks, traced_checks
+from ._clock import CLOCK_HORIZON, OdeClock
 from ._currents import as_current
 from ._network import Network, Population, Projection, SpikeTrains
 from ._solution import STATUS_MESSAGES, Solution, when
@@ -290,10 +292,12 @@ def _run_jit(system, t0, t1, y0, input_times, input_sources, record, dt0, config
         record_times=record,
     )
     if config["exact"]:
-        keep = ("max_spikes", "max_iterations", "gradients")
+        keep = ("max_spikes", "max_iterations", "gradients", "clock")
         out = _per_neuron.run(system, **common, **{key: config[key] for key in keep})
     else:
-        engine_config = {key: value for key, value in config.items() if key != "exact"}
+        engine_config = {
+            key: value for key, value in config.items() if key not in ("exact", "clock")
+        }
         engine_config["gradients"] = bool(engine_config["gradients"])
         out = _engine.run(system, **common, dt0=dt0, **engine_config)
     return out, _engine.locate_fault(system, out.t_final, out.final_state)
@@ -433,6 +437,7 @@ def simulate(
     max_iterations: int | None = None,
     locate_spikes: bool = True,
     exact: bool | None = None,
+    clocks: str | None = None,
     gradients: bool | str = True,
     throw: bool = True,
 ) -> Solution:
@@ -534,6 +539,20 @@ def simulate(
         `vmap` batch, differentiable by plain autodiff (`gradients` does not
         apply). A network that does not qualify raises a ValueError that names
         why. `iterations` counts the search's rounds, `solver_steps` is 0.
+    - `clocks`: how models without a closed form (Izhikevich, AdEx, `CobaLIF`, your
+        own) are integrated. `"network"` (the default) solves every neuron together
+        and stops all of them at every spike: the right choice where spikes reach
+        most neurons (dense or all-to-all coupling). `"neuron"` gives each neuron
+        its own clock: it is solved alone (its own adaptive steps) from its last
+        event to its next spike or check, and an event advances, jumps and predicts
+        again only the neurons it reaches, inside the exact event loop (with the
+        closed-form populations of the same network). Its cost grows with the
+        events each neuron receives, not with the network's: the choice for
+        sparse networks and independent neurons. Needs an adaptive solver,
+        `locate_spikes=True`, piecewise-constant currents and models that do not
+        disarm on a spike (not `Boomerang`, `WereRabbit`, `FHNRS`). With
+        `exact=False` the LIF family is solved per neuron too (no closed form).
+        Gradients come from the checkpointed loop (reverse mode).
     - `throw`: raise a `SimulationError` on failure (default). With `throw=False`
         the partial `Solution` is returned and `status` says what went wrong.
 
@@ -588,7 +607,12 @@ def simulate(
         record_fields=_record_fields(network, record_fields, single),
         queue_size=max_in_flight,
     )
-    exact = _closed_form_path(exact, system, solver, stepsize_controller, locate_spikes)
+    clock_all = clocks == "neuron" and exact is False
+    _check_clocks(clocks, exact, system, locate_spikes)
+    if clocks == "neuron":
+        exact = True  # the exact loop, closed form where it applies (not with False)
+    else:
+        exact = _closed_form_path(exact, system, solver, stepsize_controller, locate_spikes)
     if exact == "layered":
         deferred += _layered.check(network, t0, t1, max_spikes)
     t0, t1 = _as_float(t0, dtype), _as_float(t1, dtype)
@@ -603,10 +627,28 @@ def simulate(
         solver, stepsize_controller, adaptive, dt0 = _integration(
             solver, stepsize_controller, rtol, atol, dt0
         )
+        clock = None
+        if clocks == "neuron":
+            if not adaptive:
+                raise _arg_error(
+                    "clocks",
+                    "'neuron' needs an adaptive solver (each neuron takes its own steps)",
+                    "Leave `solver`/`stepsize_controller` out, or pass an adaptive "
+                    "solver such as diffrax.Tsit5().",
+                )
+            clock = OdeClock(
+                solver=solver,
+                controller=stepsize_controller,
+                max_steps=max_solver_steps,
+                cap=CLOCK_HORIZON,
+                everywhere=clock_all,
+            )
         if max_iterations is None:
             max_iterations = (
                 8 * max_spikes + 2 * (input_times.shape[0] + record.shape[0]) + 100_000
             )
+            if clock is not None:
+                max_iterations += _checks_bound(network, t0, t1, clock.cap)
         config = dict(
             max_spikes=max_spikes,
             solver=solver,
@@ -617,6 +659,7 @@ def simulate(
             locate_spikes=locate_spikes,
             gradients=gradients,
             exact=exact,
+            clock=clock,
         )
         out, fault = _run_jit(*inputs, _as_float(dt0, dtype), config)
     solution = _solution(out, fault, network, record, t0, single)
@@ -691,6 +734,46 @@ def _check_populations(network: Network, t0, single: bool) -> list:
                 f"Expected a scalar or ({pop.n},).",
             )
     return deferred
+
+
+def _check_clocks(clocks, exact, system, locate_spikes) -> None:
+    """The refusals of `clocks`, by name."""
+    if clocks is None or clocks == "network":
+        return
+    if clocks != "neuron":
+        raise _arg_error(
+            "clocks",
+            f"must be None, 'network' or 'neuron' (got {clocks!r})",
+            "'neuron' gives each neuron its own clock; 'network' (default) solves "
+            "them together.",
+        )
+    if exact == "layered":
+        raise _arg_error(
+            "clocks", "'neuron' does not apply with exact='layered'", "Leave one out."
+        )
+    if not locate_spikes:
+        raise _arg_error(
+            "locate_spikes",
+            "must be True with clocks='neuron' (each spike at its crossing)",
+            "Leave it out, or use clocks='network'.",
+        )
+    problem = _per_neuron.clock_problem(system)
+    if problem is not None:
+        raise _arg_error(
+            "clocks",
+            f"'neuron' cannot run this network: {problem}",
+            "Use clocks='network'.",
+        )
+
+
+def _checks_bound(network: Network, t0, t1, cap) -> int:
+    """Room in `max_iterations` for the checks of neurons on their own clocks: about
+    four per neuron and horizon cap (a silent neuron is checked once per cap)."""
+    try:
+        span = float(t1) - float(t0)
+    except (TypeError, jax.errors.ConcretizationTypeError):
+        span = 1000.0
+    return 4 * network.num_neurons * (int(span / cap) + 2)
 
 
 def _closed_form_path(exact, system, solver, stepsize_controller, locate_spikes) -> bool:

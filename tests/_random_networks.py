@@ -326,6 +326,7 @@ PATHS = (
     "dense_usual",  # traced weights, usual form
     "dense_grad",  # traced weights, gradients=True
     "ode",  # the ODE-solver path, exact=False (Tsit5, rtol = atol = ODE_TOL)
+    "clocks",  # each neuron solved alone, exact=False, clocks="neuron" (ODE_TOL)
 )
 ODE_TOL = {"float32": 1e-6, "float64": 1e-10}
 
@@ -366,9 +367,10 @@ def _kwargs(structure: Structure, path: str) -> dict:
         gradients=path.endswith("_grad"),
         throw=False,
     )
-    if path == "ode":
+    if path in ("ode", "clocks"):
         tol = ODE_TOL[precision()]
-        return dict(kwargs, exact=False, rtol=tol, atol=tol)
+        clocks = "neuron" if path == "clocks" else "network"
+        return dict(kwargs, exact=False, clocks=clocks, rtol=tol, atol=tol)
     iterations = 8 * structure.max_spikes + 2 * structure.n_inputs * structure.input_slots
     iterations += 200_000 + (1 if path.endswith("_usual") else 0)
     return dict(kwargs, exact=True, max_iterations=iterations)
