@@ -42,7 +42,20 @@ from epoch to epoch by one or two percent to the end of training, because most
 batches (about 25 of 33) are output bumps: a gradient step silences an output neuron
 for a few points and the next bumps raise all its input weights back, so the last
 epoch lands anywhere in that cycle. The test set takes no part in training or in the
-choice.
+choice. Measured with the defaults on 2 cores shared with other work, seeds 0, 1, 2:
+test accuracy of the kept weights 95.8%, 96.7% and 94.9% (mean 95.8%; epochs
+85, 98 and 94), of the last epoch 93.2%, 96.1% and 94.9% (mean 94.7%): the
+choice gains a percent on average, short of 96% for seeds 0 and 2; no test point
+without an output spike; a median 4.7-4.8 s per training epoch and
+about 14 minutes per run on the loaded cores (the classification of the validation and
+test sets adds about 2 s per epoch). Tried on seed 0 and not kept, for they did no
+better: a learning rate decayed smoothly to a tenth over the 100 epochs (settled near
+94.5%, the bumps stayed at 17-19 an epoch), averaging the weights over batches
+(exponential moving averages, decay 0.99 and 0.997: no better than the weights
+themselves), letting 5% of the output (sample, neuron) pairs be silent before bumping
+(still about 25 bumps an epoch, 93% after 50 epochs), and bumping an output neuron only
+when it is silent for a point of its own class (more points whose correct neuron is
+silent, 92-94% after 55 epochs).
 
 Run: `python examples/yinyang.py` (`--epochs`, `--seed`, `--batch-size`, `--lr`,
 `--val-size`, `--method`, `--out`). It prints the training loss, the validation and
