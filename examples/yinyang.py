@@ -35,10 +35,34 @@ Intelligence 3, 823-835:
   membrane only just reaches threshold has spike-time derivatives that diverge; the
   weight gradient of a (sample, neuron) pair whose entries exceed 0.2 is set to zero.
 
+One addition to the recipe: *the weights kept are those of the epoch with the best
+accuracy on a validation set* of 2000 points, drawn apart from the 5000 training and
+the 1000 test points (`--val-size`; 0 keeps the last epoch). The accuracy fluctuates
+from epoch to epoch by one or two percent to the end of training, because most
+batches (about 25 of 33) are output bumps: a gradient step silences an output neuron
+for a few points and the next bumps raise all its input weights back, so the last
+epoch lands anywhere in that cycle. The test set takes no part in training or in the
+choice. Measured with the defaults on 2 cores shared with other work, seeds 0, 1, 2:
+test accuracy of the kept weights 95.8%, 96.7% and 94.9% (mean 95.8%; epochs
+85, 98 and 94), of the last epoch 93.2%, 96.1% and 94.9% (mean 94.7%): the
+choice gains a percent on average, short of 96% for seeds 0 and 2; no test point
+without an output spike; a median 4.7-4.8 s per training epoch and
+about 14 minutes per run on the loaded cores (the classification of the validation and
+test sets adds about 2 s per epoch). Tried on seed 0 and not kept, for they did no
+better: a learning rate decayed smoothly to a tenth over the 100 epochs (settled near
+94.5%, the bumps stayed at 17-19 an epoch), averaging the weights over batches
+(exponential moving averages, decay 0.99 and 0.997: no better than the weights
+themselves), letting 5% of the output (sample, neuron) pairs be silent before bumping
+(still about 25 bumps an epoch, 93% after 50 epochs), and bumping an output neuron only
+when it is silent for a point of its own class (more points whose correct neuron is
+silent, 92-94% after 55 epochs).
+
 Run: `python examples/yinyang.py` (`--epochs`, `--seed`, `--batch-size`, `--lr`,
-`--method`, `--out`). It prints the training loss, the train and test accuracy, the
-number of batches bumped (hidden/output) and the wall time of every epoch, and saves
-the decision map of the trained network as a PNG (with matplotlib).
+`--val-size`, `--method`, `--out`). It prints the training loss, the validation and
+test accuracy, the number of batches bumped (hidden/output) and the wall time of every
+epoch, with the train accuracy every 10 epochs (5000 points take about as long to
+classify as an epoch takes to train), then the selected epoch and its test accuracy,
+and saves the decision map of the kept weights as a PNG (with matplotlib).
 """
 
 import argparse
@@ -251,6 +275,12 @@ def predict(params, points):
     return jnp.where(fired, jnp.argmin(first, axis=-1), -1)
 
 
+def silent_fraction(params, points, batch=500):
+    """The fraction of `points` for which no output neuron fires."""
+    classes = [predict(params, points[i : i + batch]) for i in range(0, len(points), batch)]
+    return float(np.mean(np.concatenate([np.asarray(c) for c in classes]) == -1))
+
+
 def accuracy(params, points, labels, batch=500):
     hits = 0
     for start in range(0, points.shape[0], batch):
@@ -260,18 +290,31 @@ def accuracy(params, points, labels, batch=500):
 
 
 def train(
-    epochs=100, seed=0, batch_size=150, lr=5e-3, train_size=5000, test_size=1000, log=print
+    epochs=100,
+    seed=0,
+    batch_size=150,
+    lr=5e-3,
+    train_size=5000,
+    test_size=1000,
+    val_size=2000,
+    train_every=10,
+    log=print,
 ):
-    """Train from `seed`; returns the parameters and per-epoch records `(epoch, loss,
-    train accuracy, test accuracy, seconds, bumped batches)`."""
+    """Train from `seed`; returns the parameters of the epoch with the best validation
+    accuracy (the last epoch's when `val_size` is 0) and per-epoch records `(epoch,
+    loss, train accuracy, test accuracy, seconds, bumped batches, validation
+    accuracy)`. The validation set is drawn apart from the training and test sets; the
+    test set plays no part in training or selection. The train accuracy is measured
+    every `train_every` epochs and at the last (`nan` in between)."""
     points, labels = yinyang(train_size, seed=42)
+    val_points, val_labels = yinyang(val_size, seed=41)
     test_points, test_labels = yinyang(test_size, seed=40)
     params = init_params(jax.random.PRNGKey(seed))
     optimizer = optax.inject_hyperparams(optax.adam)(learning_rate=lr)
     opt_state = optimizer.init(params)
     bumping = Bumping.start()
     rng = np.random.default_rng(seed)
-    history = []
+    history, best_val, best = [], -1.0, params
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
         opt_state.hyperparams["learning_rate"] = jnp.asarray(
@@ -288,16 +331,38 @@ def train(
             if bumped:
                 bumps[int(bumping.layer)] += 1
         seconds = time.perf_counter() - start
-        train_acc = accuracy(params, points, labels)
+        train_acc = float("nan")
+        if epoch % train_every == 0 or epoch == epochs:
+            train_acc = accuracy(params, points, labels)
+        val_acc = accuracy(params, val_points, val_labels) if val_size else float("nan")
         test_acc = accuracy(params, test_points, test_labels)
+        if val_size and val_acc >= best_val:  # ties: the later epoch
+            best_val, best = val_acc, params
         history.append(
-            (epoch, float(np.mean(values)), train_acc, test_acc, seconds, tuple(bumps))
+            (
+                epoch,
+                float(np.mean(values)),
+                train_acc,
+                test_acc,
+                seconds,
+                tuple(bumps),
+                val_acc,
+            )
         )
         log(
             f"epoch {epoch:3d}  loss {np.mean(values):.4f}  train {100 * train_acc:5.1f}%  "
-            f"test {100 * test_acc:5.1f}%  bumps {bumps[0]:2d}/{bumps[1]:2d}  ({seconds:.1f} s)"
+            f"val {100 * val_acc:5.1f}%  test {100 * test_acc:5.1f}%  "
+            f"bumps {bumps[0]:2d}/{bumps[1]:2d}  ({seconds:.1f} s)"
         )
-    return params, history
+    return (best if val_size else params), history
+
+
+def selected_epoch(history):
+    """The record of the epoch whose parameters `train` returns: the best validation
+    accuracy, the later epoch on ties (the last epoch without a validation set)."""
+    if np.isnan(history[-1][6]):
+        return history[-1]
+    return max(history, key=lambda h: (h[6], h[0]))
 
 
 def decision_map(params, path, resolution=100):
@@ -328,6 +393,12 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=150)
     parser.add_argument("--lr", type=float, default=5e-3)
+    parser.add_argument(
+        "--val-size",
+        type=int,
+        default=2000,
+        help="validation points that choose the epoch to keep (0: keep the last)",
+    )
     parser.add_argument("--out", default="yinyang_decisions.png")
     parser.add_argument(
         "--method",
@@ -339,10 +410,15 @@ def main(argv=None):
     global EXACT
     EXACT = "layered" if args.method == "layered" else True
     start = time.perf_counter()
-    params, history = train(args.epochs, args.seed, args.batch_size, args.lr)
-    best = max(h[3] for h in history)
+    params, history = train(
+        args.epochs, args.seed, args.batch_size, args.lr, val_size=args.val_size
+    )
+    chosen = selected_epoch(history)
+    silent = silent_fraction(params, yinyang(1000, seed=40)[0])
     print(
-        f"final test accuracy {100 * history[-1][3]:.1f}% (best {100 * best:.1f}%), "
+        f"selected epoch {chosen[0]} (validation {100 * chosen[6]:.1f}%): test accuracy "
+        f"{100 * chosen[3]:.1f}%, test points without an output spike {100 * silent:.1f}%; "
+        f"last epoch: test accuracy {100 * history[-1][3]:.1f}%; "
         f"{time.perf_counter() - start:.0f} s in all"
     )
     try:

@@ -1,6 +1,6 @@
 """The Yin-Yang example trains (reduced): first-spike training with weight bumping lifts
-the test accuracy from chance (33%) to above 75% in a few epochs, and the output
-neurons keep firing."""
+the test accuracy from chance (33%) to above 75% in a few epochs, the output neurons
+keep firing, and the weights kept are those of the best validation epoch."""
 
 import os
 import sys
@@ -52,15 +52,43 @@ def test_bumping_raises_the_silent_neurons_only():
     np.testing.assert_array_equal(same[0], params[0])
 
 
+def test_selection_looks_at_the_validation_accuracy_only():
+    """The kept epoch has the best validation accuracy (the later one on ties),
+    whatever the test accuracy; without a validation set, the last epoch."""
+
+    def row(epoch, test, val):
+        return (epoch, 0.1, 0.9, test, 1.0, (0, 0), val)
+
+    history = [
+        row(1, 0.99, 0.90),
+        row(2, 0.80, 0.95),
+        row(3, 0.97, 0.95),
+        row(4, 0.99, 0.9),
+    ]
+    assert yinyang.selected_epoch(history)[0] == 3
+    history = [row(e, 0.9, float("nan")) for e in range(1, 4)]
+    assert yinyang.selected_epoch(history)[0] == 3
+
+
 def test_training_learns_without_silent_outputs():
     lines = []
     params, history = yinyang.train(
-        epochs=6, train_size=1000, test_size=500, batch_size=50, log=lines.append
+        epochs=6,
+        train_size=1000,
+        test_size=500,
+        val_size=500,
+        batch_size=50,
+        log=lines.append,
     )
     assert len(lines) == 6
     test_accuracy = history[-1][3]
     assert test_accuracy > 0.75, lines
-    points, _ = yinyang.yinyang(500, seed=40)
+    # The returned weights are those of the best validation epoch: their test accuracy
+    # is that epoch's.
+    chosen = yinyang.selected_epoch(history)
+    assert chosen[6] == max(h[6] for h in history)
+    points, labels = yinyang.yinyang(500, seed=40)
+    assert yinyang.accuracy(params, points, labels) == chosen[3]
     classes = np.asarray(yinyang.predict(params, points))
     # No collapse into silence: weight bumping keeps the outputs firing.
     assert np.mean(classes == -1) < 0.05, lines
