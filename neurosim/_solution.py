@@ -69,7 +69,9 @@ class Solution(eqx.Module):
         can be printed, read it from the returned `Solution`.
     - `iterations`, `solver_steps`: loop iterations and accepted ODE steps; on the
         exact path of the LIF family (no ODE solver), `solver_steps` counts the checks,
-        iterations that touched one neuron and emitted nothing (cost).
+        iterations that touched one neuron and emitted nothing (cost); with
+        `clocks="neuron"`, the checks plus the accepted steps of every neuron's own
+        solves (summed over neurons).
     - `fault`: where a run that went non-finite did so, `(leaf, neuron, kind)`: the
         leaf of `final_state` (tree order), the neuron (local to its population), and
         0 when the state itself is not finite or 1 when its time derivative is not;
