@@ -628,7 +628,13 @@ def simulate(
             solver, stepsize_controller, rtol, atol, dt0
         )
         clock = None
-        if clocks == "neuron":
+        # A network of the LIF family alone needs no ODE solve per neuron (unless
+        # `exact=False` asks for one): its closed form already runs per neuron, and
+        # its gradients then come from the replay.
+        solved = clock_all or not all(
+            _per_neuron.closed_form(pop.neuron) for pop in network.populations.values()
+        )
+        if clocks == "neuron" and solved:
             if not adaptive:
                 raise _arg_error(
                     "clocks",
