@@ -2,10 +2,12 @@
 neurosim/_clock.py): each neuron solved alone inside the exact event loop.
 
 - Every model of the zoo, in a sparse random recurrent population, gives the same
-  spikes as the network's clock (`clocks="network"`, one solve of all neurons,
-  stopped at every spike), float64 at rtol = atol = 1e-10: same neurons in the same
-  order, times within 1e-5 ms (seen: up to 3e-6 ms for AdEx and EIF, whose upstroke
-  is exponential; 1e-8 to 6e-7 ms for the others).
+  spikes on its own clock (float64, rtol = atol = 1e-10) as the network's clock
+  (`clocks="network"`, one solve of all neurons, stopped at every spike) at 1e-13:
+  same neurons in the same order, times within 5e-5 ms. Seen: AdEx 5.5e-6 ms and
+  EIF 2.0e-5 ms (a first spike near the saddle-node is sensitive), where the network
+  clock at 1e-10 is 7.2e-5 and 1.4e-4 ms off the same reference; 1e-8 to 6e-7 ms for
+  the others.
 - A neuron that receives nothing takes the same solver steps whatever the rest of the
   network does (on the network's clock every spike anywhere stops its solve).
 - Gradients through the per-neuron solves match central finite differences
@@ -27,6 +29,7 @@ from _compare import first_divergence
 import neurosim as ns
 
 TIGHT = dict(rtol=1e-10, atol=1e-10)
+REFERENCE_TOL = 1e-13
 N, T1 = 80, 80.0
 
 # Each model with a drive (`current`, times a uniform 0.6-1.2 per neuron) and a weight
@@ -78,7 +81,7 @@ def _population(name, seed=0):
 def test_every_model_gives_the_same_spikes_on_its_own_clock(name, x64):
     model, current, weights = _population(name)
     spikes = {}
-    for clocks in ("network", "neuron"):
+    for clocks, tol in (("network", REFERENCE_TOL), ("neuron", TIGHT["rtol"])):
         sol = ns.simulate(
             model,
             n=N,
@@ -88,12 +91,13 @@ def test_every_model_gives_the_same_spikes_on_its_own_clock(name, x64):
             clocks=clocks,
             max_spikes=4000,
             gradients=False,
-            **TIGHT,
+            rtol=tol,
+            atol=tol,
         )
         assert int(sol.status) == 1
         spikes[clocks] = sol.spikes()
     assert len(spikes["neuron"][0]) >= 100
-    agreement = first_divergence(spikes["network"], spikes["neuron"], atol=1e-5, t1=T1)
+    agreement = first_divergence(spikes["network"], spikes["neuron"], atol=5e-5, t1=T1)
     assert agreement.agree, str(agreement)
 
 
