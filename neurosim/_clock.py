@@ -100,14 +100,19 @@ def _solve(clock, neuron, y, current, t_abs, length, event):
     )
 
 
+def _single(batched, rest):
+    """One lane's neuron (its per-neuron leaves `batched`), as a population of one."""
+    return eqx.combine(jtu.tree_map(_one, batched), rest)
+
+
 def _lanes(fn, neuron, mask, *lanes):
     """`fn(neuron_i, *lane_i)` over the lanes (each neuron alone, leading axis 1)."""
     batched, rest = eqx.partition(neuron, mask)
 
     def one(batched, *lane):
-        single = eqx.combine(jtu.tree_map(_one, batched), rest)
         return fn(
-            single, *(jtu.tree_map(_one, x) if i == 0 else x for i, x in enumerate(lane))
+            _single(batched, rest),
+            *(jtu.tree_map(_one, x) if i == 0 else x for i, x in enumerate(lane)),
         )
 
     return jax.vmap(one)(batched, *lanes)
@@ -243,7 +248,7 @@ def _lean_solve(clock, neuron, mask, y0, current, t_abs, length, event: bool):
     batched, rest = eqx.partition(neuron, mask)
 
     def single(batched):
-        return eqx.combine(jtu.tree_map(_one, batched), rest)
+        return _single(batched, rest)
 
     def term_of(neuron, current, t_abs):
         return dfx.ODETerm(lambda s, y, args: neuron.dynamics(t_abs + s, y, current[None]))

@@ -598,11 +598,6 @@ def _write_keys(keys: _Keys, idx, old, new, whole) -> _Keys:
     return _Keys(flat.reshape(rows, cols), rowmin)
 
 
-def _wide(flag, like):
-    """`flag` (one per neuron) with axes added to broadcast against `like`."""
-    return flag.reshape(flag.shape + (1,) * (like.ndim - flag.ndim))
-
-
 def _put(array, i, value, whole):
     """`array.at[i].set(value, mode="drop")` for one index (see `_set_rows`)."""
     i = jnp.asarray(i, jnp.int32)[None]
@@ -634,10 +629,8 @@ class _Table:
 
     def __init__(self, state):
         leaves, self.treedef = jtu.tree_flatten(state)
-        self.fields = len(leaves)
         self.shapes = [leaf.shape[1:] for leaf in leaves]
         self.widths = [math.prod(shape) for shape in self.shapes]
-        self.width = sum(self.widths)
 
     def pack(self, state, row: _Row):
         leaves = jtu.tree_leaves(state)
@@ -952,6 +945,11 @@ class _Loop:
         pop = self.pops[name]
         return jnp.broadcast_to(jnp.asarray(pop.current(t), self.dtype), (pop.n,))
 
+    def cap_of(self, name):
+        """The horizon a population's neurons start from after a touch: the closed
+        form's cap, or the ODE clock's."""
+        return self.clock.cap if self.ode[name] else self.cap
+
     def predict(self, name, neuron, state, current, t, t_lo, h, active=None):
         """The keys of neurons touched at the time pair `(t, t_lo)`, their table rows,
         and the ODE steps taken (`active`: the lanes whose prediction is used, for the
@@ -1039,7 +1037,7 @@ class _Loop:
         for name in self.names:
             n = self.pops[name].n
             current = self.current_at(name, self.t0)
-            h = jnp.full((n,), self.clock.cap if self.ode[name] else self.cap, self.dtype)
+            h = jnp.full((n,), self.cap_of(name), self.dtype)
             key, row, _ = self.predict(
                 name, self.pops[name].neuron, y0[name], current, self.t0, zero, h
             )
@@ -1379,8 +1377,7 @@ class _Loop:
             else:
                 pending = jnp.zeros_like(row.pending)
             # A check keeps its horizon; a neuron whose dynamics changed starts over.
-            fresh = self.clock.cap if self.ode[name] else self.cap
-            h = jnp.where(me & ~touched.fires, row.horizon, fresh)
+            h = jnp.where(me & ~touched.fires, row.horizon, self.cap_of(name))
             key, new_row, predicted = self.predict(
                 name, neuron, state, row.current, t, t_lo, h, active
             )
@@ -1408,7 +1405,10 @@ class _Loop:
             keys[name] = _write_keys(carry.key[name], write_key, old_key, key, self.whole)
             if self.ode[name]:
                 leaves = jtu.tree_leaves(state)
-                ok = [jnp.all(jnp.isfinite(leaf) | _wide(keep, leaf)) for leaf in leaves]
+                ok = [
+                    jnp.all(jnp.isfinite(leaf) | _clock._wide(keep, leaf))
+                    for leaf in leaves
+                ]
                 finite.append(jnp.all(jnp.stack(ok)))
             else:
                 finite.append(jnp.all(jnp.isfinite(state.v)))
@@ -1458,8 +1458,7 @@ class _Loop:
                 neuron = self.pops[name].neuron
                 state, _ = self.advance(name, neuron, state, row, t, t_lo)
                 current = self.current_at(name, t)
-                cap = self.clock.cap if self.ode[name] else self.cap
-                h = jnp.full_like(row.t_last, cap)
+                h = jnp.full_like(row.t_last, self.cap_of(name))
                 key, new_row, _ = self.predict(name, neuron, state, current, t, t_lo, h)
                 ok = jnp.all(jnp.isfinite(current)) | ~now
                 # Under `vmap` the branch runs when any run jumps: the others keep
