@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
 
-from . import _engine, _layered, _per_neuron
+from . import _engine, _lanes, _layered, _per_neuron
 from ._checks import as_count, is_concrete, run_checks, traced_checks
 from ._clock import CLOCK_HORIZON, OdeClock
 from ._currents import as_current
@@ -291,7 +291,12 @@ def _run_jit(system, t0, t1, y0, input_times, input_sources, record, dt0, config
         input_sources=input_sources,
         record_times=record,
     )
-    if config["exact"]:
+    if config["exact"] and _lanes.applies(
+        system, input_times, config["clock"], config["gradients"]
+    ):
+        keep = ("max_spikes", "max_iterations", "clock")
+        out = _lanes.run(system, **common, **{key: config[key] for key in keep})
+    elif config["exact"]:
         keep = ("max_spikes", "max_iterations", "gradients", "clock")
         out = _per_neuron.run(system, **common, **{key: config[key] for key in keep})
     else:
