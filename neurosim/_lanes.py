@@ -31,6 +31,7 @@ solver and tolerances (the same steps from each touch, since nothing else touche
 neuron), to rounding; tests/test_clocks.py compares them.
 """
 
+import equinox.internal as eqxi
 import jax
 import jax.lax as lax
 import jax.numpy as jnp
@@ -47,7 +48,8 @@ CROSSINGS_PER_ITERATION = 32
 def applies(system, input_times, clock, gradients) -> bool:
     """Whether the run is one population of independent neurons that the lanes can
     take: per-neuron clocks on a model solved by ODE (not the closed form) with the lean
-    stepper, a forward run, no projections, no input spikes, a constant current."""
+    stepper, a forward run, no projections, no input spikes, a constant current, a
+    model that does not disarm on a spike."""
     network = system.network
     if clock is None or gradients is not False or not _clock.lean(clock):
         return False
@@ -55,7 +57,12 @@ def applies(system, input_times, clock, gradients) -> bool:
         return False
     (pop,) = network.populations.values()
     ode = clock.everywhere or not _per_neuron.closed_form(pop.neuron)
-    return pop.neuron.spiking and ode and _per_neuron._constant(pop.current)
+    return (
+        pop.neuron.spiking
+        and not pop.neuron.disarms_on_spike
+        and ode
+        and _per_neuron._constant(pop.current)
+    )
 
 
 class _Lanes:
@@ -132,7 +139,9 @@ class _Lanes:
     def body(self, carry):
         lean, current = self.lean, self.current
         n = current.shape[0]
-        live = ~carry["done"]
+        # Under `jax.vmap` the loop runs while any run of the batch does; the others
+        # stay as they are.
+        live = ~carry["done"] & (carry["status"] == _engine.RUNNING)
         at_stop = live & (carry["s"] >= carry["stop_s"])
         due = live & ~at_stop & (carry["c"] > 0)
         stepping = live & ~at_stop & ~due
@@ -211,7 +220,7 @@ class _Lanes:
             records=records,
             r_ptr=r_ptr,
             done=carry["done"] | ended,
-            iterations=carry["iterations"] + 1,
+            iterations=carry["iterations"] + jnp.any(live).astype(jnp.int32),
         )
         restart_stop = at_stop & ~ended
         restart = fires | restart_stop
@@ -236,8 +245,9 @@ class _Lanes:
         new["status"] = jnp.where(status != _engine.RUNNING, status, new["status"])
         return new
 
-    def run_pass(self, y0, t0, t_end, limit):
-        """The lanes from `t0` to `t_end` (or until the run stops)."""
+    def run_pass(self, y0, t0, t_end, limit, active=True):
+        """The lanes from `t0` to `t_end` (or until the run stops); nothing happens
+        where not `active`."""
         n = self.current.shape[0]
         dtype = self.current.dtype
         t = jnp.full((n,), t0, dtype)
@@ -265,13 +275,17 @@ class _Lanes:
             ),
             done=jnp.zeros((n,), bool),
             iterations=jnp.zeros((), jnp.int32),
-            status=jnp.asarray(_engine.RUNNING, jnp.int32),
+            status=jnp.where(active, _engine.RUNNING, _engine.FINISHED).astype(jnp.int32),
             t_end=jnp.asarray(t_end, dtype),
             limit=jnp.asarray(limit, jnp.int32),
         )
         everyone = jnp.ones((n,), bool)
         carry = self.start(carry, everyone, t, zeros, y0, carry["t_end"], first=True)
-        return lax.while_loop(lambda c: c["status"] == _engine.RUNNING, self.body, carry)
+        # A predicate that is not batched: under `jax.vmap` a batched one would make
+        # every iteration select between the old and new carry (the spike buffer too).
+        return lax.while_loop(
+            lambda c: eqxi.unvmap_any(c["status"] == _engine.RUNNING), self.body, carry
+        )
 
 
 def run(
@@ -293,16 +307,18 @@ def run(
     # (traced once: a loop of at most two passes).
     def cond(carry):
         k, _, first_status, _, _ = carry
-        return (k == 0) | ((k == 1) & again(first_status))
+        return (k == 0) | ((k == 1) & eqxi.unvmap_any(again(first_status)))
 
     def body(carry):
-        k, _, first_status, first_iterations, reached = carry
-        t_end = jnp.where(k == 0, t1, reached)
-        limit = jnp.where(k == 0, max_iterations, 2 * max_iterations + 2)
-        out = lanes.run_pass(y0, t0, t_end, limit)
+        k, previous, first_status, first_iterations, reached = carry
+        first = k == 0
+        t_end = jnp.where(first, t1, reached)
+        limit = jnp.where(first, max_iterations, 2 * max_iterations + 2)
+        active = first | again(first_status)
+        out = lanes.run_pass(y0, t0, t_end, limit, active)
+        out = jtu.tree_map(lambda new, old: jnp.where(active, new, old), out, previous)
         # Every lane has reached at least the slowest one's time.
         slowest = jnp.min(jnp.where(out["done"], t_end, out["tb"] + out["s"]))
-        first = k == 0
         return (
             k + 1,
             out,
@@ -319,7 +335,7 @@ def run(
     t_final = jnp.where(status == _engine.FINISHED, t1, reached)
     order = jnp.lexsort((final["spike_neurons"], final["spike_times"]))
     times = final["spike_times"][order]
-    iterations = first_iterations + jnp.where(k == 2, final["iterations"], 0)
+    iterations = first_iterations + jnp.where(again(status), final["iterations"], 0)
     return RunOutput(
         t_final=t_final,
         final_state={name: final["y"]},

@@ -641,6 +641,13 @@ def simulate(
         solved = clock_all or not all(
             _per_neuron.closed_form(pop.neuron) for pop in network.populations.values()
         )
+        own = OdeClock(
+            solver=solver,
+            controller=stepsize_controller,
+            max_steps=max_solver_steps,
+            cap=CLOCK_HORIZON,
+            everywhere=clock_all or clocks is None,
+        )
         if clocks == "neuron" and solved:
             if not adaptive:
                 raise _arg_error(
@@ -649,13 +656,21 @@ def simulate(
                     "Leave `solver`/`stepsize_controller` out, or pass an adaptive "
                     "solver such as diffrax.Tsit5().",
                 )
-            clock = OdeClock(
-                solver=solver,
-                controller=stepsize_controller,
-                max_steps=max_solver_steps,
-                cap=CLOCK_HORIZON,
-                everywhere=clock_all,
-            )
+            clock = own
+        elif (
+            clocks is None
+            and gradients is False
+            and not exact
+            and adaptive
+            and locate_spikes
+            and system.num_neurons > 1
+            and _lanes.applies(system, input_times, own, gradients)
+        ):
+            # Neurons that never reach each other, in a forward run: each on its own
+            # clock (`neurosim._lanes`). One neuron alone is on its own clock either
+            # way, and under `jax.vmap` the network's loop is the faster for it (a
+            # batch of 1024 one-neuron Izhikevich runs: 1.0 against 5.0 s).
+            clock, exact = own, True
         if max_iterations is None:
             max_iterations = (
                 8 * max_spikes + 2 * (input_times.shape[0] + record.shape[0]) + 100_000

@@ -155,3 +155,30 @@ def test_a_batch_of_lane_runs_under_vmap():
         one, count = run(scale)
         assert int(counts[i]) == int(count) > 0
         np.testing.assert_allclose(times[i], one, rtol=0, atol=1e-3)
+
+
+def test_forward_runs_of_independent_neurons_take_the_lanes_by_default():
+    """`clocks=None` with `gradients=False`: neurons that never reach each other are
+    each on their own clock, as with `clocks="neuron"` (the same spikes, bit for bit;
+    a solver step per lane per iteration). Differentiated runs keep the network's
+    clock (an iteration per event: far more iterations than per lane)."""
+    model, current = _izhikevich(7)
+    model = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float32), model)
+    options = dict(n=N, t1=60.0, current=jnp.asarray(current, jnp.float32), max_spikes=1000)
+    default = ns.simulate(model, gradients=False, **options)
+    own = ns.simulate(model, gradients=False, clocks="neuron", **options)
+    network = ns.simulate(model, **options)
+    assert int(default.num_spikes) == int(own.num_spikes) > 50
+    np.testing.assert_array_equal(default.spike_times, own.spike_times)
+    np.testing.assert_array_equal(default.spike_neurons, own.spike_neurons)
+    assert 3 * int(default.iterations) < int(default.solver_steps)
+    assert int(network.iterations) >= int(network.num_spikes)
+    # Neuron by neuron (two spikes 1e-4 ms apart may swap places in float32).
+    trains = []
+    for sol in (network, default):
+        k = int(sol.num_spikes)
+        times, neurons = np.asarray(sol.spike_times[:k]), np.asarray(sol.spike_neurons[:k])
+        order = np.lexsort((times, neurons))
+        trains.append((neurons[order], times[order]))
+    np.testing.assert_array_equal(trains[0][0], trains[1][0])
+    np.testing.assert_allclose(trains[0][1], trains[1][1], rtol=0, atol=5e-3)
