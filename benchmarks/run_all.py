@@ -26,7 +26,9 @@ Workloads (simulated time in ms, wall times in s):
    tolerances) and float64 (a separate process with `jax_enable_x64`, tolerances 1e-12).
 4. Sweep: 1024 Izhikevich neurons with per-neuron a, b, c, d (`izhikevich_params`,
    handed to Brian2 in an .npz), I = 10, 1 s. Brian2 with Euler at dt = 0.1 and 0.01 ms;
-   neurosim exact (Tsit5, spikes located; Izhikevich has no closed form) as one population and under `jax.vmap`, and
+   neurosim exact (Tsit5, spikes located; Izhikevich has no closed form) as one
+   population (each neuron on its own clock, the default, and on the network's clock)
+   and under `jax.vmap`, and
    Brian2's scheme (Euler, threshold on the grid) under `jax.vmap`; spike counts neuron
    by neuron.
 5. Cost per event: the network of `per_event.py` at N = 10, 100, 1000, 4000, neurosim
@@ -334,20 +336,29 @@ def izhikevich(params, t1, repeats, euler_dts):
     arrays = {name: jnp.asarray(params[name], jnp.float32) for name in "abcd"}
     population = ns.Izhikevich(**arrays)
 
-    def whole():
-        return ns.simulate(
-            population, n=n, t1=t1, current=10.0, max_spikes=80 * n, gradients=False
-        )
+    runs = {}
+    # The default: each neuron on its own clock (lanes of one loop); then the network's
+    # clock (one solve of all neurons, stopped at every spike).
+    for name, clocks in (("per-neuron clocks", None), ("network clock", "network")):
 
-    sol, timing = timed_calls(whole, repeats)
-    _, neurons = sol.spikes()
-    runs = {
-        "exact, one population": {
+        def whole(clocks=clocks):
+            return ns.simulate(
+                population,
+                n=n,
+                t1=t1,
+                current=10.0,
+                max_spikes=80 * n,
+                gradients=False,
+                clocks=clocks,
+            )
+
+        sol, timing = timed_calls(whole, repeats)
+        _, neurons = sol.spikes()
+        runs[f"exact, one population, {name}"] = {
             "counts": np.bincount(neurons, minlength=n),
             "overflow": bool(sol.overflow),
             **timing,
         }
-    }
     schemes = {"exact, vmap": (None, {})}
     for dt in euler_dts:
         kwargs = {"solver": dfx.Euler(), "dt0": dt, "locate_spikes": False}
