@@ -2,7 +2,8 @@
 
 With per-neuron clocks (`clocks="neuron"`), a population that receives no spikes (no
 projection into it, no input spikes) and drives nobody (no projection out of it) is a
-set of independent neurons: a parameter sweep, say. The event loop would still take
+set of independent neurons: a parameter sweep, say (a constant or piecewise-constant
+current of its own for each). The event loop would still take
 its events one at a time, each advancing and predicting one neuron by a sequence of
 solver steps. Here every neuron is a lane of one loop instead: each iteration takes one
 step of the lean stepper (`neurosim._clock.Lean`: the solver's own step, diffrax's I
@@ -13,9 +14,11 @@ iteration costs one vectorised step whatever the number of neurons. A lane stops
   predictions locate it (on the dense output, then corrected by real steps): the spike
   goes into the buffer, the model's `reset` applies, and the lane starts again there;
   a lane whose condition is still positive fires again at the same time;
-- at its next record time (the state before any event at that time), at the end of a
-  scheduled change (`next_scheduled_time`, `apply_scheduled`: refractory ends), and at
-  the end of the run.
+- at its next record time (the state before any event at that time), at a jump of
+  its current (piecewise constant: constants, `Step`, `PiecewiseConstant`,
+  `PulseTrain` and their sums; the new value applies from the jump), at its next
+  scheduled change (`next_scheduled_time`, `apply_scheduled`: the end of a refractory
+  period), and at the end of the run.
 
 Spikes are written to one buffer of `max_spikes` entries as the lanes find them, out
 of order, and sorted at the end (by time, then neuron). When the buffer fills, or the
@@ -38,6 +41,7 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 
 from . import _clock, _engine, _per_neuron
+from ._currents import PiecewiseConstant, Sum
 from ._engine import RunOutput
 
 # Crossings located per iteration (at most); lanes that cross beyond it take their step
@@ -48,8 +52,8 @@ CROSSINGS_PER_ITERATION = 32
 def applies(system, input_times, clock, gradients) -> bool:
     """Whether the run is one population of independent neurons that the lanes can
     take: per-neuron clocks on a model solved by ODE (not the closed form) with the lean
-    stepper, a forward run, no projections, no input spikes, a constant current, a
-    model that does not disarm on a spike."""
+    stepper, a forward run, no projections, no input spikes, a piecewise-constant
+    current, a model that does not disarm on a spike."""
     network = system.network
     if clock is None or gradients is not False or not _clock.lean(clock):
         return False
@@ -61,16 +65,30 @@ def applies(system, input_times, clock, gradients) -> bool:
         pop.neuron.spiking
         and not pop.neuron.disarms_on_spike
         and ode
-        and _per_neuron._constant(pop.current)
+        and _per_neuron._piecewise_constant(pop.current)
     )
+
+
+def _lane_values(current, t, n):
+    """A piecewise-constant current's value for each lane `i` at its own time `t[i]`
+    (right-continuous: at a jump, the new value)."""
+    if isinstance(current, Sum):
+        return sum(_lane_values(term, t, n) for term in current.terms)
+    if isinstance(current, PiecewiseConstant):
+        k = jnp.searchsorted(current.times, t, side="right")
+        values = current.values
+        return values[k] if values.ndim == 1 else values[k, jnp.arange(n)]
+    # Constant and PulseTrain are elementwise in time.
+    return jnp.broadcast_to(current(t), (n,))
 
 
 class _Lanes:
     """The population's pieces that a pass of the lanes needs."""
 
-    def __init__(self, clock, neuron, current, record_times, max_spikes):
-        mask = _clock.per_neuron_mask(neuron, current.shape[0])
-        self.lean = _clock.Lean(clock, neuron, mask, current.dtype)
+    def __init__(self, clock, neuron, n, current, dtype, record_times, max_spikes):
+        mask = _clock.per_neuron_mask(neuron, n)
+        self.lean = _clock.Lean(clock, neuron, mask, dtype)
+        self.n, self.dtype = n, dtype
         self.current = current
         self.record_times = record_times
         self.max_spikes = max_spikes
@@ -89,7 +107,7 @@ class _Lanes:
     def scheduled_time(self, y):
         def one(batched, y):
             time = self.single(batched).next_scheduled_time(jtu.tree_map(_clock._one, y))
-            return jnp.asarray(time, self.current.dtype)
+            return jnp.asarray(time, self.dtype)
 
         return jax.vmap(one)(self.lean.batched, y)
 
@@ -103,7 +121,7 @@ class _Lanes:
     def next_record(self, ptr):
         count = self.record_times.shape[0]
         if not count:
-            return jnp.full(ptr.shape, jnp.inf, self.current.dtype)
+            return jnp.full(ptr.shape, jnp.inf, self.dtype)
         time = self.record_times[jnp.minimum(ptr, count - 1)]
         return jnp.where(ptr < count, time, jnp.inf)
 
@@ -116,9 +134,12 @@ class _Lanes:
         controller grows it by up to 10x a step)."""
         lean = self.lean
         zero = jnp.zeros_like(t)
-        state, f = lean.init(self.current, t, y, jnp.full_like(t, 1e-3), first)
+        # The current from here on (right-continuous), constant to its next jump.
+        current = _lane_values(self.current, t, self.n).astype(self.dtype)
+        state, f = lean.init(current, t, y, jnp.full_like(t, 1e-3), first)
         stop = jnp.minimum(self.next_record(carry["r_ptr"]), t_end)
         stop = jnp.minimum(stop, self.scheduled_time(y))
+        stop = jnp.minimum(stop, jax.vmap(self.current.next_jump)(t).astype(self.dtype))
         new = dict(carry)
         updates = dict(
             tb=t,
@@ -127,7 +148,8 @@ class _Lanes:
             y=y,
             state=state,
             h=lean.first_step(y, f) if first else carry["h"],
-            c=lean.condition(self.current, t, zero, y),
+            c=lean.condition(current, t, zero, y),
+            current=current,
             stop=stop,
             stop_s=(stop - t) - t_lo,
             seg_steps=jnp.zeros_like(carry["seg_steps"]),
@@ -137,8 +159,7 @@ class _Lanes:
         return new
 
     def body(self, carry):
-        lean, current = self.lean, self.current
-        n = current.shape[0]
+        lean, current, n = self.lean, carry["current"], self.n
         # Under `jax.vmap` the loop runs while any run of the batch does; the others
         # stay as they are.
         live = ~carry["done"] & (carry["status"] == _engine.RUNNING)
@@ -248,12 +269,12 @@ class _Lanes:
     def run_pass(self, y0, t0, t_end, limit, active=True):
         """The lanes from `t0` to `t_end` (or until the run stops); nothing happens
         where not `active`."""
-        n = self.current.shape[0]
-        dtype = self.current.dtype
+        n, dtype = self.n, self.dtype
         t = jnp.full((n,), t0, dtype)
         zeros = jnp.zeros((n,), dtype)
         num = self.record_times.shape[0]
-        state0, _ = self.lean.init(self.current, t, y0, jnp.full((n,), 1e-3, dtype), False)
+        current = _lane_values(self.current, t, n).astype(dtype)
+        state0, _ = self.lean.init(current, t, y0, jnp.full((n,), 1e-3, dtype), False)
         carry = dict(
             tb=t,
             tb_lo=zeros,
@@ -262,6 +283,7 @@ class _Lanes:
             state=state0,
             h=zeros,
             c=zeros,
+            current=current,
             stop=zeros,
             stop_s=zeros,
             seg_steps=jnp.zeros((n,), jnp.int32),
@@ -296,8 +318,7 @@ def run(
     `RunOutput`."""
     ((name, pop),) = system.network.populations.items()
     dtype = jtu.tree_leaves(y0)[0].dtype
-    current = jnp.broadcast_to(jnp.asarray(pop.current(t0), dtype), (pop.n,))
-    lanes = _Lanes(clock, pop.neuron, current, record_times, max_spikes)
+    lanes = _Lanes(clock, pop.neuron, pop.n, pop.current, dtype, record_times, max_spikes)
     y0 = y0[name]
 
     def again(status):

@@ -61,6 +61,10 @@ def test_lif_lanes_match_the_closed_form(seed, x64):
         t_ref=jnp.asarray(rng.uniform(0.0, 3.0, N)),
     )
     current = jnp.asarray(rng.uniform(0.8, 2.0, N))
+    if seed == 1:  # a current that jumps: a step of its own per neuron, and pulses
+        amplitude = jnp.asarray(rng.uniform(-0.5, 0.8, N))
+        current = ns.inputs.Step(40.0, amplitude, t_off=90.0, baseline=current)
+        current = current + ns.inputs.PulseTrain(5.0, 2.0, 17.0, amplitude=0.7)
     record = jnp.sort(jnp.asarray(rng.uniform(0.0, T1, 7)))
     y0 = model.init_state(N)
     y0 = type(y0)(**{**vars(y0), "v": jnp.asarray(rng.uniform(-0.5, 0.99, N))})
