@@ -291,9 +291,7 @@ def _run_jit(system, t0, t1, y0, input_times, input_sources, record, dt0, config
         input_sources=input_sources,
         record_times=record,
     )
-    if config["exact"] and _lanes.applies(
-        system, input_times, config["clock"], config["gradients"]
-    ):
+    if config["lanes"]:
         keep = ("max_spikes", "max_iterations", "clock")
         out = _lanes.run(system, **common, **{key: config[key] for key in keep})
     elif config["exact"]:
@@ -301,7 +299,9 @@ def _run_jit(system, t0, t1, y0, input_times, input_sources, record, dt0, config
         out = _per_neuron.run(system, **common, **{key: config[key] for key in keep})
     else:
         engine_config = {
-            key: value for key, value in config.items() if key not in ("exact", "clock")
+            key: value
+            for key, value in config.items()
+            if key not in ("exact", "clock", "lanes")
         }
         engine_config["gradients"] = bool(engine_config["gradients"])
         out = _engine.run(system, **common, dt0=dt0, **engine_config)
@@ -695,6 +695,9 @@ def simulate(
             gradients=gradients,
             exact=exact,
             clock=clock,
+            # Decided here, where the delays are concrete values (under `jax.jit`
+            # they are not).
+            lanes=bool(exact) and _lanes.applies(system, input_times, clock, gradients),
         )
         out, fault = _run_jit(*inputs, _as_float(dt0, dtype), config)
     solution = _solution(out, fault, network, record, t0, single)
