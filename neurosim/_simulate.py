@@ -498,7 +498,8 @@ def simulate(
     - `dt0`: initial step (adaptive, default 0.05 ms) or the constant step (fixed-step).
     - `max_solver_steps`: cap on ODE steps within one inter-event segment.
     - `max_iterations`: cap on event-loop iterations (spikes, inputs, records,
-        scheduled changes); the default is generous.
+        scheduled changes; for independent neurons on their own clocks, see `clocks`,
+        a solver step of every neuron); the default is generous.
     - `locate_spikes`: True (default) finds each spike time by root finding within
         the solver step. False stops at the end of the step on which the condition
         turned positive and spikes there: the convention of clock-driven simulators
@@ -678,12 +679,15 @@ def simulate(
             # way, and under `jax.vmap` the network's loop is the faster for it (a
             # batch of 1024 one-neuron Izhikevich runs: 1.0 against 5.0 s).
             clock, exact = own, True
+        lanes = bool(exact) and _lanes.applies(system, input_times, clock, gradients)
         if max_iterations is None:
             max_iterations = (
                 8 * max_spikes + 2 * (input_times.shape[0] + record.shape[0]) + 100_000
             )
             if clock is not None:
                 max_iterations += _checks_bound(network, t0, t1, clock.cap)
+            if lanes:  # an iteration is a step of every lane: tens per spike
+                max_iterations += 32 * max_spikes
         config = dict(
             max_spikes=max_spikes,
             solver=solver,
@@ -695,9 +699,7 @@ def simulate(
             gradients=gradients,
             exact=exact,
             clock=clock,
-            # Decided here, where the delays are concrete values (under `jax.jit`
-            # they are not).
-            lanes=bool(exact) and _lanes.applies(system, input_times, clock, gradients),
+            lanes=lanes,
         )
         out, fault = _run_jit(*inputs, _as_float(dt0, dtype), config)
     solution = _solution(out, fault, network, record, t0, single)
