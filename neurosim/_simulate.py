@@ -654,7 +654,9 @@ def simulate(
             controller=stepsize_controller,
             max_steps=max_solver_steps,
             cap=CLOCK_HORIZON,
-            everywhere=clock_all or clocks is None,
+            # The LIF family solved per neuron too: asked for (`exact=False` with
+            # `clocks="neuron"`), or a network left to the ODE solver (default lanes).
+            everywhere=clock_all or (clocks is None and not solved),
         )
         if clocks == "neuron" and solved:
             if not adaptive:

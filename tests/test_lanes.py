@@ -79,7 +79,7 @@ def test_lif_lanes_match_the_closed_form(seed, x64):
     assert int(lanes.solver_steps) > 5 * int(lanes.iterations)
 
 
-@pytest.mark.parametrize("refractory", [False, True])
+@pytest.mark.parametrize("refractory", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_izhikevich_lanes_match_the_network_clock(refractory, x64):
     model, current = _izhikevich(3, refractory)
     lanes = _run(model, current, clocks="neuron")
