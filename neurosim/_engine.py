@@ -398,6 +398,15 @@ def run(
             system.next_internal_time(carry.t, carry.y, carry.aux) <= carry.t
         )
         any_due = any_due & ~pending_now
+        # A record at this instant takes the state before the neurons above threshold
+        # fire (the left limit; at `t0` they may be above it from the start): a
+        # zero-length segment stores it first.
+        if num_records > 0:
+            record_now = pending_records(carry.record_ptr)[0][0] <= carry.t
+            hold_for_record = any_due & record_now
+            any_due = any_due & ~record_now
+        else:
+            hold_for_record = jnp.asarray(False)
         big = (carry.spike_times, carry.spike_neurons, carry.records)
         small = replace(
             carry,
@@ -420,7 +429,7 @@ def run(
         # Without vmap exactly one of `handle_due` and `advance` runs, as before.
         advanced = lax.cond(
             eqxi.unvmap_any(~any_due),
-            lambda c: advance(c, hold=any_due),
+            lambda c: advance(c, hold=any_due | hold_for_record),
             lambda c: c,
             small,
         )

@@ -250,3 +250,30 @@ def test_simultaneous_crossings_by_a_jump(x64):
     expected = 0.6 + (np.array([0.0, -0.5]) - 0.6) * np.exp(-0.5)
     for sol in (exact, ode):
         np.testing.assert_allclose(sol.final_state["p"].v, expected, rtol=0, atol=1e-9)
+
+
+def test_a_record_at_t0_is_the_state_before_neurons_above_threshold_fire():
+    """Neurons that start above threshold fire at `t0`; a record at `t0` is the left
+    limit there (before the spike and reset) on every path: the closed form, the
+    network's clock, each neuron on its own clock in the event loop and as lanes.
+    The network's clock once stored the state after the reset."""
+    lif = ns.LIF(tau_mem=10.0, t_ref=2.0)
+    y0 = lif.init_state(3)
+    y0 = type(y0)(**{**vars(y0), "v": jnp.asarray([1.5, 0.2, 1.0])})
+    options = dict(
+        n=3, t0=50.0, t1=70.0, current=jnp.asarray([1.2, 1.5, 0.5]), y0=y0,
+        record=jnp.asarray([50.0, 61.0]), max_spikes=50,
+    )  # fmt: skip
+    paths = {
+        "closed form": dict(exact=True),
+        "network clock": dict(exact=False),
+        "own clocks, event loop": dict(exact=False, clocks="neuron"),
+        "own clocks, lanes": dict(exact=False, clocks="neuron", gradients=False),
+    }
+    runs = {name: ns.simulate(lif, **options, **kw) for name, kw in paths.items()}
+    for name, sol in runs.items():
+        np.testing.assert_allclose(sol.states.v[0], y0.v, atol=1e-6, err_msg=name)
+        np.testing.assert_array_equal(sol.states.refractory[0], 0.0, err_msg=name)
+        assert float(sol.spike_times[0]) == 50.0 and int(sol.spike_neurons[0]) == 0, name
+        reference = runs["closed form"]
+        np.testing.assert_allclose(sol.states.v[1], reference.states.v[1], atol=1e-4)
