@@ -269,7 +269,8 @@ def draw(seed: int, structure: Structure) -> RandomNetwork:
         a[f"tau_syn_{pop}"] = rng.uniform(2.0, 8.0, n)
         a[f"tau_exc_{pop}"] = rng.uniform(2.0, 6.0, n)
         a[f"tau_inh_{pop}"] = rng.uniform(5.0, 12.0, n)
-        a[f"v0_{pop}"] = rng.uniform(0.0, 0.95, n)
+        # A few neurons start above threshold: they fire at t0.
+        a[f"v0_{pop}"] = rng.uniform(0.0, 1.05, n)
     # Recurrent weights: up to `fan_out` targets per presynaptic neuron; a delta
     # synapse jumps v by about a third of an exponential one's peak effect.
     p["w_exc"] = float(rng.uniform(0.08, 0.2))
