@@ -367,6 +367,7 @@ def _kwargs(structure: Structure, path: str) -> dict:
         max_spikes=structure.max_spikes,
         gradients=path.endswith("_grad"),
         throw=False,
+        record=record_times(structure),
     )
     if path in ("ode", "clocks"):
         tol = ODE_TOL[precision()]
@@ -397,7 +398,19 @@ def _dense_runner(structure: Structure, path: str, delay_key):
     return run
 
 
+def record_times(structure: Structure):
+    """The record times of every run: `t0` (neurons above threshold fire there; the
+    record is the state before), three inside the run, and `t1`."""
+    fractions = np.asarray([0.0, 0.2, 0.5, 0.77, 1.0])
+    return jnp.asarray(
+        fractions * structure.t1 + np.asarray([0, 0.0123, 0.0456, 0.0789, 0])
+    )
+
+
 def _spikes_only(sol):
+    """The spikes, status and counts, and `v` of every neuron (populations in order) at
+    the record times and at the end."""
+    names = sorted(sol.states)
     return dict(
         spike_times=sol.spike_times,
         spike_neurons=sol.spike_neurons,
@@ -405,6 +418,8 @@ def _spikes_only(sol):
         status=sol.status,
         t_final=sol.t_final,
         iterations=sol.iterations,
+        records=jnp.concatenate([sol.states[name].v for name in names], axis=1),
+        final=jnp.concatenate([sol.final_state[name].v for name in names]),
     )
 
 
