@@ -9,6 +9,9 @@ by hand:
     .venv-bench/bin/python benchmarks/brian2_reference.py cuba_fan_out --n 64000
     .venv-bench/bin/python benchmarks/brian2_reference.py lif
     .venv-bench/bin/python benchmarks/brian2_reference.py izhikevich --params PARAMS.npz
+    .venv-bench/bin/python benchmarks/brian2_reference.py coba --n 4000 --t1 1000
+    .venv-bench/bin/python benchmarks/brian2_reference.py izhikevich_2003 \
+        --network NETWORK.npz --delays 0 1
 
 What each workload measures (times in ms, wall times in s):
 
@@ -31,6 +34,26 @@ What each workload measures (times in ms, wall times in s):
   `du/dt = a (b v - u)`, `v >= 30 -> v = c, u += d`) with per-neuron a, b, c, d read
   from an .npz file, I = 10, v0 = -65, u0 = b v0, 1 s, Euler (Brian2's choice for these
   equations) at dt = 0.1 and 0.01 ms: spike counts per neuron, wall time of `run()`.
+- `coba`: the COBA network of Brette et al. (2007), benchmark 1, with the equations,
+  parameters and initial conditions of `neurosim.networks.brette_coba`: `n` LIF neurons
+  (80% excitatory), `taum dv/dt = El - v + ge (Ee - v) + gi (Ei - v)` with `ge`, `gi`
+  in units of the leak conductance decaying with taue = 5 ms and taui = 10 ms,
+  El = Vr = -60 mV, Vt = -50 mV, Ee = 0 mV, Ei = -80 mV, 5 ms refractory period
+  (`v` held), connections with p = 0.02 (self-connections allowed) that add
+  we = 0.6 to `ge` or wi = 6.7 to `gi` (both scaled by 4000/n below 4000 neurons),
+  v0 uniform in [Vr, Vt], ge0 normal (4, 1.5) and gi0 normal (20, 12), clipped at 0.
+  Euler at dt = 0.1 ms (Brian2's choice for these equations: `exact` does not apply to
+  the products ge v, gi v). One warm-up run at the first size, then one run per
+  `--n`/`--t1` pair: construction time, wall time of `run()`, the simulation loop (as
+  for `cuba`), spikes and mean rate.
+- `izhikevich_2003`: the network of Izhikevich (2003) as built by
+  `neurosim.networks.izhikevich_2003`, read from an .npz (`a`, `b`, `c`, `d` per
+  neuron, `weights` [pre, post], the thalamic input `noise` with one row per ms, `t1`):
+  the Izhikevich equations above with `I` the noise of the current ms (a
+  `TimedArray`), all-to-all synapses `v_post += w`, at each `--delays` value (ms; 0:
+  delivered in the step of the spike), Euler at dt = 0.1 and 0.01 ms. Per delay and dt:
+  construction time, wall time of `run()` (one warm-up run, then `--repeats`), spikes,
+  mean rate, and the spike times and neurons of the first timed run.
 """
 
 import argparse
@@ -230,6 +253,149 @@ def izhikevich(path, dts, repeats, t1):
     return [repeated(lambda dt=dt: izhikevich_run(params, dt, t1), repeats) for dt in dts]
 
 
+def coba_run(seed, n=4000, t1=1000.0, dt=0.1, p=0.02):
+    """One COBA run (`neurosim.networks.brette_coba`'s network); its figures."""
+    b2.start_scope()
+    b2.defaultclock.dt = dt * ms
+    b2.seed(seed)
+    scale = 4000 / n
+    n_exc = int(round(0.8 * n))
+    namespace = {
+        "taum": 20 * ms,
+        "taue": 5 * ms,
+        "taui": 10 * ms,
+        "El": -60 * mV,
+        "Vt": -50 * mV,
+        "Vr": -60 * mV,
+        "Ee": 0 * mV,
+        "Ei": -80 * mV,
+        "we": 0.6 * scale,
+        "wi": 6.7 * scale,
+    }
+    eqs = """
+    dv/dt  = (El - v + ge * (Ee - v) + gi * (Ei - v)) / taum : volt (unless refractory)
+    dge/dt = -ge / taue : 1
+    dgi/dt = -gi / taui : 1
+    """
+    start = time.perf_counter()
+    group = b2.NeuronGroup(
+        n,
+        eqs,
+        threshold="v > Vt",
+        reset="v = Vr",
+        refractory=5 * ms,
+        method="euler",
+        namespace=namespace,
+        name="coba",
+    )
+    group.v = "Vr + rand() * (Vt - Vr)"
+    group.ge = "clip(4 + 1.5 * randn(), 0, inf)"
+    group.gi = "clip(20 + 12 * randn(), 0, inf)"
+    exc = b2.Synapses(group, group, on_pre="ge += we", namespace=namespace, name="coba_exc")
+    exc.connect(f"i < {n_exc}", p=p)
+    inh = b2.Synapses(group, group, on_pre="gi += wi", namespace=namespace, name="coba_inh")
+    inh.connect(f"i >= {n_exc}", p=p)
+    monitor = b2.SpikeMonitor(group, record=False, name="coba_spikes")
+    net = b2.Network(group, exc, inh, monitor)
+    setup = time.perf_counter() - start
+    start = time.perf_counter()
+    net.run(t1 * ms, profile=True)
+    wall = time.perf_counter() - start
+    spikes = int(monitor.num_spikes)
+    return {
+        "seed": seed,
+        "n": n,
+        "t1": t1,
+        "dt": dt,
+        "synapses": len(exc) + len(inh),
+        "setup_s": setup,
+        "run_s": wall,
+        "loop_s": _network_time(net),
+        "spikes": spikes,
+        "rate_hz": spikes / n / (t1 / 1000.0),
+    }
+
+
+def coba(sizes, seed=0):
+    """A warm-up run at the first size (fills the cython cache; not reported), then
+    one run per (n, t1) in `sizes`."""
+    warmup = coba_run(seed, *sizes[0])
+    return {"warmup": warmup, "runs": [coba_run(seed, n, t1) for n, t1 in sizes]}
+
+
+def izhikevich_2003_run(network, dt, delay):
+    """The Izhikevich (2003) network of the .npz at step `dt` (ms) with every
+    connection delayed by `delay` ms (0: delivered in the step of the spike)."""
+    b2.start_scope()
+    b2.defaultclock.dt = dt * ms
+    n = len(network["a"])
+    start = time.perf_counter()
+    noise = b2.TimedArray(network["noise"], dt=1 * ms, name="thalamic")
+    eqs = """
+    dv/dt = (0.04 * v**2 + 5 * v + 140 - u + I) / ms : 1
+    du/dt = a * (b * v - u) / ms : 1
+    I = thalamic(t, i) : 1
+    a : 1 (constant)
+    b : 1 (constant)
+    c : 1 (constant)
+    d : 1 (constant)
+    """
+    group = b2.NeuronGroup(
+        n,
+        eqs,
+        threshold="v >= 30",
+        reset="v = c; u += d",
+        method="euler",
+        namespace={"thalamic": noise},
+        name="izhikevich_2003",
+    )
+    for name in "abcd":
+        setattr(group, name, network[name])
+    group.v = -65.0
+    group.u = network["b"] * -65.0
+    synapses = b2.Synapses(
+        group, group, "w : 1 (constant)", on_pre="v_post += w", name="izhikevich_syn"
+    )
+    pre, post = np.indices(network["weights"].shape)
+    synapses.connect(i=pre.ravel(), j=post.ravel())
+    synapses.w = network["weights"].ravel()
+    if delay:
+        synapses.delay = delay * ms
+    monitor = b2.SpikeMonitor(group, name="izhikevich_2003_spikes")
+    net = b2.Network(group, synapses, monitor)
+    setup = time.perf_counter() - start
+    t1 = float(network["t1"])
+    start = time.perf_counter()
+    net.run(t1 * ms)
+    wall = time.perf_counter() - start
+    spikes = int(monitor.num_spikes)
+    return {
+        "dt": dt,
+        "delay_ms": delay,
+        "n": n,
+        "t1": t1,
+        "setup_s": setup,
+        "run_s": wall,
+        "spikes": spikes,
+        "rate_hz": spikes / n / (t1 / 1000.0),
+        "times": [float(x) for x in np.asarray(monitor.t / ms)],
+        "neurons": [int(k) for k in np.asarray(monitor.i)],
+    }
+
+
+def izhikevich_2003(path, dts, delays, repeats):
+    """The Izhikevich (2003) network of the .npz at `path`, at each delay and dt."""
+    with np.load(path) as data:
+        network = {name: np.asarray(data[name], float) for name in data.files}
+    return [
+        repeated(
+            lambda dt=dt, delay=delay: izhikevich_2003_run(network, dt, delay), repeats
+        )
+        for delay in delays
+        for dt in dts
+    ]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="workload", required=True)
@@ -249,12 +415,25 @@ def main():
     p_izh.add_argument("--t1", type=float, default=1000.0)
     p_izh.add_argument("--dts", type=float, nargs="+", default=[0.1, 0.01])
     p_izh.add_argument("--repeats", type=int, default=3)
+    p_coba = sub.add_parser("coba")
+    p_coba.add_argument("--n", type=int, nargs="+", default=[4000])
+    p_coba.add_argument("--t1", type=float, nargs="+", default=[1000.0])
+    p_coba.add_argument("--seed", type=int, default=0)
+    p_iz03 = sub.add_parser("izhikevich_2003")
+    p_iz03.add_argument("--network", required=True, help=".npz of the network")
+    p_iz03.add_argument("--dts", type=float, nargs="+", default=[0.1, 0.01])
+    p_iz03.add_argument("--delays", type=float, nargs="+", default=[0.0, 1.0])
+    p_iz03.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     b2.prefs.codegen.target = "cython"  # Brian2's default, stated
     if args.workload == "cuba":
         result = cuba(args.seeds, args.n, args.t1)
     elif args.workload == "cuba_fan_out":
         result = cuba_fan_out(args.n, args.fan_out, args.t1)
+    elif args.workload == "coba":
+        result = coba(list(zip(args.n, args.t1, strict=True)), args.seed)
+    elif args.workload == "izhikevich_2003":
+        result = izhikevich_2003(args.network, args.dts, args.delays, args.repeats)
     elif args.workload == "lif":
         result = lif(args.dts, args.repeats)
     else:
