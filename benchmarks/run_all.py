@@ -51,9 +51,23 @@ Workloads (simulated time in ms, wall times in s):
    path, beside jaxsnn's own 5-120-3 network at the same batch (`jaxsnn_reference.py`:
    EventProp and analytical backprop); first call and best of 5 warm calls.
 
+12. COBA (Brette et al. 2007, benchmark 1; `neurosim.networks.brette_coba`, seed 1):
+   4000 neurons, 1 s, beside Brian2 (`brian2_reference.py coba`: the same equations,
+   parameters and initial-state distributions, Euler at dt = 0.1 ms, warm `run()`).
+   neurosim: `simulate(net, y0=y0, t1=t1, gradients=False)` in float32 at the default
+   tolerances on the network's clock (the default), and on per-neuron clocks at 500
+   neurons for 100 ms (at 4000 neurons they take several times the network clock's
+   minutes), beside the network clock and Brian2 at that size.
+13. Izhikevich (2003) (`neurosim.networks.izhikevich_2003`, 1000 neurons all to all,
+   thalamic noise redrawn every ms), without and with a 1 ms delay, 1 s: a float64
+   reference at rtol = atol = 1e-10 (its own process, which also writes the network to
+   `izhikevich_2003_network.npz`), neurosim in float32 at the default tolerances, and
+   Brian2 on the same network with Euler at dt = 0.1 and 0.01 ms; each run's
+   divergence from the reference (spikes within 0.1 ms, `tests/_compare.py`).
+
 `--quick` shrinks the workloads (CUBA 1000 neurons for 200 ms, 256 Izhikevich neurons
-for 200 ms, per-event N = 100 and 1000, scaling N = 1000 and 4000 for 200 ms) to
-check the suite in a few minutes.
+for 200 ms, per-event N = 100 and 1000, scaling N = 1000 and 4000 for 200 ms, COBA 500
+neurons for 100 ms, Izhikevich (2003) for 200 ms) to check the suite in a few minutes.
 """
 
 import argparse
@@ -88,6 +102,9 @@ from neurosim import _per_neuron
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from _compare import first_divergence  # noqa: E402
+
 OUT = ROOT / "out" / "bench"
 PERIOD = 10.0 * math.log(3.0)  # ms, the closed-form LIF's inter-spike interval
 FULL = {
@@ -98,6 +115,17 @@ FULL = {
     "drift": [1000, 10_000, 100_000],
     "agreement_seeds": 12,
     "accuracy_quick": False,
+    # Seed 1: seed 0 of `brette_coba` at 4000 neurons falls silent after ~30 ms.
+    # Per-neuron clocks at a smaller size: at 4000 neurons they take several times
+    # the network clock's minutes. One warm call at 4000 neurons (minutes each).
+    "coba": {
+        "n": 4000,
+        "t1": 1000.0,
+        "seed": 1,
+        "neuron_clocks": [500, 100.0],
+        "warm_calls": 1,
+    },
+    "izhikevich_2003": {"t1": 1000.0, "seed": 0, "delays": [None, 1.0], "dts": [0.1, 0.01]},
 }
 QUICK = {
     "cuba": {"n": 1000, "t1": 200.0, "seeds": [0, 1, 2]},
@@ -107,6 +135,8 @@ QUICK = {
     "drift": [1000, 10_000],
     "agreement_seeds": 4,
     "accuracy_quick": True,
+    "coba": {"n": 500, "t1": 100.0, "seed": 1, "neuron_clocks": [500, 100.0]},
+    "izhikevich_2003": {"t1": 200.0, "seed": 0, "delays": [None, 1.0], "dts": [0.1, 0.01]},
 }
 
 
@@ -628,6 +658,195 @@ def cuba_forms(seed, n, t1, repeats, delay=None):
     return out
 
 
+def coba_sizes(config):
+    """The (n, t1) pairs COBA runs at: the benchmark's, and the one of the per-neuron
+    clocks where it differs."""
+    sizes = [(config["n"], config["t1"])]
+    small = tuple(config["neuron_clocks"])
+    return sizes + ([small] if small != sizes[0] else [])
+
+
+def coba(config, repeats):
+    """neurosim's COBA (`brette_coba`, weights scaled by 4000 / n below 4000 neurons)
+    on the network's clock at each size of `coba_sizes`, and on per-neuron clocks at
+    the size `config["neuron_clocks"]`: first call, warm calls, spikes, iterations."""
+    seed, rows = config["seed"], []
+    for n, t1 in coba_sizes(config):
+        scale = 4000 / n
+        net, y0 = ns.networks.brette_coba(seed, n=n, we=0.6 * scale, wi=6.7 * scale)
+        max_spikes = max(20_000, int(n * t1 / 10))  # 100 Hz
+        clocks = ["network"] + (
+            ["neuron"] if [n, t1] == list(config["neuron_clocks"]) else []
+        )
+        for clock in clocks:
+            sol, timing = timed_calls(
+                lambda net=net, y0=y0, t1=t1, c=None if clock == "network" else clock: (
+                    ns.simulate(
+                        net, y0=y0, t1=t1, gradients=False, max_spikes=max_spikes, clocks=c
+                    )
+                ),  # clocks=None: the default, the network's clock
+                repeats,
+            )
+            spikes = int(sol.num_spikes)
+            rows.append(
+                {
+                    "seed": seed,
+                    "n": n,
+                    "t1": t1,
+                    "clocks": clock,
+                    "spikes": spikes,
+                    "rate_hz": spikes / n / (t1 / 1000.0),
+                    "iterations": int(sol.iterations),
+                    "overflow": bool(sol.overflow),
+                    **timing,
+                }
+            )
+            log(
+                f"neurosim COBA N = {n}, {t1:g} ms, {clock} clock: {spikes} spikes, "
+                f"first call {timing['first_s']:.1f} s, warm {timing['median_s']:.2f} s"
+            )
+    return rows
+
+
+IZHIKEVICH_2003_TOL = 1e-10  # rtol = atol of the float64 reference
+
+
+def _dense_weights(network):
+    """The one projection of `izhikevich_2003` as a dense [pre, post] matrix."""
+    (conn,) = network.connections
+    weight = np.asarray(conn.weight, np.float64)
+    if conn.post_index is None:
+        return weight
+    dense = np.zeros((conn.n_pre, conn.n_post))
+    rows = np.arange(conn.n_pre)[:, None].repeat(weight.shape[1], 1)
+    index = np.asarray(conn.post_index)
+    keep = index < conn.n_post
+    np.add.at(dense, (rows[keep], index[keep]), weight[keep])
+    return dense
+
+
+def izhikevich_2003_reference(config):
+    """The float64 child of the `izhikevich_2003` workload (x64 on): writes the network
+    (as drawn in float64) to `izhikevich_2003_network.npz` for Brian2, simulates it at
+    rtol = atol = 1e-10 at each delay, writes the spikes to
+    `izhikevich_2003_reference.npz`; returns the figures of each run."""
+    t1, spikes, rows = config["t1"], {}, []
+    for delay in config["delays"]:
+        net, y0 = ns.networks.izhikevich_2003(config["seed"], t1=t1, delay=delay)
+        if not rows:
+            (pop,) = net.populations.values()
+            np.savez(
+                OUT / "izhikevich_2003_network.npz",
+                **{k: np.asarray(getattr(pop.neuron, k), np.float64) for k in "abcd"},
+                weights=_dense_weights(net),
+                noise=np.asarray(pop.current.values, np.float64),
+                t1=t1,
+            )
+        start = time.perf_counter()
+        sol = jax.block_until_ready(
+            ns.simulate(
+                net,
+                y0=y0,
+                t1=t1,
+                gradients=False,
+                max_spikes=int(100 * t1),  # 100 Hz over 1000 neurons
+                rtol=IZHIKEVICH_2003_TOL,
+                atol=IZHIKEVICH_2003_TOL,
+            )
+        )
+        wall = time.perf_counter() - start
+        times, neurons = sol.spikes()
+        spikes[f"times_{delay}"], spikes[f"neurons_{delay}"] = times, neurons
+        rows.append(
+            {
+                "delay_ms": delay,
+                "rtol": IZHIKEVICH_2003_TOL,
+                "spikes": int(sol.num_spikes),
+                "rate_hz": int(sol.num_spikes) / 1000 / (t1 / 1000.0),
+                "iterations": int(sol.iterations),
+                "overflow": bool(sol.overflow),
+                "first_s": wall,
+            }
+        )
+    np.savez(OUT / "izhikevich_2003_reference.npz", **spikes)
+    return rows
+
+
+def izhikevich_2003_x64(config):
+    """`izhikevich_2003_reference` in a fresh process (x64 must be on before any
+    array)."""
+    log("neurosim: izhikevich_2003 reference (float64)")
+    command = [sys.executable, __file__, "--izhikevich-2003-x64", json.dumps(config)]
+    return child_json(command)
+
+
+def divergence(spikes, reference, t1):
+    """How long `spikes` keeps every spike within 0.1 ms of `reference`
+    (`first_divergence` of tests/_compare.py): the time (None: to the end), the
+    spikes matched before it and what differs there."""
+    found = first_divergence(spikes, reference, atol=0.1, t1=t1)
+    return {
+        "divergence_ms": None if found.agree else float(found.divergence),
+        "matched": found.matched,
+        "max_dt_ms": found.max_dt,
+        "what": found.what,
+    }
+
+
+def izhikevich_2003(config, repeats, reference, brian2_runs):
+    """neurosim's Izhikevich (2003) network in float32 at the default tolerances, at
+    each delay: first and warm calls, spikes; each run's divergence from the float64
+    reference (`reference`: the child's figures), and Brian2's (`brian2_runs`, whose
+    spike lists are dropped once compared)."""
+    if isinstance(reference, dict) and "error" in reference:
+        raise RuntimeError(f"no float64 reference: {reference['error']}")
+    t1 = config["t1"]
+    with np.load(OUT / "izhikevich_2003_reference.npz") as data:
+        ref = {k: np.asarray(data[k], np.float64) for k in data.files}
+
+    def reference_of(delay):
+        return ref[f"times_{delay}"], ref[f"neurons_{delay}"]
+
+    runs = []
+    for delay in config["delays"]:
+        net, y0 = ns.networks.izhikevich_2003(config["seed"], t1=t1, delay=delay)
+        sol, timing = timed_calls(
+            lambda net=net, y0=y0: ns.simulate(
+                net, y0=y0, t1=t1, gradients=False, max_spikes=int(100 * t1)
+            ),
+            repeats,
+        )
+        times, neurons = sol.spikes()
+        spikes = int(sol.num_spikes)
+        runs.append(
+            {
+                "delay_ms": delay,
+                "spikes": spikes,
+                "rate_hz": spikes / 1000 / (t1 / 1000.0),
+                "iterations": int(sol.iterations),
+                "overflow": bool(sol.overflow),
+                **timing,
+                **divergence(
+                    (np.asarray(times, np.float64), neurons), reference_of(delay), t1
+                ),
+            }
+        )
+        log(
+            f"neurosim Izhikevich (2003), delay {delay}: {spikes} spikes, warm "
+            f"{timing['median_s']:.2f} s, divergence {runs[-1]['divergence_ms']} ms"
+        )
+    if isinstance(brian2_runs, list):
+        for r in brian2_runs:
+            delay = r["delay_ms"] or None
+            found = divergence(
+                (np.asarray(r.pop("times")), np.asarray(r.pop("neurons"))),
+                reference_of(delay),
+                t1,
+            )
+            r.update(found)
+    return {"t1": t1, "seed": config["seed"], "reference": reference, "runs": runs}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
@@ -644,6 +863,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="warm calls per figure")
     parser.add_argument("--output", default=str(HERE / "RESULTS.md"))
     parser.add_argument("--lif-x64", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--izhikevich-2003-x64", help=argparse.SUPPRESS)
     parser.add_argument(
         "--only",
         nargs="+",
@@ -659,6 +879,11 @@ def main():
                 )
             )
         )
+        return
+    if args.izhikevich_2003_x64:  # the float64 child of `izhikevich_2003_x64`
+        jax.config.update("jax_enable_x64", True)
+        config = json.loads(args.izhikevich_2003_x64)
+        print(json.dumps(jsonable(izhikevich_2003_reference(config))))
         return
 
     started, cpu_at_start = time.perf_counter(), cpu_seconds()
@@ -678,6 +903,13 @@ def main():
     params_path = OUT / "izhikevich_params.npz"
     np.savez(params_path, **params)
 
+    co, iz03 = config["coba"], config["izhikevich_2003"]
+    iz03_reference = None
+    if not args.only or "izhikevich_2003" in args.only:
+        # Before Brian2: it writes the network that Brian2 simulates.
+        iz03_reference = attempt(lambda: izhikevich_2003_x64(iz03))
+    sizes = coba_sizes(co)
+
     py = args.brian2_python
     b2 = {
         "cuba": ("cuba", "--n", cu["n"], "--t1", cu["t1"], "--seeds", *cu["seeds"]),
@@ -691,9 +923,31 @@ def main():
             "--repeats",
             args.repeats,
         ),
+        "coba": (
+            "coba",
+            "--n",
+            *[n for n, _ in sizes],
+            "--t1",
+            *[t1 for _, t1 in sizes],
+            "--seed",
+            co["seed"],
+        ),
+        "izhikevich_2003": (
+            "izhikevich_2003",
+            "--network",
+            OUT / "izhikevich_2003_network.npz",
+            "--dts",
+            *iz03["dts"],
+            "--delays",
+            *[d or 0.0 for d in iz03["delays"]],
+            "--repeats",
+            args.repeats,
+        ),
     }
     if args.only:
         b2 = {name: a for name, a in b2.items() if name in args.only}
+    if isinstance(iz03_reference, dict) and "error" in iz03_reference:
+        b2.pop("izhikevich_2003", None)  # no network written for it
     b2 = {name: attempt(lambda a=a: brian2(py, *a)) for name, a in b2.items()}
     results = {"brian2": {name: out.get("result", out) for name, out in b2.items()}}
     versions = next((out["versions"] for out in b2.values() if "versions" in out), {})
@@ -718,6 +972,10 @@ def main():
         "accuracy": lambda: accuracy_cases(config["accuracy_quick"]),
         # Best of 5 warm calls at least, as the issue's comparison asks.
         "yinyang": lambda: yinyang(args.jaxsnn_python, max(args.repeats, 5)),
+        "coba": lambda: coba(co, co.get("warm_calls", args.repeats)),
+        "izhikevich_2003": lambda: izhikevich_2003(
+            iz03, args.repeats, iz03_reference, results["brian2"].get("izhikevich_2003")
+        ),
     }
     if args.only:
         workloads = {k: v for k, v in workloads.items() if k in args.only}
