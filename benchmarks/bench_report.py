@@ -32,6 +32,8 @@ GOALS = {
     "yinyang_compile": "Yin-Yang: compile of value and grad at most 10 s",
     "sweep": "1024 Izhikevich as one population: at most the `vmap` time of the same "
     "neurons, and below Brian2 at dt = 0.01 ms",
+    "coba": "COBA 4000, 1 s: at most 5x Brian2's warm `run()` at dt 0.1 ms",
+    "izhikevich_2003": "Izhikevich (2003) with 1 ms delays: below Brian2 at dt 0.01 ms",
 }
 
 
@@ -209,6 +211,50 @@ def goal_sweep(results):
     ), ours <= lanes and ours < fine["median_s"]
 
 
+def coba_pair(results):
+    """neurosim's network-clock row at the benchmark's size and Brian2's run there."""
+    config = results["config"]["coba"]
+    size = (config["n"], config["t1"])
+    ours = next(
+        r
+        for r in results["neurosim"]["coba"]
+        if (r["n"], r["t1"]) == size and r["clocks"] == "network"
+    )
+    theirs = next(r for r in results["brian2"]["coba"]["runs"] if (r["n"], r["t1"]) == size)
+    return ours, theirs
+
+
+def goal_coba(results):
+    ours, theirs = coba_pair(results)
+    ratio = ours["median_s"] / theirs["run_s"]
+    return (
+        f"N = {ours['n']}, {ours['t1']:g} ms: neurosim {f(ours['median_s'], 2)} s, "
+        f"Brian2 `run()` {f(theirs['run_s'], 2)} s (ratio {f(ratio, 2)})"
+    ), ratio <= 5
+
+
+def izhikevich_2003_pair(results, delay=1.0):
+    """neurosim's run at `delay` and Brian2's at the same delay and its finest dt."""
+    ours = next(
+        r for r in results["neurosim"]["izhikevich_2003"]["runs"] if r["delay_ms"] == delay
+    )
+    theirs = min(
+        (r for r in results["brian2"]["izhikevich_2003"] if r["delay_ms"] == delay),
+        key=lambda r: r["dt"],
+    )
+    return ours, theirs
+
+
+def goal_izhikevich_2003(results):
+    ours, theirs = izhikevich_2003_pair(results)
+    ratio = ours["median_s"] / theirs["median_s"]
+    return (
+        f"{results['neurosim']['izhikevich_2003']['t1']:g} ms: neurosim "
+        f"{f(ours['median_s'], 2)} s, Brian2 dt = {theirs['dt']:g} ms "
+        f"{f(theirs['median_s'], 2)} s (ratio {f(ratio, 2)})"
+    ), ratio < 1
+
+
 GOAL_CHECKS = [  # (goal, check, the workloads it reads)
     ("cuba_run", goal_cuba_run, ("brian2/cuba", "neurosim/cuba")),
     ("cuba_loop", goal_cuba_loop, ("brian2/cuba", "neurosim/cuba")),
@@ -220,6 +266,12 @@ GOAL_CHECKS = [  # (goal, check, the workloads it reads)
     ("yinyang_grad", goal_yinyang("value_and_grad"), ("neurosim/yinyang",)),
     ("yinyang_compile", goal_yinyang_compile, ("neurosim/yinyang",)),
     ("sweep", goal_sweep, ("brian2/izhikevich", "neurosim/izhikevich")),
+    ("coba", goal_coba, ("brian2/coba", "neurosim/coba")),
+    (
+        "izhikevich_2003",
+        goal_izhikevich_2003,
+        ("brian2/izhikevich_2003", "neurosim/izhikevich_2003"),
+    ),
 ]
 
 
@@ -233,11 +285,12 @@ def goals(results):
             rows.append(
                 [GOALS[goal], f"not measured: {errors(results, needs)}", "**not measured**"]
             )
-    cuba = results["config"]["cuba"]
+    config = results["config"]
+    cuba, coba = config["cuba"], config.get("coba", {})
     note = ""
-    if cuba["n"] != 4000 or cuba["t1"] != 1000.0:
+    if cuba["n"] != 4000 or cuba["t1"] != 1000.0 or coba.get("n", 4000) != 4000:
         note = (
-            "This quick run uses a smaller CUBA than the goals name; run `make bench` "
+            "This quick run uses smaller networks than the goals name; run `make bench` "
             "for the full-size figures.\n"
         )
     goals_table = table(["goal", "measured", "status"], rows)
@@ -872,6 +925,176 @@ def yinyang(results):
     ]
 
 
+def coba(results):
+    config = results["config"]["coba"]
+    b2 = results["brian2"]["coba"]
+    theirs = {(r["n"], r["t1"]): r for r in b2["runs"]}
+    rows = []
+    for r in results["neurosim"]["coba"]:
+        b = theirs[(r["n"], r["t1"])]
+        rows.append(
+            [
+                r["n"],
+                f"{r['t1']:g}",
+                f"{r['clocks']}" + (" (buffer overflow)" if r["overflow"] else ""),
+                r["spikes"],
+                f(r["rate_hz"], 2),
+                r["iterations"],
+                f(r["first_s"], 1),
+                warm(r, 2),
+                b["spikes"],
+                f(b["rate_hz"], 2),
+                f(b["setup_s"], 2),
+                f(b["run_s"]),
+                f(b["loop_s"]),
+                f(r["median_s"] / b["run_s"], 2),
+                f(r["median_s"] / b["loop_s"], 2),
+            ]
+        )
+    small = tuple(config["neuron_clocks"])
+    where = (
+        "at the benchmark's size"
+        if small == (config["n"], config["t1"])
+        else f"at N = {small[0]}, {small[1]:g} ms only (a smaller size)"
+    )
+    return [
+        "## 12. COBA: Brette et al. (2007), benchmark 1\n",
+        "`neurosim.networks.brette_coba(seed)` (conductance-based LIF, 80% excitatory, "
+        "p = 0.02; weights scaled by 4000 / N below 4000 neurons) against the same "
+        "equations, parameters, refractory period, initial-state distributions and "
+        "connection probability in Brian2 (`brian2_reference.py coba`: Euler at "
+        "dt = 0.1 ms, Brian2's choice for these equations, cython target, timed after a "
+        "warm-up run; build = construction of groups and synapses). The two draw "
+        "connections and initial states with different generators, so rates compare, "
+        f"not spikes. Seed {config['seed']}. neurosim: `simulate(net, y0=y0, t1=..., "
+        "gradients=False)`, float32, default tolerances, on the network's clock (the "
+        f'default) and, {where}, on per-neuron clocks (`clocks="neuron"`). Ratios: '
+        "neurosim's warm time over Brian2's `run()` and over its simulation loop.\n",
+        table(
+            [
+                "N",
+                "t1 ms",
+                "neurosim clocks",
+                "neurosim spikes",
+                "neurosim Hz",
+                "iterations",
+                "first call s",
+                "warm s",
+                "Brian2 spikes",
+                "Brian2 Hz",
+                "Brian2 build s",
+                "Brian2 run() s",
+                "Brian2 loop s",
+                "/ Brian2 run()",
+                "/ Brian2 loop",
+            ],
+            rows,
+        ),
+        f"Brian2's warm-up run (N = {b2['warmup']['n']}) took "
+        f"{f(b2['warmup']['setup_s'], 1)} s to build and {f(b2['warmup']['run_s'], 1)} s "
+        "in `run()`.\n",
+    ]
+
+
+def delay_label(delay):
+    return f"{delay:g} ms" if delay else "none"
+
+
+def divergence_label(r, t1):
+    if r["divergence_ms"] is None:
+        return f"none to {t1:g} ms"
+    return f(r["divergence_ms"], 1)
+
+
+def izhikevich_2003(results):
+    data = results["neurosim"]["izhikevich_2003"]
+    t1 = data["t1"]
+    rows = []
+    for ref in data["reference"]:
+        rows.append(
+            [
+                delay_label(ref["delay_ms"]),
+                f"neurosim float64, rtol = atol = {ref['rtol']:g} (reference)",
+                ref["spikes"],
+                f(ref["rate_hz"], 2),
+                "-",
+                f(ref["first_s"], 1),
+                "-",
+                "-",
+                "-",
+            ]
+        )
+        delay = ref["delay_ms"]
+        ours = next(r for r in data["runs"] if r["delay_ms"] == delay)
+        b2 = sorted(
+            (
+                r
+                for r in results["brian2"]["izhikevich_2003"]
+                if (r["delay_ms"] or None) == delay
+            ),
+            key=lambda r: -r["dt"],
+        )
+        fine = b2[-1]["median_s"]
+        rows.append(
+            [
+                delay_label(delay),
+                "neurosim float32, default tolerances"
+                + (" (buffer overflow)" if ours["overflow"] else ""),
+                ours["spikes"],
+                f(ours["rate_hz"], 2),
+                f"{divergence_label(ours, t1)} ({ours['matched']})",
+                f(ours["first_s"], 1),
+                warm(ours, 2),
+                f(ours["median_s"] / fine, 2),
+                ours["iterations"],
+            ]
+        )
+        rows += [
+            [
+                delay_label(delay),
+                f"Brian2, Euler dt = {r['dt']:g} ms",
+                r["spikes"],
+                f(r["rate_hz"], 2),
+                f"{divergence_label(r, t1)} ({r['matched']})",
+                "-",
+                warm(r, 2),
+                f(r["median_s"] / fine, 2),
+                "-",
+            ]
+            for r in b2
+        ]
+    return [
+        f"## 13. Izhikevich (2003): 1000 neurons, all to all, {t1:g} ms\n",
+        f"`neurosim.networks.izhikevich_2003(seed={data['seed']})` (800 excitatory, 200 "
+        "inhibitory, thalamic noise redrawn every ms), without and with a 1 ms delay on "
+        "every connection. Brian2 (`brian2_reference.py izhikevich_2003`) simulates the "
+        "same network: parameters, weights and noise as drawn for the float64 reference, "
+        "handed over in `out/bench/izhikevich_2003_network.npz`; Euler (Brian2's choice "
+        "for these equations), threshold v >= 30 tested at the end of each step, "
+        "synapses `v_post += w` with Brian2's `delay`. The network is chaotic, so each "
+        "run is compared with a float64 neurosim run at rtol = atol = 1e-10 (its own "
+        "process): divergence = the first time at which a spike is more than 0.1 ms away "
+        "from the reference's or missing (`first_divergence` of `tests/_compare.py`), "
+        "the spikes matched before it in brackets. The reference's time is one call, "
+        "compilation included. Last columns: the wall time over Brian2's `run()` at the "
+        "finest dt at the same delay; neurosim's event-loop iterations.\n",
+        table(
+            [
+                "delay",
+                "run",
+                "spikes",
+                "rate Hz",
+                "divergence ms (spikes matched)",
+                "first call s",
+                "warm s",
+                "/ Brian2 finest dt",
+                "iterations",
+            ],
+            rows,
+        ),
+    ]
+
+
 SECTIONS = [  # (title if it fails, section, the workloads it reads)
     ("Benchmark results", header, ()),
     ("Goals of the benchmark issue", goals, ()),
@@ -890,6 +1113,12 @@ SECTIONS = [  # (title if it fails, section, the workloads it reads)
     ("9. Accuracy of the default tolerances", accuracy, ("neurosim/accuracy",)),
     ("10. Scaling: CUBA with a fixed fan-out", scaling, ("neurosim/scaling",)),
     ("11. Yin-Yang: neurosim and jaxsnn", yinyang, ("neurosim/yinyang",)),
+    ("12. COBA", coba, ("brian2/coba", "neurosim/coba")),
+    (
+        "13. Izhikevich (2003)",
+        izhikevich_2003,
+        ("brian2/izhikevich_2003", "neurosim/izhikevich_2003"),
+    ),
 ]
 
 
