@@ -71,7 +71,8 @@ class Solution(eqx.Module):
         exact path of the LIF family (no ODE solver), `solver_steps` counts the checks,
         iterations that touched one neuron and emitted nothing (cost); with
         `clocks="neuron"`, the checks plus the accepted steps of every neuron's own
-        solves (summed over neurons).
+        solves (summed over neurons). For independent neurons run as lanes (see
+        `simulate`'s `clocks`), an iteration is one step attempt of every neuron.
     - `fault`: where a run that went non-finite did so, `(leaf, neuron, kind)`: the
         leaf of `final_state` (tree order), the neuron (local to its population), and
         0 when the state itself is not finite or 1 when its time derivative is not;
