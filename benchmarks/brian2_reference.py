@@ -75,6 +75,28 @@ def _network_time(net):
     return float(sum(float(t / second) for _, t in net.profiling_info))
 
 
+def _timed_run(net, monitor, synapses, start, *, seed, n, t1, dt):
+    """Runs a built network (`start`: when its construction began) with profiling;
+    its figures as a dict."""
+    setup = time.perf_counter() - start
+    start = time.perf_counter()
+    net.run(t1 * ms, profile=True)
+    wall = time.perf_counter() - start
+    spikes = int(monitor.num_spikes)
+    return {
+        "seed": seed,
+        "n": n,
+        "t1": t1,
+        "dt": dt,
+        "synapses": sum(len(s) for s in synapses),
+        "setup_s": setup,
+        "run_s": wall,
+        "loop_s": _network_time(net),
+        "spikes": spikes,
+        "rate_hz": spikes / n / (t1 / 1000.0),
+    }
+
+
 def cuba_run(seed, n=4000, t1=1000.0, dt=0.1, p=0.02, fan_out=None):
     """One CUBA run; returns its figures as a dict. With `fan_out`, every neuron
     projects to exactly that many distinct targets (and the weights are not scaled)."""
@@ -131,23 +153,7 @@ def cuba_run(seed, n=4000, t1=1000.0, dt=0.1, p=0.02, fan_out=None):
         inh.connect(j=targets)
     monitor = b2.SpikeMonitor(group, name="cuba_spikes")
     net = b2.Network(group, exc, inh, monitor)
-    setup = time.perf_counter() - start
-    start = time.perf_counter()
-    net.run(t1 * ms, profile=True)
-    wall = time.perf_counter() - start
-    spikes = int(monitor.num_spikes)
-    return {
-        "seed": seed,
-        "n": n,
-        "t1": t1,
-        "dt": dt,
-        "synapses": len(exc) + len(inh),
-        "setup_s": setup,
-        "run_s": wall,
-        "loop_s": _network_time(net),
-        "spikes": spikes,
-        "rate_hz": spikes / n / (t1 / 1000.0),
-    }
+    return _timed_run(net, monitor, (exc, inh), start, seed=seed, n=n, t1=t1, dt=dt)
 
 
 def cuba(seeds, n, t1):
@@ -297,23 +303,7 @@ def coba_run(seed, n=4000, t1=1000.0, dt=0.1, p=0.02):
     inh.connect(f"i >= {n_exc}", p=p)
     monitor = b2.SpikeMonitor(group, record=False, name="coba_spikes")
     net = b2.Network(group, exc, inh, monitor)
-    setup = time.perf_counter() - start
-    start = time.perf_counter()
-    net.run(t1 * ms, profile=True)
-    wall = time.perf_counter() - start
-    spikes = int(monitor.num_spikes)
-    return {
-        "seed": seed,
-        "n": n,
-        "t1": t1,
-        "dt": dt,
-        "synapses": len(exc) + len(inh),
-        "setup_s": setup,
-        "run_s": wall,
-        "loop_s": _network_time(net),
-        "spikes": spikes,
-        "rate_hz": spikes / n / (t1 / 1000.0),
-    }
+    return _timed_run(net, monitor, (exc, inh), start, seed=seed, n=n, t1=t1, dt=dt)
 
 
 def coba(sizes, seed=0):
