@@ -342,8 +342,8 @@ def _predict(neuron, state, current, t, t_lo, h, cap):
     found = first < KNOTS
     first = jnp.minimum(first, KNOTS - 1)
     lo, hi = h * fractions[first], h * fractions[first + 1]
-    v_lo = jnp.take_along_axis(v, first[None], axis=0)[0]
-    v_hi = jnp.take_along_axis(v, first[None] + 1, axis=0)[0]
+    v_lo = jnp.take_along_axis(v, first[None], axis=0, mode="promise_in_bounds")[0]
+    v_hi = jnp.take_along_axis(v, first[None] + 1, axis=0, mode="promise_in_bounds")[0]
     sub = hi - lo
     v_prev = v[-1]
     decays = [decay[-1] for decay in decays]
@@ -378,7 +378,10 @@ def _finest(t, cap):
     horizon cap, and never below `TIME_ULPS` spacings of the time itself, so that a
     check at its end is strictly later than `t`."""
     t = jnp.abs(lax.stop_gradient(t))
-    spacing = jnp.nextafter(t, jnp.asarray(jnp.inf, t.dtype)) - t
+    # The spacing above t >= 0: the next float is the next integer of the same bits
+    # (as `jnp.nextafter(t, inf)`, which lowers to many more operations).
+    bits = jnp.dtype(f"int{jnp.finfo(t.dtype).bits}")
+    spacing = lax.bitcast_convert_type(lax.bitcast_convert_type(t, bits) + 1, t.dtype) - t
     return jnp.maximum(MIN_HORIZON_FRACTION * cap, TIME_ULPS * spacing)
 
 
