@@ -73,6 +73,10 @@ class _Carry(eqx.Module):
     spike_slot: Int[Array, " N"]
     record_slots: Int[Array, " W"]
     record_values: PyTree
+    # With `until_fired`: which neurons have fired, and the run's end (t1 until the
+    # last of the named neurons fires; the events at that instant still apply).
+    fired: Bool[Array, " N"] | None = None
+    t_end: Float[Array, ""] | None = None
 
 
 class RunOutput(eqx.Module):
@@ -190,8 +194,11 @@ def run(
     max_iterations: int,
     locate_spikes: bool = True,
     gradients: bool = True,
+    until=None,
 ) -> RunOutput:
-    """Run the event loop (pure; call it under jit). See the module docstring."""
+    """Run the event loop (pure; call it under jit). See the module docstring.
+    `until`: the neurons whose first spikes end the run (`simulate`'s
+    `until_fired`), or None."""
     num = system.num_neurons
     dtype = jtu.tree_leaves(y0)[0].dtype
     t0 = jnp.asarray(t0, dtype)
@@ -202,6 +209,10 @@ def run(
     window = min(INPUT_WINDOW, max(num_inputs, 1))
     neuron_index = jnp.arange(num, dtype=jnp.int32)
     inf = jnp.asarray(jnp.inf, dtype)
+    until = None if until is None else jnp.asarray(until.array)
+
+    def end_of(carry):
+        return t1 if until is None else carry.t_end
 
     def next_input_time(ptr):
         if num_inputs == 0:
@@ -226,6 +237,11 @@ def run(
         y, aux = system.on_spikes(t, y, carry.aux, fired, differentiable=gradients)
         armed = jnp.where(fired & system.disarm_mask, False, carry.armed)
         armed = jnp.where(rearm, True, armed)
+        if until is not None:
+            done = jnp.all(carry.fired | ~until)
+            fired_now = carry.fired | fired
+            ends = ~done & jnp.all(fired_now | ~until)
+            carry = replace(carry, fired=fired_now, t_end=jnp.where(ends, t, carry.t_end))
         return replace(
             carry,
             t=t,
@@ -252,7 +268,8 @@ def run(
             valid = (positions < num_inputs) & (input_times[clipped] == t_next)
             y = system.on_input(y, input_sources[clipped], valid)
             input_ptr = input_ptr + jnp.sum(valid, dtype=input_ptr.dtype)
-        finished = (t_next >= t1) & (next_input_time(input_ptr) > t1)
+        t_end = end_of(carry)
+        finished = (t_next >= t_end) & (next_input_time(input_ptr) > t_end)
         return replace(
             carry,
             t=t_next,
@@ -267,7 +284,7 @@ def run(
         `advance` only because another one needs it: see `body`)."""
         t = carry.t
         t_next = jnp.minimum(
-            jnp.minimum(t1, next_input_time(carry.input_ptr)),
+            jnp.minimum(end_of(carry), next_input_time(carry.input_ptr)),
             system.next_internal_time(t, carry.y, carry.aux),
         )
         if num_records > 0:
@@ -486,6 +503,8 @@ def run(
             system.observe(y0),
         ),
     )
+    if until is not None:
+        init = replace(init, fired=jnp.zeros((num,), bool), t_end=t1)
     # The checkpointed loop supports reverse-mode autodiff and costs about 1.5x in the
     # forward pass; the plain loop is for runs that are never differentiated.
     kind = "checkpointed" if gradients else "lax"

@@ -451,9 +451,12 @@ class _Population:
         )
 
 
-def run(system, *, t0, t1, y0, record_times, max_spikes: int) -> RunOutput:
+def run(system, *, t0, t1, y0, record_times, max_spikes: int, until=None) -> RunOutput:
     """First spikes, records and final states of a qualifying network (see `check`),
-    population by population in topological order (pure; call it under jit)."""
+    population by population in topological order (pure; call it under jit).
+    `until` (`simulate`'s `until_fired`): the neurons whose first spikes end the run,
+    or None; the run then ends at the last of them (spikes after it dropped, the
+    final state there, records after it NaN), as the event loop does."""
     network = system.network
     pops = network.populations
     dtype = jtu.tree_leaves(y0)[0].dtype
@@ -466,18 +469,29 @@ def run(system, *, t0, t1, y0, record_times, max_spikes: int) -> RunOutput:
         current = jnp.broadcast_to(jnp.asarray(pop.current(t0), dtype), (pop.n,))
         layer = _Population(pop.neuron, y0[name], current, t0, t1, times, weights, cap)
         done[name], first[name] = layer, layer.spikes
-    final = {name: done[name].state_at(t1, left=False) for name in pops}
+    spikes = jnp.concatenate([first[name] for name in pops])
+    t_end = t1
+    if until is not None:
+        named = spikes[np.flatnonzero(until.array)]
+        t_end = jnp.where(jnp.all(jnp.isfinite(named)), jnp.max(named), t1)
+        spikes = jnp.where(spikes <= t_end, spikes, jnp.inf)
+    final = {name: done[name].state_at(t_end, left=False) for name in pops}
 
     def observe(t):
         return system.observe({name: done[name].state_at(t, left=True) for name in pops})
 
     if record_times.shape[0]:
         records = jax.vmap(observe)(record_times)
+        if until is not None:
+            after = record_times > t_end
+            records = jtu.tree_map(
+                lambda r: jnp.where(after.reshape((-1,) + (1,) * (r.ndim - 1)), jnp.nan, r),
+                records,
+            )
     else:
         records = jtu.tree_map(
             lambda x: jnp.zeros((0,) + x.shape, x.dtype), system.observe(final)
         )
-    spikes = jnp.concatenate([first[name] for name in pops])
     neurons = jnp.arange(spikes.shape[0], dtype=jnp.int32)
     sort = jnp.argsort(lax.stop_gradient(spikes), stable=True)
     spikes, neurons = spikes[sort], neurons[sort]
@@ -487,7 +501,7 @@ def run(system, *, t0, t1, y0, record_times, max_spikes: int) -> RunOutput:
     neurons = jnp.pad(jnp.where(fired, neurons, -1), (0, pad), constant_values=-1)
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jtu.tree_leaves(final)]))
     return RunOutput(
-        t_final=t1,
+        t_final=t_end,
         final_state=final,
         armed=jnp.ones((system.num_neurons,), bool),
         spike_times=spikes,

@@ -152,7 +152,7 @@ import jax
 import jax.lax as lax
 import jax.numpy as jnp
 import jax.tree_util as jtu
-from jaxtyping import Array, Float, Int, PyTree
+from jaxtyping import Array, Bool, Float, Int, PyTree
 
 from . import _clock, _replay
 from ._cpu import compiles_whole, one_kernel
@@ -681,6 +681,11 @@ class _Carry(eqx.Module):
     steps: Int[Array, ""]  # ODE solver steps of the populations without a closed form
     log: dict | None = None  # the events for the replay (`neurosim._replay`)
     num_logged: Int[Array, ""] | None = None
+    # With `until_fired`: which neurons have fired, and the run's end (t1 until the
+    # last of the named neurons fires; the events at that instant still apply).
+    fired: Bool[Array, " N"] | None = None
+    t_end: Float[Array, ""] | None = None
+    early: Bool[Array, ""] | None = None
 
 
 def compilable_whole(system: NetworkSystem, gradients: bool) -> bool:
@@ -706,6 +711,7 @@ def run(
     gradients: bool = True,
     whole: bool | None = None,
     clock=None,
+    until=None,
 ):
     """Run the per-neuron event loop (pure; call it under jit). Returns the engine's
     `RunOutput`; `solver_steps` counts the checks (events that emit nothing) and the
@@ -738,6 +744,7 @@ def run(
             gradients=False,
             whole=whole,
             log_size=size,
+            until=until,
         )
         return _replay.apply(out, system, *args, log)
     return _forward(
@@ -748,6 +755,7 @@ def run(
         gradients=bool(gradients),
         whole=whole,
         clock=clock,
+        until=until,
     )
 
 
@@ -766,6 +774,7 @@ def _forward(
     whole,
     log_size=0,
     clock=None,
+    until=None,
 ):
     """`run` of the loop itself (see `run`); with the event log when `log_size`."""
     sizes = dict(
@@ -774,6 +783,7 @@ def _forward(
         gradients=gradients,
         log_size=log_size,
         clock=clock,
+        until=until,
     )
     args = (t0, t1, y0, input_times, input_sources, record_times)
     if whole is None:
@@ -888,9 +898,13 @@ class _Loop:
         gradients: bool,
         log_size: int = 0,
         clock=None,
+        until=None,
     ):
         self.system = system
         self.log_size = log_size
+        # `until_fired` (`neurosim._simulate`): the neurons (global order) whose first
+        # spikes end the run; None: run to t1.
+        self.until = None if until is None else jnp.asarray(until.array)
         self.network = network = system.network
         self.pops = pops = network.populations
         self.names = names = list(pops)
@@ -1071,6 +1085,29 @@ class _Loop:
             steps=jnp.asarray(0, jnp.int32),
             log=self.init_log() if self.log_size else None,
             num_logged=jnp.asarray(0, jnp.int32) if self.log_size else None,
+            **self.init_until(),
+        )
+
+    def init_until(self) -> dict:
+        if self.until is None:
+            return {}
+        return dict(
+            fired=jnp.zeros(self.until.shape, bool),
+            t_end=self.t1,
+            early=jnp.asarray(False),
+        )
+
+    def until_fired(self, carry, fires, neuron, t):
+        """`fired`, `t_end`, `early` after `neuron` (global index) fired (where
+        `fires`) at `t`: the run ends at `t` once every named neuron has fired."""
+        if self.until is None:
+            return {}
+        hit = fires & (jnp.arange(self.until.shape[0]) == neuron)
+        fired = carry.fired | hit
+        complete = jnp.all(fired | ~self.until)
+        now = complete & ~carry.early
+        return dict(
+            fired=fired, t_end=jnp.where(now, t, carry.t_end), early=carry.early | complete
         )
 
     def init_log(self):
@@ -1221,8 +1258,9 @@ class _Loop:
 
         t_external = jnp.minimum(jnp.minimum(t_delay, t_input), t_jump)
         t_event = jnp.minimum(t_low, t_external)
-        is_record = (t_record <= t_event) & (t_record <= self.t1)
-        finished = ~is_record & (t_event > self.t1)
+        t_end = self.t1 if self.until is None else carry.t_end
+        is_record = (t_record <= t_event) & (t_record <= t_end)
+        finished = ~is_record & (t_event > t_end)
         active = ~is_record & ~finished
         is_neuron = active & (t_low < t_external)
         is_delay = active & ~is_neuron & (t_delay <= t_event)
@@ -1530,6 +1568,7 @@ class _Loop:
             steps=carry.steps + steps,
             log=log,
             num_logged=num_logged,
+            **self.until_fired(carry, fires, offset + first, event.t),
         )
 
     # ----- the loop and its result --------------------------------------------------
@@ -1556,6 +1595,8 @@ class _Loop:
     def output(self, final: _Carry) -> RunOutput:
         status = jnp.where(final.status == RUNNING, ITERATION_LIMIT, final.status)
         done = status == FINISHED
+        if self.until is not None:  # ended at the named neurons' last first spike
+            done = done & ~final.early
         t_final = jnp.where(done, self.t1, final.t)
         t_final_lo = jnp.where(done, 0.0, final.t_lo)
         max_spikes, num_records = self.max_spikes, self.num_records

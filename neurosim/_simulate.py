@@ -295,7 +295,7 @@ def _run_jit(system, t0, t1, y0, input_times, input_sources, record, dt0, config
         keep = ("max_spikes", "max_iterations", "clock")
         out = _lanes.run(system, **common, **{key: config[key] for key in keep})
     elif config["exact"]:
-        keep = ("max_spikes", "max_iterations", "gradients", "clock")
+        keep = ("max_spikes", "max_iterations", "gradients", "clock", "until")
         out = _per_neuron.run(system, **common, **{key: config[key] for key in keep})
     else:
         engine_config = {
@@ -309,10 +309,12 @@ def _run_jit(system, t0, t1, y0, input_times, input_sources, record, dt0, config
 
 
 @eqx.filter_jit
-def _run_layered_jit(system, t0, t1, y0, input_times, input_sources, record, max_spikes):
+def _run_layered_jit(
+    system, t0, t1, y0, input_times, input_sources, record, max_spikes, until
+):
     t1, record = _checked_inside(system, t0, t1, input_times, input_sources, record)
     out = _layered.run(
-        system, t0=t0, t1=t1, y0=y0, record_times=record, max_spikes=max_spikes
+        system, t0=t0, t1=t1, y0=y0, record_times=record, max_spikes=max_spikes, until=until
     )
     return out, _engine.locate_fault(system, out.t_final, out.final_state)
 
@@ -444,6 +446,7 @@ def simulate(
     exact: bool | None = None,
     clocks: str | None = None,
     gradients: bool | str = True,
+    until_fired: str | bool | None = None,
     throw: bool = True,
 ) -> Solution:
     r"""Simulate a population of one model, or a `Network`, from `t0` to `t1` (ms),
@@ -568,6 +571,15 @@ def simulate(
         default (`clocks=None`) for such a population of more than one neuron: 1024
         Izhikevich neurons over 1 s took 0.66 s, against 5.0 s on the network's
         clock and 0.99 s for `jax.vmap` over one-neuron runs.
+    - `until_fired`: end the run once every neuron of a population has fired at
+        least once: the population's name, or True for every spiking neuron (of the
+        model, or of the network). Time-to-first-spike models need no more of the
+        run. `t_final` is then the time of the last of those first spikes (the other
+        events at that same instant are applied too), `final_state` the state after
+        them, records after it are NaN, and `status` is 1 (finished); a population
+        that is not complete by `t1` runs to `t1` as usual. Every path applies it
+        (exact, ODE, layered), with gradients; independent neurons then run on the
+        network's loop rather than as lanes. None (default) runs to `t1`.
     - `throw`: raise a `SimulationError` on failure (default). With `throw=False`
         the partial `Solution` is returned and `status` says what went wrong.
 
@@ -622,6 +634,7 @@ def simulate(
         record_fields=_record_fields(network, record_fields, single),
         queue_size=max_in_flight,
     )
+    until = _until_mask(until_fired, network, system, single)
     clock_all = clocks == "neuron" and exact is False
     _check_clocks(clocks, exact, system, locate_spikes)
     if clocks == "neuron":
@@ -635,7 +648,7 @@ def simulate(
         t1 = eqx.error_if(t1, bad, message)
     inputs = (system, t0, t1, states, input_times, input_sources, record)
     if exact == "layered":
-        out, fault = _run_layered_jit(*inputs, max_spikes)
+        out, fault = _run_layered_jit(*inputs, max_spikes, until)
     else:
         default = _default_tolerance(dtype, network)
         rtol, atol = (default if x is None else x for x in (rtol, atol))
@@ -674,6 +687,7 @@ def simulate(
             and adaptive
             and locate_spikes
             and system.num_neurons > 1
+            and until is None
             and _lanes.applies(system, input_times, own, gradients)
         ):
             # Neurons that never reach each other, in a forward run: each on its own
@@ -681,7 +695,11 @@ def simulate(
             # way, and under `jax.vmap` the network's loop is the faster for it (a
             # batch of 1024 one-neuron Izhikevich runs: 1.0 against 5.0 s).
             clock, exact = own, True
-        lanes = bool(exact) and _lanes.applies(system, input_times, clock, gradients)
+        lanes = (
+            bool(exact)
+            and until is None
+            and _lanes.applies(system, input_times, clock, gradients)
+        )
         if max_iterations is None:
             max_iterations = (
                 8 * max_spikes + 2 * (input_times.shape[0] + record.shape[0]) + 100_000
@@ -702,10 +720,69 @@ def simulate(
             exact=exact,
             clock=clock,
             lanes=lanes,
+            until=until,
         )
         out, fault = _run_jit(*inputs, _as_float(dt0, dtype), config)
     solution = _solution(out, fault, network, record, t0, single)
     return _report(solution, throw)
+
+
+class _Mask(eqx.Module):
+    """A static boolean mask over the network's neurons (global order), hashable so
+    that it can sit in a jitted function's static configuration."""
+
+    bits: tuple = eqx.field(static=True)
+
+    @property
+    def array(self) -> np.ndarray:
+        return np.asarray(self.bits, bool)
+
+
+def _until_mask(until_fired, network, system, single) -> "_Mask | None":
+    """`until_fired` as the neurons that must all have fired (None: run to t1), or a
+    ValueError naming the argument."""
+    if until_fired is None or until_fired is False:
+        return None
+    spiking = np.asarray(system.spiking_mask, bool)
+    if until_fired is True:
+        if not spiking.any():
+            raise _arg_error(
+                "until_fired",
+                "is True, but no neuron of this model can fire",
+                "Leave it out (None) for a non-spiking model.",
+            )
+        return _Mask(tuple(bool(x) for x in spiking))
+    if not isinstance(until_fired, str):
+        raise _arg_error(
+            "until_fired",
+            f"must be None, True or a population's name (got {until_fired!r})",
+            "Pass e.g. until_fired='out'.",
+        )
+    if single:
+        raise _arg_error(
+            "until_fired",
+            f"names a population ({until_fired!r}), but a single model has none",
+            "Pass until_fired=True to end once every neuron has fired.",
+        )
+    pops = network.populations
+    if until_fired not in pops:
+        raise _arg_error(
+            "until_fired",
+            f"names no population of this network (got {until_fired!r}; it has "
+            f"{', '.join(repr(name) for name in pops)})",
+            "Pass one of those names, or True for every spiking neuron.",
+        )
+    if not pops[until_fired].neuron.spiking:
+        raise _arg_error(
+            "until_fired",
+            f"names population {until_fired!r}, whose "
+            f"{type(pops[until_fired].neuron).__name__} neurons never fire",
+            "Name a spiking population.",
+        )
+    mask = np.zeros(system.num_neurons, bool)
+    start = network.offsets[until_fired]
+    mask[start : start + pops[until_fired].n] = True
+    return _Mask(tuple(bool(x) for x in mask))
 
 
 def _count(name, value, example) -> int:
