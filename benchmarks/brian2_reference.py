@@ -59,12 +59,12 @@ What each workload measures (times in ms, wall times in s):
 import argparse
 import json
 import math
-import resource
 import statistics
 import time
 
 import brian2 as b2
 import numpy as np
+from _peak import peak_rss_mib
 from brian2 import ms, mV, second
 
 CLOSED_FORM_PERIOD = 10.0 * math.log(3.0)  # ms, the LIF of the `lif` workload
@@ -168,7 +168,7 @@ def cuba_fan_out(n, fan_out, t1, seed=0):
     first = cuba_run(seed, n=n, t1=t1, fan_out=fan_out)
     run = cuba_run(seed, n=n, t1=t1, fan_out=fan_out)
     run["first_run_s"] = first["run_s"]
-    run["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    run["peak_rss_mib"] = peak_rss_mib()
     return run
 
 

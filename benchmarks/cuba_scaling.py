@@ -19,11 +19,12 @@ Usage:
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _peak import peak_rss_mib
 
 HERE = Path(__file__).resolve().parent
 FAN_OUT = 80
@@ -38,7 +39,7 @@ def one_size(n, t1, seed=0):
     start = time.perf_counter()
     net, y0 = ns.networks.vogels_abbott_cuba(seed, n=n, fan_out=FAN_OUT)
     build = time.perf_counter() - start
-    rss_built = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_built = peak_rss_mib()
 
     def run():
         return jax.block_until_ready(
@@ -65,7 +66,7 @@ def one_size(n, t1, seed=0):
         "us_per_spike": 1e6 * warm / max(spikes, 1),
         "overflow": bool(sol.overflow),
         "peak_rss_built_mib": rss_built,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mib": peak_rss_mib(),
     }
 
 
