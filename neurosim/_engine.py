@@ -130,6 +130,24 @@ def _all_finite(y) -> Bool[Array, ""]:
     return jnp.all(jnp.stack(leaves))
 
 
+def _next_bits(a, step):
+    """The float `step` (+1 or -1) integers of bits away from `a >= 0`."""
+    bits = jnp.dtype(f"int{jnp.finfo(a.dtype).bits}")
+    return lax.bitcast_convert_type(lax.bitcast_convert_type(a, bits) + step, a.dtype)
+
+
+def spacing_above(a):
+    """`nextafter(a, inf) - a` for `a >= 0` (from the bits of `a`: `jnp.nextafter`
+    lowers to a few dozen operations)."""
+    return _next_bits(a, 1) - a
+
+
+def spacing_below(t):
+    """`t - nextafter(t, -inf)` for finite `t`, from the bits of `|t|`."""
+    a = jnp.abs(t)
+    return jnp.where(t > 0, a - _next_bits(a, -1), _next_bits(a, 1) - a)
+
+
 def _probe_times(t):
     """`t` and times 1, 2, 4, ... 2048 spacings after it. An adaptive solver creeps up
     to a time where the dynamics turn non-finite (a current that becomes NaN) with ever
@@ -300,7 +318,7 @@ def run(
         t_next = jnp.maximum(jnp.where(hold, t, t_next), t)
         length = t_next - t
         t_next_const = lax.stop_gradient(t_next)
-        ulp = t_next_const - jnp.nextafter(t_next_const, -inf)
+        ulp = spacing_below(t_next_const)
         t_left = jnp.where(length > 0, t_next - ulp, t_next)
 
         # Record times ahead, in the segment's local time (clipped to its end).

@@ -166,6 +166,7 @@ from ._engine import (
     RUNNING,
     RunOutput,
     _select,
+    spacing_above,
 )
 from ._system import DelayQueue, NetworkSystem, _jump
 from .neurons.lif import _Linear
@@ -378,11 +379,7 @@ def _finest(t, cap):
     horizon cap, and never below `TIME_ULPS` spacings of the time itself, so that a
     check at its end is strictly later than `t`."""
     t = jnp.abs(lax.stop_gradient(t))
-    # The spacing above t >= 0: the next float is the next integer of the same bits
-    # (as `jnp.nextafter(t, inf)`, which lowers to many more operations).
-    bits = jnp.dtype(f"int{jnp.finfo(t.dtype).bits}")
-    spacing = lax.bitcast_convert_type(lax.bitcast_convert_type(t, bits) + 1, t.dtype) - t
-    return jnp.maximum(MIN_HORIZON_FRACTION * cap, TIME_ULPS * spacing)
+    return jnp.maximum(MIN_HORIZON_FRACTION * cap, TIME_ULPS * spacing_above(t))
 
 
 def _value_and_slope(form, theta, x):
