@@ -682,7 +682,6 @@ class _Carry(eqx.Module):
     # last of the named neurons fires; the events at that instant still apply).
     fired: Bool[Array, " N"] | None = None
     t_end: Float[Array, ""] | None = None
-    early: Bool[Array, ""] | None = None
 
 
 def compilable_whole(system: NetworkSystem, gradients: bool) -> bool:
@@ -1091,21 +1090,21 @@ class _Loop:
         return dict(
             fired=jnp.zeros(self.until.shape, bool),
             t_end=self.t1,
-            early=jnp.asarray(False),
         )
 
+    def complete(self, fired):
+        """Whether every neuron named by `until_fired` has fired."""
+        return jnp.all(fired | ~self.until)
+
     def until_fired(self, carry, fires, neuron, t):
-        """`fired`, `t_end`, `early` after `neuron` (global index) fired (where
+        """`fired` and `t_end` after `neuron` (global index) fired (where
         `fires`) at `t`: the run ends at `t` once every named neuron has fired."""
         if self.until is None:
             return {}
         hit = fires & (jnp.arange(self.until.shape[0]) == neuron)
         fired = carry.fired | hit
-        complete = jnp.all(fired | ~self.until)
-        now = complete & ~carry.early
-        return dict(
-            fired=fired, t_end=jnp.where(now, t, carry.t_end), early=carry.early | complete
-        )
+        now = self.complete(fired) & ~self.complete(carry.fired)
+        return dict(fired=fired, t_end=jnp.where(now, t, carry.t_end))
 
     def init_log(self):
         size = self.log_size + self.spare
@@ -1593,7 +1592,7 @@ class _Loop:
         status = jnp.where(final.status == RUNNING, ITERATION_LIMIT, final.status)
         done = status == FINISHED
         if self.until is not None:  # ended at the named neurons' last first spike
-            done = done & ~final.early
+            done = done & ~self.complete(final.fired)
         t_final = jnp.where(done, self.t1, final.t)
         t_final_lo = jnp.where(done, 0.0, final.t_lo)
         max_spikes, num_records = self.max_spikes, self.num_records
