@@ -44,11 +44,15 @@ def one_kernel(fn):
     def marked(*args):
         closed, shapes = jax.make_jaxpr(fn, return_shape=True)(*args)
         num_consts = len(closed.consts)
-        # Every operand of the call computed at run time: XLA cannot compile a call
-        # whole with an operand it folded into a constant (arrays closed over under an
-        # outer `jit`), so each goes through a subtraction of a zero it cannot see.
-        zero = lax.optimization_barrier(jnp.zeros((), jnp.int8))
-        operands = [_fresh(x, zero) for x in [*closed.consts, *jtu.tree_leaves(args)]]
+        # Every operand of the call opaque to constant folding: XLA cannot compile a
+        # call whole with an operand it folded into a constant (arrays closed over
+        # under an outer `jit`; its IR emitter aborts the process). An optimization
+        # barrier hides where an operand comes from without copying it (a subtraction
+        # of an unseen zero did the same and copied every operand: 90 MiB at
+        # N = 64 000 on CUBA).
+        operands = lax.optimization_barrier(
+            [jnp.asarray(x) for x in [*closed.consts, *jtu.tree_leaves(args)]]
+        )
 
         def call(*operands):
             consts, leaves = operands[:num_consts], operands[num_consts:]
@@ -59,12 +63,3 @@ def one_kernel(fn):
         return jtu.tree_unflatten(jtu.tree_structure(shapes), out)
 
     return marked
-
-
-def _fresh(x, zero):
-    """`x`, computed at run time (`zero` is a zero that XLA cannot fold). `x - 0` is `x`
-    bit for bit, signed zeros and all."""
-    x = jnp.asarray(x)
-    if x.dtype == jnp.bool_:
-        return x | zero.astype(bool)
-    return x - zero.astype(x.dtype)

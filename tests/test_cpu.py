@@ -113,6 +113,28 @@ def test_layer_with_stepped_current_and_inputs_compiled_whole_equals_the_usual_l
     _assert_forms_agree(monkeypatch, run, at_least=50)
 
 
+def test_network_closed_over_by_an_outer_jit_compiles_whole():
+    """Under an outer `jit` that closes over the network, its arrays are constants
+    there, and XLA aborts the process when it folds a constant into an operand of a
+    call compiled whole (fails, by aborting, when the operands are passed as they
+    are). The loop is still compiled whole, and gives the spikes of a call that
+    takes the network as an argument."""
+    n = 500  # (at 200, XLA happened not to fold them)
+    net, y0 = ns.networks.vogels_abbott_cuba(0, n=n, we=1.62 * 4000 / n, wi=-9.0 * 4000 / n)
+
+    def run(net, y0):
+        sol = ns.simulate(net, t1=40.0, y0=y0, max_spikes=2000, gradients=False)
+        return sol.num_spikes, sol.spike_times, sol.spike_neurons
+
+    closed = jax.jit(lambda: run(net, y0))
+    assert MARK in closed.lower().compile().as_text()
+    count, times, neurons = closed()
+    ref_count, ref_times, ref_neurons = jax.jit(run)(net, y0)
+    assert int(count) == int(ref_count) > 50
+    np.testing.assert_array_equal(np.asarray(neurons), np.asarray(ref_neurons))
+    np.testing.assert_allclose(np.asarray(times), np.asarray(ref_times), rtol=1e-6)
+
+
 def test_vmap_runs_the_usual_loop_with_the_same_results():
     """Batched indices would make the row updates scatters, which a loop compiled whole
     cannot hold: a batched call takes the usual form, and agrees with separate calls
