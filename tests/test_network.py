@@ -545,10 +545,13 @@ def test_mostly_zero_dense_weights_are_stored_by_synapse(x64):
     )
 
 
-def test_projections_that_deliver_together_share_one_target_list():
+@pytest.mark.parametrize("block", [4096, 7], ids=["one-block", "blocks-of-7"])
+def test_projections_that_deliver_together_share_one_target_list(block, monkeypatch):
     """The excitatory and inhibitory projections of the CUBA network (one source, self
     connections allowed) deliver through one list per presynaptic neuron: each target
-    once, each projection's weight at its place, and the neuron's own place."""
+    once, each projection's weight at its place, and the neuron's own place; the same
+    when the plan is built a few rows at a time (the last block partial)."""
+    monkeypatch.setattr(ns._network, "PLAN_BLOCK", block)
     n = 200
     net, _ = ns.networks.vogels_abbott_cuba(3, n=n)
     (plan,) = net.plans
@@ -575,6 +578,46 @@ def test_projections_that_deliver_together_share_one_target_list():
         assert found == expected[row]
         own = int(plan.self_slot[row])
         assert (own < index.shape[1] and index[row, own] == row) == (row in expected[row])
+
+
+@pytest.mark.parametrize("delays", [False, True], ids=["given-order", "per-synapse-delays"])
+def test_synapses_stored_by_presynaptic_rows_match_a_loop_over_synapses(delays, x64):
+    """Synapses given out of order (as triplets) are stored by presynaptic rows padded
+    to the longest: each row holds its neuron's synapses in the given order, or by
+    delay (ties in the given order), against a Python loop over the synapses; concrete
+    and traced weights alike."""
+    rng = np.random.default_rng(4)
+    n_pre, n_post, m = 29, 17, 260
+    pre, post = rng.integers(0, n_pre, m), rng.integers(0, n_post, m)
+    pre[:5] = 3  # one longer row
+    weight = rng.normal(size=m)
+    delay = rng.choice([0.5, 1.0, 2.5], m) if delays else None
+    rows = [[] for _ in range(n_pre)]
+    for k in range(m):
+        rows[pre[k]].append(k)
+    if delays:
+        rows = [sorted(row, key=lambda k: delay[k]) for row in rows]
+    width = max(len(row) for row in rows)
+
+    def stored(weight):
+        net = ns.Network(
+            populations={
+                "a": ns.Population(ns.LIF(), n_pre),
+                "b": ns.Population(ns.LIF(), n_post),
+            },
+            projections=[ns.Projection("a", "b", (pre, post, weight), delay=delay)],
+        )
+        (conn,) = net.connections
+        return conn.weight, conn.post_index, conn.delay
+
+    for w, p, d in (stored(weight), jax.jit(stored)(jnp.asarray(weight))):
+        assert w.shape == p.shape == (n_pre, width)
+        for i, row in enumerate(rows):
+            pad = width - len(row)
+            np.testing.assert_array_equal(w[i], np.r_[weight[row], np.zeros(pad)])
+            np.testing.assert_array_equal(p[i], np.r_[post[row], np.full(pad, n_post)])
+            if delays:
+                np.testing.assert_array_equal(d[i], np.r_[delay[row], np.full(pad, np.inf)])
 
 
 def test_reduced_cuba_exact_loop_equals_the_ode_solver(x64):
