@@ -19,7 +19,8 @@ segment also ends at the `RECORD_WINDOW`-th pending record time.
 
 Each segment is one `diffrax.diffeqsolve` in *local* time (0 to t_next - t), so the
 root finder works on small numbers and its tolerance can match the resolution of the
-absolute time. The step size is carried from one segment to the next. The outer loop
+absolute time; forward runs on an adaptive solver take the same steps in a plain loop
+instead (`neurosim._segment`). The step size is carried from one segment to the next. The outer loop
 is a checkpointed `equinox.internal.while_loop`, so reverse-mode gradients flow through
 spike times, resets and deliveries.
 """
@@ -35,6 +36,7 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 from jaxtyping import Array, Bool, Float, Int, PyTree
 
+from . import _segment
 from ._root import event_root_finder
 from ._solvers import GridStepSize
 from ._system import NetworkSystem
@@ -228,6 +230,8 @@ def run(
     neuron_index = jnp.arange(num, dtype=jnp.int32)
     inf = jnp.asarray(jnp.inf, dtype)
     until = None if until is None else jnp.asarray(until.array)
+    # Forward runs take each segment without `diffeqsolve` where they can.
+    lean = _segment.applies(solver, stepsize_controller, adaptive, locate_spikes, gradients)
 
     def end_of(carry):
         return t1 if until is None else carry.t_end
@@ -369,7 +373,34 @@ def run(
             saved = jtu.tree_map(lambda leaf: leaf[:-1], sol.ys)
             return hit, ok, tau, y_end, saved, last, steps
 
-        hit, ok, tau, y_end, saved, last, steps = _diffrax_segment(t, t_left, length, carry)
+        def _lean_segment(t, t_left, length, carry):
+            args = (system, t, t_left, carry.armed)
+            if any_spiking:
+
+                def condition(s, y):
+                    return _event_condition(s, y, args)
+            else:
+
+                def condition(s, y):
+                    return -jnp.ones((), dtype)
+
+            finder = event_root_finder(dtype, t_next)
+            return _segment.solve(
+                dfx.ODETerm(_vector_field),
+                solver,
+                stepsize_controller,
+                args,
+                carry.y,
+                length,
+                carry.dt,
+                condition,
+                local,
+                max_solver_steps,
+                (finder.rtol, finder.atol),
+            )
+
+        segment = _lean_segment if lean else _diffrax_segment
+        hit, ok, tau, y_end, saved, last, steps = segment(t, t_left, length, carry)
         t_event = jnp.minimum(t + tau, t_next)
         t_stop = t_next
         if num_records > 0:

@@ -517,8 +517,9 @@ def simulate(
         differentiated. Elsewhere, and with `"checkpointed"`, the event loop is a
         checkpointed loop differentiated in reverse mode (`jax.grad` only). False
         uses a plain `lax.while_loop`, about 1.5x faster for runs that are never
-        differentiated (parameter sweeps, large networks); `jax.grad` through it
-        then fails.
+        differentiated (parameter sweeps, large networks), whose ODE segments take
+        the solver's steps without `diffeqsolve` (`neurosim._segment`); `jax.grad`
+        through it then fails.
         The gradient is that of the spikes the run produced: each spike time is
         differentiated at its threshold crossing (implicit function theorem), with
         respect to neuron parameters, weights, delays (scalar or per synapse),

@@ -327,6 +327,7 @@ PATHS = (
     "dense_usual",  # traced weights, usual form
     "dense_grad",  # traced weights, gradients=True
     "ode",  # the ODE-solver path, exact=False (Tsit5, rtol = atol = ODE_TOL)
+    "ode_grad",  # the same, gradients=True (each segment a diffeqsolve)
     "clocks",  # each neuron solved alone, exact=False, clocks="neuron" (ODE_TOL)
 )
 ODE_TOL = {"float32": 1e-6, "float64": 1e-10}
@@ -369,7 +370,7 @@ def _kwargs(structure: Structure, path: str) -> dict:
         throw=False,
         record=record_times(structure),
     )
-    if path in ("ode", "clocks"):
+    if path in ("ode", "ode_grad", "clocks"):
         tol = ODE_TOL[precision()]
         clocks = "neuron" if path == "clocks" else "network"
         return dict(kwargs, exact=False, clocks=clocks, rtol=tol, atol=tol)

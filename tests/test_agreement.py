@@ -79,9 +79,12 @@ MIN_SPIKES = 50
 STATE_TOLERANCE = {"float64": (1e-10, 1e-7), "float32": (1e-3, 1e-3)}
 
 
+ODE_PATHS = {"ode", "ode_grad", "clocks"}
+
+
 def tolerance(precision: str, a: str, b: str) -> float:
     exact, ode = TOLERANCE[precision]
-    return ode if {"ode", "clocks"} & {a, b} else exact
+    return ode if ODE_PATHS & {a, b} else exact
 
 
 def compare_paths(net, paths, precision, bit_for_bit=()):
@@ -111,7 +114,7 @@ def compare_paths(net, paths, precision, bit_for_bit=()):
             failures.append(f"{a} vs {b} (atol {atol:g} ms): {agreement}")
             continue
         exact, ode = STATE_TOLERANCE[precision]
-        state_atol = ode if {"ode", "clocks"} & {a, b} else exact
+        state_atol = ode if ODE_PATHS & {a, b} else exact
         for key in ("records", "final"):
             gap = float(np.max(np.abs(outs[a][key] - outs[b][key])))
             if not gap <= state_atol:
@@ -144,6 +147,14 @@ def test_random_networks_agree_on_per_neuron_clocks(seed, x64):
     without its closed form: delays, delta synapses, input spikes, stepped currents
     and refractory ends per neuron) against the closed form and the network's clock."""
     _assert_agree(draw(seed, MIXED), ("synapses", "ode", "clocks"), "float64")
+
+
+@pytest.mark.parametrize("seed", SEEDS[:2])
+def test_random_networks_agree_on_the_network_clock_with_and_without_diffeqsolve(seed, x64):
+    """The network clock's segments in a forward run (`neurosim._segment`: the
+    solver's steps in a plain loop) against `diffeqsolve`'s (`gradients=True`), and
+    both against the closed form: spikes, records and final states."""
+    _assert_agree(draw(seed, MIXED), ("synapses", "ode", "ode_grad"), "float64")
 
 
 @pytest.mark.slow
