@@ -11,7 +11,8 @@ that call changes; nothing is set for the process, and other programs are compil
 before.
 
 Such a function cannot hold a scatter, so the loop takes a form without one where it
-is compiled whole (forward runs without repeated targets); under
+is compiled whole (forward runs without repeated targets, of the closed form or of
+ODE models solved per neuron by the lean stepper of `neurosim._clock`); under
 `jax.vmap` batched indices would turn its row updates back into scatters, so a batched
 call runs the usual loop (`_per_neuron.run`). The results are the same either way (bit
 for bit in tests/test_cpu.py); on the CUBA benchmark an event costs about 40% less

@@ -684,13 +684,14 @@ class _Carry(eqx.Module):
     t_end: Float[Array, ""] | None = None
 
 
-def compilable_whole(system: NetworkSystem, gradients: bool) -> bool:
+def compilable_whole(system: NetworkSystem, gradients: bool, clock=None) -> bool:
     """Whether the loop has a form without scatters (`neurosim._cpu`): a forward run
     (the checkpointed loop's buffers are written by scatters) without repeated targets
-    (summed by a scatter-add), of populations in closed form (ODE solves hold
-    scatters)."""
+    (summed by a scatter-add), of populations in closed form or solved per neuron by
+    the lean stepper (`clock`; `diffeqsolve` under `vmap` holds scatters)."""
     closed = all(closed_form(pop.neuron) for pop in system.network.populations.values())
-    return not gradients and system.network.distinct_targets and closed
+    lean = clock is not None and _clock.lean(clock)
+    return not gradients and system.network.distinct_targets and (closed or lean)
 
 
 def run(
@@ -783,9 +784,8 @@ def _forward(
     )
     args = (t0, t1, y0, input_times, input_sources, record_times)
     if whole is None:
-        whole = compilable_whole(system, gradients) and compiles_whole()
-        whole = whole and (clock is None or not clock.everywhere)
-    elif whole and not compilable_whole(system, gradients):
+        whole = compilable_whole(system, gradients, clock) and compiles_whole()
+    elif whole and not compilable_whole(system, gradients, clock):
         raise ValueError(
             "whole=True: this loop cannot be compiled whole (it needs a forward run, "
             "gradients=False, without projections that reach a neuron twice from one "
