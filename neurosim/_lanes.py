@@ -175,7 +175,7 @@ class _Lanes:
         y1, error, dense, state1 = lean.step(current, tb, s, s1, y, carry["state"])
         accept, finite, factor = lean.control(stepping, y, y1, error)
         c1 = lean.condition(current, tb, s1, y1)
-        crossed = accept & (carry["c"] <= 0) & (c1 > 0)
+        crossed, t_hi = lean.crossed(current, tb, s, s1, carry["c"], c1, dense, accept)
         # The crossings of at most CROSSINGS_PER_ITERATION lanes are located; the
         # others take the same step again next time.
         k = min(n, CROSSINGS_PER_ITERATION)
@@ -188,6 +188,7 @@ class _Lanes:
         root, y_root = lean.at(chosen).crossing(
             pick(current), pick(tb), pick(s), pick(s1), pick(carry["c"]), pick(y),
             pick(carry["state"]), pick(dense), jnp.ones((k,), bool), at=True,
+            t_hi=pick(t_hi),
         )  # fmt: skip
         put = lambda full, part: jtu.tree_map(  # noqa: E731
             lambda a, b: a.at[chosen].set(b, mode="drop"), full, part

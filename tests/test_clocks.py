@@ -20,6 +20,8 @@ solved per neuron (the LIF family without its closed form), are compared with th
 other paths in tests/test_agreement.py.
 """
 
+import diffrax as dfx
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,6 +29,7 @@ import pytest
 from _compare import first_divergence
 
 import neurosim as ns
+from neurosim import _clock
 
 TIGHT = dict(rtol=1e-10, atol=1e-10)
 REFERENCE_TOL = 1e-13
@@ -230,3 +233,63 @@ def test_the_lif_family_keeps_its_closed_form_on_per_neuron_clocks():
 def test_models_that_disarm_run_on_the_network_clock_only():
     with pytest.raises(ValueError, match="disarms"):
         ns.simulate(ns.Boomerang(), n=2, t1=10.0, clocks="neuron")
+
+
+class _WaveState(eqx.Module):
+    v: jax.Array
+    w: jax.Array
+
+
+class _Wave(ns.AbstractNeuron):
+    """v = sin(t) (a harmonic oscillator), firing where v rises above `v_th`."""
+
+    v_th: jax.Array = ns.parameter(0.999)
+
+    def init_state(self, n):
+        return _WaveState(v=jnp.zeros((n,)), w=jnp.ones((n,)))
+
+    def dynamics(self, t, s, current):
+        return _WaveState(v=s.w, w=-s.v)
+
+    def spike_condition(self, t, s, current):
+        return s.v - self.v_th
+
+    def reset(self, t, s, fired):
+        return _WaveState(v=jnp.where(fired, 0.0, s.v), w=jnp.where(fired, 0.0, s.w))
+
+    def receive(self, s, x):
+        return s
+
+
+@pytest.mark.parametrize("interior", [True, False], ids=["midpoint", "ends-only"])
+def test_a_graze_inside_one_step_is_found_at_its_crossing(interior, monkeypatch, x64):
+    """A step of the lean stepper over [pi/2 - 0.1, pi/2 + 0.1] of v = sin(t), with
+    v_th = 0.999: the condition is below 0 at both ends (cos 0.1 = 0.995) and above
+    it in between (the bump lasts 0.089). Read at the midpoint too, the step holds a
+    crossing, located at arcsin(0.999); read at its ends only (as before), the spike
+    would be missed."""
+    if not interior:
+        monkeypatch.setattr(_clock, "INTERIOR", ())
+    neuron = _Wave()
+    clock = _clock.OdeClock(
+        dfx.Tsit5(), dfx.PIDController(rtol=1e-10, atol=1e-10), 64, 20.0
+    )
+    lean = _clock.Lean(clock, neuron, _clock.per_neuron_mask(neuron, 1), jnp.float64)
+    t_a, t_b = jnp.asarray([np.pi / 2 - 0.1]), jnp.asarray([np.pi / 2 + 0.1])
+    y_a = _WaveState(v=jnp.sin(t_a), w=jnp.cos(t_a))
+    current, t_abs = jnp.zeros((1,)), jnp.zeros((1,))
+    state, _ = lean.init(current, t_abs, y_a, t_b - t_a, derivative=False)
+    # The step from t_a (local times from t_abs = 0).
+    y_b, _, dense, _ = lean.step(current, t_abs, t_a, t_b, y_a, state)
+    c_a = lean.condition(current, t_abs, t_a, y_a)
+    c_b = lean.condition(current, t_abs, t_b, y_b)
+    assert float(c_a[0]) < 0 and float(c_b[0]) < 0
+    crossed, t_hi = lean.crossed(
+        current, t_abs, t_a, t_b, c_a, c_b, dense, jnp.asarray([True])
+    )
+    assert bool(crossed[0]) is interior
+    if interior:
+        root, _ = lean.crossing(
+            current, t_abs, t_a, t_b, c_a, y_a, state, dense, crossed, t_hi=t_hi
+        )
+        np.testing.assert_allclose(float(root[0]), np.arcsin(0.999), atol=1e-8)
