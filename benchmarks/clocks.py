@@ -16,8 +16,12 @@ float32 at the default tolerances, forward runs (`gradients=False`). Printed per
 first call (compilation included) and warm time of each, spikes, loop iterations,
 solver steps, and where the two spike lists first differ (float32: 1e-2 ms).
 
+Printed too: the clock that `clocks=None` takes in a forward run (per-neuron clocks
+for a network with more than 50 neurons per target of a spike).
+
 Usage:
     python benchmarks/clocks.py [--sizes 250 500 1000] [--t1 100] [--workloads coba]
+        [--seed 0] [--fan-out 80]
 """
 
 import argparse
@@ -26,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -37,7 +42,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 from _compare import first_divergence  # noqa: E402
 
 
-def _izhikevich(n):
+def _izhikevich(n, seed=0, fan_out=None):
     sys.path.insert(0, str(HERE))
     from run_all import izhikevich_params
 
@@ -46,8 +51,11 @@ def _izhikevich(n):
     return dict(model=model, n=n, current=10.0)
 
 
-def _coba(n):
-    net, y0 = ns.networks.brette_coba(0, n=n, we=0.6 * 4000 / n, wi=6.7 * 4000 / n)
+def _coba(n, seed=0, fan_out=None):
+    if fan_out is None:  # p = 0.02, weights scaled to the input of 4000 neurons
+        net, y0 = ns.networks.brette_coba(seed, n=n, we=0.6 * 4000 / n, wi=6.7 * 4000 / n)
+    else:  # `fan_out` targets per neuron, the weights of 4000 neurons
+        net, y0 = ns.networks.brette_coba(seed, n=n, fan_out=fan_out)
     return dict(model=net, y0=y0)
 
 
@@ -60,10 +68,27 @@ def _timed(fn):
     return out, time.perf_counter() - start
 
 
-def compare(workload, n, t1):
-    kwargs = WORKLOADS[workload](n)
+def default_clock(model):
+    """The clock `simulate(..., clocks=None, gradients=False)` takes for a network."""
+    from neurosim._clock import OdeClock
+    from neurosim._simulate import CLOCK_HORIZON, _neuron_clocks_pay
+    from neurosim._system import NetworkSystem
+
+    if not isinstance(model, ns.Network):
+        return "lanes or network"
+    clock = OdeClock(
+        diffrax.Tsit5(), diffrax.PIDController(rtol=1e-6, atol=1e-6), 16, CLOCK_HORIZON
+    )
+    return (
+        "neuron" if _neuron_clocks_pay(NetworkSystem(model, None, 8), clock) else "network"
+    )
+
+
+def compare(workload, n, t1, seed=0, fan_out=None):
+    kwargs = WORKLOADS[workload](n, seed=seed, fan_out=fan_out)
     model = kwargs.pop("model")
-    row = {"workload": workload, "n": n, "t1": t1}
+    row = {"workload": workload, "n": n, "t1": t1, "seed": seed, "fan_out": fan_out}
+    row["default"] = default_clock(model)
     spikes = {}
     for clocks in ("network", "neuron"):
 
@@ -99,12 +124,19 @@ def main(argv=None):
     parser.add_argument("--sizes", type=int, nargs="+", default=[250, 500, 1000])
     parser.add_argument("--t1", type=float, default=100.0)
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--fan-out",
+        type=int,
+        help="COBA: this many targets per neuron (the weights of 4000 neurons) "
+        "instead of p = 0.02",
+    )
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args(argv)
     rows = []
     for workload in args.workloads:
         for n in args.sizes:
-            row = compare(workload, n, args.t1)
+            row = compare(workload, n, args.t1, args.seed, args.fan_out)
             rows.append(row)
             net, own = row["network"], row["neuron"]
             print(
@@ -114,7 +146,7 @@ def main(argv=None):
                 f"per-neuron {own['warm_s']:.2f} s (first {own['first_s']:.1f} s, "
                 f"{own['spikes']} spikes, {own['iterations']} iterations, "
                 f"{own['solver_steps']} steps); ratio {row['ratio_neuron_to_network']:.2f}; "
-                f"{row['agreement']}",
+                f"default: {row['default']}; {row['agreement']}",
                 flush=True,
             )
     if args.json:

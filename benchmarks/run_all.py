@@ -55,9 +55,8 @@ Workloads (simulated time in ms, wall times in s):
    4000 neurons, 1 s, beside Brian2 (`brian2_reference.py coba`: the same equations,
    parameters and initial-state distributions, Euler at dt = 0.1 ms, warm `run()`).
    neurosim: `simulate(net, y0=y0, t1=t1, gradients=False)` in float32 at the default
-   tolerances on the network's clock (the default), and on per-neuron clocks at 500
-   neurons for 100 ms (at 4000 neurons they take several times the network clock's
-   minutes), beside the network clock and Brian2 at that size.
+   tolerances on the network's clock (the default at this size) and on per-neuron
+   clocks (`clocks="neuron"`), beside Brian2.
 13. Izhikevich (2003) (`neurosim.networks.izhikevich_2003`, 1000 neurons all to all,
    thalamic noise redrawn every ms), without and with a 1 ms delay, 1 s: a float64
    reference at rtol = atol = 1e-10 (its own process, which also writes the network to
@@ -116,13 +115,13 @@ FULL = {
     "agreement_seeds": 12,
     "accuracy_quick": False,
     # Seed 1: seed 0 of `brette_coba` at 4000 neurons falls silent after ~30 ms.
-    # Per-neuron clocks at a smaller size: at 4000 neurons they take several times
-    # the network clock's minutes. One warm call at 4000 neurons (minutes each).
+    # Both clocks at the benchmark's size (per-neuron clocks compiled whole cost about
+    # what the network clock does there). One warm call each (about a minute each).
     "coba": {
         "n": 4000,
         "t1": 1000.0,
         "seed": 1,
-        "neuron_clocks": [500, 100.0],
+        "neuron_clocks": [4000, 1000.0],
         "warm_calls": 1,
     },
     "izhikevich_2003": {"t1": 1000.0, "seed": 0, "delays": [None, 1.0], "dts": [0.1, 0.01]},

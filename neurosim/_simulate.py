@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
 
-from . import _engine, _lanes, _layered, _per_neuron
+from . import _clock, _engine, _lanes, _layered, _per_neuron
 from ._checks import as_count, is_concrete, run_checks, traced_checks
 from ._clock import CLOCK_HORIZON, OdeClock
 from ._currents import as_current
@@ -550,17 +550,19 @@ def simulate(
         apply). A network that does not qualify raises a ValueError that names
         why. `iterations` counts the search's rounds, `solver_steps` is 0.
     - `clocks`: how models without a closed form (Izhikevich, AdEx, `CobaLIF`, your
-        own) are integrated. `"network"` (the default) solves every neuron together
-        and stops all of them at every spike: the right choice where spikes reach
-        most neurons (dense or all-to-all coupling). `"neuron"` gives each neuron
-        its own clock: it is solved alone (its own adaptive steps) from its last
-        event to its next spike or check, and an event advances, jumps and predicts
-        again only the neurons it reaches, inside the exact event loop (with the
-        closed-form populations of the same network). Its cost grows with the
-        events each neuron receives, not with the network's size; on a CPU an
-        event costs 0.2-0.7 ms of sequential solver steps, and the network's
-        clock was faster at every size measured (COBA up to 2000 neurons,
-        `benchmarks/clocks.py`). Needs an adaptive solver,
+        own) are integrated. `"network"` solves every neuron together and stops all
+        of them at every spike: the right choice where spikes reach many neurons
+        (dense or all-to-all coupling). `"neuron"` gives each neuron its own clock:
+        it is solved alone (its own adaptive steps) from its last event to its next
+        spike or check, and an event advances, jumps and predicts again only the
+        neurons it reaches, inside the exact event loop (with the closed-form
+        populations of the same network). Its cost grows with the events each
+        neuron receives, not with the network's size. The default (None) takes
+        per-neuron clocks for a forward run (`gradients=False`) of a network with
+        more than 50 neurons per target of a spike (the widest row of its
+        projections; measured on COBA with 80 targets per spike: equal at 4000
+        neurons, per-neuron clocks 4x faster at 16 000, `benchmarks/clocks.py`),
+        the network's clock otherwise. Per-neuron clocks need an adaptive solver,
         `locate_spikes=True`, piecewise-constant currents and models that do not
         disarm on a spike (not `Boomerang`, `WereRabbit`, `FHNRS`). With
         `exact=False` the LIF family is solved per neuron too (no closed form).
@@ -637,6 +639,7 @@ def simulate(
     )
     until = _until_mask(until_fired, network, system, single)
     clock_all = clocks == "neuron" and exact is False
+    exact_arg = exact
     _check_clocks(clocks, exact, system, locate_spikes)
     if clocks == "neuron":
         exact = True  # the exact loop, closed form where it applies (not with False)
@@ -681,6 +684,18 @@ def simulate(
                     "solver such as diffrax.Tsit5().",
                 )
             clock = own
+        elif (
+            clocks is None
+            and exact_arg is None
+            and solved
+            and gradients is False
+            and adaptive
+            and locate_spikes
+            and _neuron_clocks_pay(system, own)
+        ):
+            # A sparse network in a forward run: each neuron on its own clock costs
+            # the events it receives, the network's clock every neuron per event.
+            clock, exact = own, True
         elif (
             clocks is None
             and gradients is False
@@ -884,6 +899,32 @@ def _check_clocks(clocks, exact, system, locate_spikes) -> None:
             f"'neuron' cannot run this network: {problem}",
             "Use clocks='network'.",
         )
+
+
+# Per-neuron clocks are the default for a coupled network without a closed form (in a
+# forward run) when it has more than this many neurons per target of a spike. Measured
+# on COBA with a fan-out of 80 (`benchmarks/clocks.py --fan-out 80`, 20 ms, float32):
+# an event costs about 80 ns per neuron on the network's clock and about 4 us per
+# target on per-neuron clocks; equal at N = 4000 (0.41 and 0.42 s), per-neuron clocks
+# 4.0x faster at N = 16 000 (1.50 against 6.03 s).
+NEURON_CLOCKS_RATIO = 50
+
+
+def _neuron_clocks_pay(system: NetworkSystem, clock) -> bool:
+    """Whether per-neuron clocks are the faster default: a network of more than one
+    neuron that they can run, compiled whole (the lean stepper, each target reached
+    once per spike), with more than `NEURON_CLOCKS_RATIO` neurons per target of a
+    spike (the widest row of its delivery plans; dense rows reach every neuron)."""
+    network = system.network
+    if not network.connections or not network.distinct_targets:
+        return False
+    if not _clock.lean(clock) or _per_neuron.clock_problem(system) is not None:
+        return False
+    widths = [
+        network.populations[plan.post].n if plan.index is None else plan.index.shape[1]
+        for plan in network.plans
+    ]
+    return NEURON_CLOCKS_RATIO * max(widths) < network.num_neurons
 
 
 def _checks_bound(network: Network, t0, t1, cap) -> int:
