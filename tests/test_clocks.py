@@ -293,3 +293,33 @@ def test_a_graze_inside_one_step_is_found_at_its_crossing(interior, monkeypatch,
             current, t_abs, t_a, t_b, c_a, y_a, state, dense, crossed, t_hi=t_hi
         )
         np.testing.assert_allclose(float(root[0]), np.arcsin(0.999), atol=1e-8)
+
+
+def test_the_default_takes_per_neuron_clocks_for_sparse_networks_in_forward_runs():
+    """`clocks=None` takes per-neuron clocks for a forward run of a network with more
+    than 50 neurons per target of a spike (120 Izhikevich neurons in a ring, each
+    reaching its 2 neighbours: the same steps and spikes as `clocks="neuron"`), and
+    the network's clock where a spike reaches every neuron, or for a
+    differentiable run."""
+    n = 120
+    ring = np.zeros((n, n))
+    for i in range(n):
+        ring[i, (i + 1) % n] = ring[i, (i - 1) % n] = 4.0
+    drive = jnp.linspace(8.0, 12.0, n)
+
+    def network(weights):
+        return ns.Network(
+            populations={"a": ns.Population(ns.Izhikevich(), n, drive)},
+            projections=[ns.Projection("a", "a", jnp.asarray(weights))],
+        )
+
+    def run(net, clocks, gradients=False):
+        sol = ns.simulate(net, t1=30.0, clocks=clocks, max_spikes=2000, gradients=gradients)
+        return int(sol.num_spikes), int(sol.solver_steps), np.asarray(sol.spike_times)
+
+    sparse, dense = network(ring), network(np.full((n, n), 0.02))
+    default, own, shared = (run(sparse, c) for c in (None, "neuron", "network"))
+    assert default[0] > 20 and default[1] == own[1] != shared[1]
+    np.testing.assert_array_equal(default[2], own[2])
+    assert run(dense, None)[1] == run(dense, "network")[1]
+    assert run(sparse, None, gradients=True)[1] == run(sparse, "network", True)[1]
