@@ -560,8 +560,8 @@ def simulate(
         neuron receives, not with the network's size. The default (None) takes
         per-neuron clocks for a forward run (`gradients=False`) of a network with
         more than 50 neurons per target of a spike (the widest row of its
-        projections; measured on COBA with 80 targets per spike: equal at 4000
-        neurons, per-neuron clocks 4x faster at 16 000, `benchmarks/clocks.py`),
+        projections; measured on COBA with 80 targets per spike: about equal at
+        4000 neurons, per-neuron clocks 3x faster at 16 000, `benchmarks/clocks.py`),
         the network's clock otherwise. Per-neuron clocks need an adaptive solver,
         `locate_spikes=True`, piecewise-constant currents and models that do not
         disarm on a spike (not `Boomerang`, `WereRabbit`, `FHNRS`). With
@@ -905,8 +905,8 @@ def _check_clocks(clocks, exact, system, locate_spikes) -> None:
 # forward run) when it has more than this many neurons per target of a spike. Measured
 # on COBA with a fan-out of 80 (`benchmarks/clocks.py --fan-out 80`, 20 ms, float32):
 # an event costs about 80 ns per neuron on the network's clock and about 4 us per
-# target on per-neuron clocks; equal at N = 4000 (0.41 and 0.42 s), per-neuron clocks
-# 4.0x faster at N = 16 000 (1.50 against 6.03 s).
+# target on per-neuron clocks; about equal at N = 4000 (0.41 and 0.39 s), per-neuron
+# clocks 3.2x faster at N = 16 000 (1.59 against 5.16 s).
 NEURON_CLOCKS_RATIO = 50
 
 
