@@ -20,9 +20,9 @@ segment also ends at the `RECORD_WINDOW`-th pending record time.
 Each segment is one `diffrax.diffeqsolve` in *local* time (0 to t_next - t), so the
 root finder works on small numbers and its tolerance can match the resolution of the
 absolute time; forward runs on an adaptive solver take the same steps in a plain loop
-instead (`neurosim._segment`). The step size is carried from one segment to the next. The outer loop
-is a checkpointed `equinox.internal.while_loop`, so reverse-mode gradients flow through
-spike times, resets and deliveries.
+instead (`neurosim._segment`). The step size is carried from one segment to the next.
+The outer loop is a checkpointed `equinox.internal.while_loop`, so reverse-mode
+gradients flow through spike times, resets and deliveries.
 """
 
 from dataclasses import replace
