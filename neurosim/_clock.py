@@ -31,6 +31,16 @@ of its lanes. The steps a neuron takes follow its own inputs and spikes: a neuro
 that receives nothing takes the same steps whatever the rest of the network does
 (tests/test_clocks.py counts them).
 
+**Quiet times.** A model may bound the time during which its spike condition cannot
+turn positive while nothing reaches the neuron (`AbstractNeuron.quiet_time`;
+`CobaLIF` has one: below threshold while its drive at threshold is negative). A
+prediction then takes no solve where that time covers the horizon (the key is a check
+at its end, or `inf`: the neuron waits for its next input), and a solve stops at the
+first step from whose end the neuron is quiet for the rest of it. COBA, 4000 neurons,
+100 ms, float32: 11.2 M steps and 5.57 s without, 1.79 M steps and 2.39 s with them,
+the same 6965 spikes; 96% of the neurons are quiet until their next input at any
+moment.
+
 **Two steppers.** Differentiated runs solve each neuron with `diffrax.diffeqsolve`
 (differentiable: the event time through the root finder's implicit function theorem,
 as on the network path; the loop is then the checkpointed one). Forward runs
@@ -162,16 +172,24 @@ def predict(clock, neuron, mask, state, current, t, t_lo, h, active, later, forw
         due = neuron.spike_condition(t, y, current[None])[0] > 0
         scheduled = jnp.asarray(neuron.next_scheduled_time(y), dtype)
         until = lax.stop_gradient(scheduled - t)
-        length = jnp.where(active & ~due, jnp.clip(jnp.minimum(h, until), 0.0, None), 0.0)
-        return due, scheduled, until <= h, length
+        quiet = neuron.quiet_time(t, y, current[None])
+        quiet = jnp.zeros((), dtype) if quiet is None else lax.stop_gradient(quiet[0])
+        # Quiet over the whole horizon (or until the scheduled change): no solve.
+        skip = ~due & (quiet >= jnp.minimum(h, until))
+        length = jnp.minimum(h, until)
+        length = jnp.where(active & ~due & ~skip, jnp.clip(length, 0.0, None), 0.0)
+        return due, scheduled, until, length, skip, quiet
 
-    due, scheduled, by_schedule, length = _lanes(
+    due, scheduled, until, length, skip, quiet = _lanes(
         prelude, neuron, mask, state, current, h, active
     )
+    # How far ahead a check goes: the horizon, or as long as the neuron is quiet.
+    ahead = jnp.where(skip, quiet, h)
     if forward and lean(clock):
-        _, s, hit, ok, steps = _lean_solve(
+        _, s, hit, ok, steps, quiet_until = _lean_solve(
             clock, neuron, mask, state, current, t, length, True
         )
+        ahead = jnp.where(skip, ahead, jnp.maximum(ahead, quiet_until))
     else:
 
         def one(neuron, y, current, length):
@@ -190,18 +208,21 @@ def predict(clock, neuron, mask, state, current, t, t_lo, h, active, later, forw
     hit = hit & ~due
     ok = ok | ~active
     t_const = lax.stop_gradient(t)
-    key, key_lo = later(jnp.where(hit, t, t_const), t_lo, jnp.where(hit, s, h))
+    key, key_lo = later(jnp.where(hit, t, t_const), t_lo, jnp.where(hit, s, ahead))
     # A check at a scheduled change is at that time itself (as stored), so that the
     # change is due there.
     check = ~due & ~hit
-    at_schedule = check & by_schedule
+    at_schedule = check & (until <= ahead)
     key = jnp.where(at_schedule, lax.stop_gradient(scheduled), key)
     key_lo = jnp.where(at_schedule, 0.0, key_lo)
     key = jnp.where(due, t, key)
     key_lo = jnp.where(due, t_lo, key_lo)
     key = jnp.where(ok, key, jnp.nan)
     spike = due | hit
-    h_next = jnp.where(check & ~at_schedule, jnp.minimum(2 * h, clock.cap), h)
+    # The horizon doubles after a check at its end (not after a quiet time).
+    h_next = jnp.where(
+        check & ~at_schedule & (ahead == h), jnp.minimum(2 * h, clock.cap), h
+    )
     return key, key_lo, spike, h_next, jnp.sum(jnp.where(active, steps, 0))
 
 
@@ -308,6 +329,17 @@ class Lean:
         """The spike condition of each lane at local time `s`."""
         return jax.vmap(self._condition_one)(self.batched, current, t_abs, s, y)
 
+    def quiet(self, current, t_abs, s, y):
+        """The model's quiet time (`AbstractNeuron.quiet_time`) of each lane at local
+        time `s`; None when the model has none."""
+
+        def one(batched, current, t_abs, s, y):
+            neuron = _single(batched, self.rest)
+            q = neuron.quiet_time(t_abs + s, jtu.tree_map(_one, y), current[None])
+            return None if q is None else q[0]
+
+        return jax.vmap(one)(self.batched, current, t_abs, s, y)
+
     def _rms(self, tree):
         leaves = jtu.tree_leaves(tree)
         lanes = leaves[0].shape[0]
@@ -398,11 +430,18 @@ def _lean_solve(clock, neuron, mask, y0, current, t_abs, length, event: bool):
     """Every lane (neuron) solved from local time 0 to `length` (per lane), stopping
     at the first upward crossing of its spike condition when `event`. Returns the
     final states, the local end times (the crossing where one was found), whether
-    each lane crossed, whether it succeeded, and its accepted steps."""
+    each lane crossed, whether it succeeded, its accepted steps, and (when `event`)
+    the local time until which the lane is known to be quiet (`inf` if it never
+    fires without inputs; `length` where the solve ran to its end).
+
+    With `event`, a lane whose model has a quiet time (`AbstractNeuron.quiet_time`)
+    stops as soon as that time, from the end of an accepted step, covers the rest of
+    its solve: nothing can cross there."""
     lean_ = Lean(clock, neuron, mask, current.dtype)
     lanes = length.shape[0]
     t_abs = jnp.broadcast_to(t_abs, (lanes,))
     zeros = jnp.zeros_like(length)
+    quiet0 = lean_.quiet(current, t_abs, zeros, y0) if event else None
     state0, f0 = lean_.init(current, t_abs, y0, jnp.maximum(length, 1e-3))
     h0 = jnp.minimum(lean_.first_step(y0, f0), length)
 
@@ -432,6 +471,11 @@ def _lean_solve(clock, neuron, mask, y0, current, t_abs, length, event: bool):
             new["c_a"] = jnp.where(crossed, carry["c"], carry["c_a"])
             new["y_a"] = leafwise_where(crossed, y, carry["y_a"])
             new["state_a"] = leafwise_where(crossed, state, carry["state_a"])
+            if quiet0 is not None:
+                until = t1 + lean_.quiet(current, t_abs, t1, y1)
+                quieted = accept & ~crossed & ~last & (until >= length)
+                new["quiet"] = jnp.where(quieted, until, carry["quiet"])
+                crossed = crossed | quieted  # (ends the lane's solve)
         else:
             crossed = jnp.zeros_like(accept)
         new["t"] = jnp.where(accept, t1, t)
@@ -468,6 +512,7 @@ def _lean_solve(clock, neuron, mask, y0, current, t_abs, length, event: bool):
             y_a=y0,
             state_a=state0,
             dense=jtu.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), dense_shape),
+            quiet=length,
         )
     final = lax.while_loop(cond, body, carry)
     ok = final["ok"] & final["done"]
@@ -476,7 +521,8 @@ def _lean_solve(clock, neuron, mask, y0, current, t_abs, length, event: bool):
     names = ("t_a", "t_b", "c_a", "y_a", "state_a", "dense", "hit")
     root, _ = lean_.crossing(current, t_abs, *(final[k] for k in names), t_hi=final["t_hi"])
     s = jnp.where(final["hit"], root, final["t"])
-    return final["y"], s, final["hit"], ok, final["steps"]
+    quiet = jnp.where(final["hit"], s, final["quiet"])
+    return final["y"], s, final["hit"], ok, final["steps"], quiet
 
 
 def _dense_condition(solver, condition):

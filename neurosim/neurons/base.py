@@ -132,6 +132,20 @@ class AbstractNeuron(eqx.Module):
         """The state after the changes scheduled at or before time `t`."""
         return state
 
+    def quiet_time(
+        self, t, state: State, current: Float[Array, " n"]
+    ) -> Float[Array, " n"] | None:
+        """Optional: per neuron, a time (ms, >= 0; `inf` allowed) during which its
+        spike condition cannot turn positive from time `t`, if nothing reaches the
+        neuron, no scheduled change comes and `current` stays as it is. It must hold
+        for the exact solution of `dynamics`.
+
+        Per-neuron clocks (`simulate(..., clocks="neuron")`) then integrate a neuron
+        only when something reaches it or that time has passed, instead of ahead over
+        their horizon after every touch. None (the default): the model offers no such
+        bound."""
+        return None
+
     def __pdoc__(self, **kwargs):
         """The `repr` shows the parameter values (scalars as numbers, small arrays as
         lists, large ones summarised), nested models included."""

@@ -59,6 +59,16 @@ _EQUATIONS = (
 )
 
 
+def _own_equations(neuron, names) -> bool:
+    """Whether every method of `names` that `neuron`'s class has is neurosim's own
+    (not overridden by a subclass written elsewhere)."""
+    for name in names:
+        owner = next((k for k in type(neuron).__mro__ if name in vars(k)), None)
+        if owner is not None and owner.__module__.split(".")[0] != "neurosim":
+            return False
+    return True
+
+
 class _Linear(AbstractNeuron):
     """Models that are linear between events (the LIF family): exact propagation with a
     constant external current, see `neurosim.neurons._linear`. Subclasses name their
@@ -75,11 +85,7 @@ class _Linear(AbstractNeuron):
         method that defines them is neurosim's own. A subclass that overrides one (a
         conductance-based model written on top of `CubaLIF`, say) is integrated by the
         ODE solver instead."""
-        for name in _EQUATIONS:
-            owner = next((k for k in type(self).__mro__ if name in vars(k)), None)
-            if owner is not None and owner.__module__.split(".")[0] != "neurosim":
-                return False
-        return True
+        return _own_equations(self, _EQUATIONS)
 
     def closed_form(self, state, current, t0, t0_lo=0.0) -> _linear.ClosedForm:
         """The exact solution from `state` at time `t0 + t0_lo` (ms; `t0_lo` the low
@@ -264,6 +270,16 @@ class CubaLIF(_AbstractLIF):
         )
 
 
+# The methods whose equations `CobaLIF.quiet_time` assumes.
+_COBA_EQUATIONS = (
+    "dynamics",
+    "spike_condition",
+    "_dv",
+    "next_scheduled_time",
+    "apply_scheduled",
+)
+
+
 class CobaLIFState(eqx.Module):
     """State of a `CobaLIF`: `v` (mV), the excitatory and inhibitory conductances
     `g_e`, `g_i` (in units of the leak conductance), and the refractory fields as in
@@ -351,6 +367,46 @@ class CobaLIF(_ThresholdLIF):
             refractory=zeros,
             ref_end=zeros,
         )
+
+    def quiet_time(self, t, state: CobaLIFState, current) -> Array | None:
+        r"""A time during which no spike can come if nothing reaches the neurons.
+
+        At a first crossing, `v = v_th` and $\dot v \ge 0$, so the drive at threshold
+        $D(s) = v_\text{leak} + I - v_\text{th} + g_e(s)(E_e - v_\text{th})
+        + g_i(s)(E_i - v_\text{th})$ is $\ge 0$ there: no crossing comes while
+        $D < 0$. With $a = v_\text{leak} + I - v_\text{th}$ and the conductance
+        terms $b e^{-s/\tau_e}$, $c e^{-s/\tau_i}$, two upper bounds of $D$ give the
+        time (the later of their first zeros):
+
+        - $a + \max(b, 0) + \max(c, 0)$, a constant (always): quiet for ever where
+          it is negative;
+        - $a + (b + c) e^{-s/\tau}$ with $\tau$ the faster time constant, when the
+          slower term is the negative one (inhibition that outlasts excitation:
+          $c \le 0$ and $\tau_i \ge \tau_e$, as in the benchmark). A neuron whose
+          instantaneous equilibrium is below threshold now ($D(0) < 0$), and without
+          inputs too ($a < 0$), then stays quiet until something reaches it (`inf`);
+          with $a > 0$ it is quiet until that bound's zero.
+
+        While refractory: `inf` (the end of the period is a scheduled change). None
+        when a subclass written elsewhere changes the equations."""
+        if not _own_equations(self, _COBA_EQUATIONS):
+            return None
+        inf = jnp.asarray(jnp.inf, state.v.dtype)
+        a = self.v_leak + current - self.v_th
+        b = state.g_e * (self.E_e - self.v_th)
+        c = state.g_i * (self.E_i - self.v_th)
+        constant = jnp.where(a + jnp.maximum(b, 0.0) + jnp.maximum(c, 0.0) < 0, inf, 0.0)
+        # The first zero of a + k exp(-s / tau): 0 where it is not negative at s = 0,
+        # inf where it stays negative (a <= 0), else tau log(-k / a).
+        k = b + c
+        inhibition_slower = (c <= 0) & (self.tau_i >= self.tau_e)
+        excitation_slower = (b <= 0) & (self.tau_e >= self.tau_i)
+        tau = jnp.where(inhibition_slower, self.tau_e, self.tau_i)
+        ratio = jnp.where((a > 0) & (a + k < 0), -k / jnp.where(a > 0, a, 1.0), 1.0)
+        decaying = jnp.where(a + k >= 0, 0.0, jnp.where(a > 0, tau * jnp.log(ratio), inf))
+        decaying = jnp.where(inhibition_slower | excitation_slower, decaying, 0.0)
+        quiet = jnp.maximum(constant, decaying)
+        return jnp.where(state.refractory > 0, inf, quiet)
 
     def receive(self, state: CobaLIFState, x) -> CobaLIFState:
         return eqx.tree_at(

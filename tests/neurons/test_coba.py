@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from _reference import threshold_reference
+from scipy.integrate import solve_ivp
 
 import neurosim as ns
 
@@ -154,3 +155,76 @@ def test_errors_name_the_bad_argument():
         ns.CobaLIF(v_reset=-40.0)
     with pytest.raises(ValueError, match="exact"):
         ns.simulate(ns.CobaLIF(), n=1, t1=10.0, exact=True)
+
+
+def _quiet_cases(rng, n):
+    """Random CobaLIF states, currents and time constants (either conductance the
+    slower one), the reversal potentials at their defaults or swapped around."""
+    tau_e = rng.uniform(1.0, 15.0, n)
+    tau_i = rng.uniform(1.0, 15.0, n)
+    neuron = ns.CobaLIF(
+        tau_e=jnp.asarray(tau_e),
+        tau_i=jnp.asarray(tau_i),
+        E_e=jnp.asarray(np.where(rng.random(n) < 0.7, 0.0, -70.0)),
+        E_i=jnp.asarray(np.where(rng.random(n) < 0.7, -80.0, -40.0)),
+    )
+    state = neuron.init_state(n)
+    state = type(state)(
+        v=jnp.asarray(rng.uniform(-75.0, -50.0, n)),
+        g_e=jnp.asarray(rng.exponential(3.0, n)),
+        g_i=jnp.asarray(rng.exponential(15.0, n)),
+        refractory=state.refractory,
+        ref_end=state.ref_end,
+    )
+    current = jnp.asarray(rng.uniform(-5.0, 25.0, n))
+    return neuron, state, current
+
+
+def test_quiet_time_holds_for_the_exact_solution(x64):
+    """`quiet_time` claims that `v` stays below threshold over it when nothing arrives:
+    integrate each neuron (scipy, rtol 1e-12) over it (at most 100 ms) and find no
+    crossing. A bound that ignores the slower conductance, or swaps the time
+    constants, fails here."""
+    rng = np.random.default_rng(3)
+    n = 400
+    neuron, state, current = _quiet_cases(rng, n)
+    quiet = np.asarray(neuron.quiet_time(0.0, state, current))
+    assert quiet.shape == (n,) and np.all(quiet >= 0)
+    p = {k: np.asarray(getattr(neuron, k)) for k in BENCHMARK}
+    # The bound is useful: most drawn neurons below threshold with inhibition that
+    # outlasts excitation are quiet until something reaches them; some are quiet for
+    # a finite time only.
+    assert np.mean(np.isinf(quiet)) > 0.15
+    assert np.sum(np.isfinite(quiet) & (quiet > 0.1)) >= 5
+    checked = 0
+    for k in np.flatnonzero(quiet > 0):
+        pk = {
+            name: float(value[k]) if value.ndim else float(value)
+            for name, value in p.items()
+        }
+        y0 = [float(state.v[k]), float(state.g_e[k]), float(state.g_i[k])]
+        rhs = _coba_rhs(pk, lambda t, c=float(current[k]): c)
+        horizon = min(float(quiet[k]), 100.0)
+        sol = solve_ivp(
+            rhs,
+            (0.0, horizon),
+            y0,
+            method="DOP853",
+            rtol=1e-12,
+            atol=1e-12,
+            dense_output=True,
+        )
+        v = sol.sol(np.linspace(0.0, horizon, 2001))[0]
+        assert v.max() < pk["v_th"], (k, quiet[k], v.max())
+        checked += 1
+    assert checked > n // 4
+
+
+def test_quiet_time_is_not_claimed_for_changed_equations():
+    class Shifted(ns.CobaLIF):
+        def dynamics(self, t, state, current):
+            return super().dynamics(t, state, current + 100.0)
+
+    state = Shifted().init_state(3)
+    assert Shifted().quiet_time(0.0, state, jnp.zeros(3)) is None
+    assert ns.CobaLIF().quiet_time(0.0, state, jnp.zeros(3)) is not None
