@@ -128,14 +128,15 @@ def _lanes(fn, neuron, mask, *lanes):
     return jax.vmap(one)(batched, *lanes)
 
 
-def advance(clock, neuron, mask, state, current, elapsed, t_last, t, active, forward):
+def advance(clock, neuron, mask, state, current, elapsed, t_last, t, active, forward, dt):
     """The states at `t` of neurons last touched at `t_last`, `elapsed` later (per
-    lane), and the solver steps taken; inactive lanes stay as they are. `forward`:
-    the run is not differentiated (the lean stepper may take it)."""
+    lane), the solver steps taken and each lane's next step size; inactive lanes stay
+    as they are. `forward`: the run is not differentiated (the lean stepper may take
+    it). `dt`: each lane's first step size (its last proposal; 0 where unknown)."""
     length = jnp.where(active, jnp.maximum(elapsed, 0.0), 0.0)
     if forward and lean(clock):
-        y, _, _, ok, steps = _lean_solve(
-            clock, neuron, mask, state, current, t_last, length, False
+        y, _, _, ok, steps, dt = _lean_solve(
+            clock, neuron, mask, state, current, t_last, length, False, dt
         )
         y = neuron.apply_scheduled(t, y)
     else:
@@ -150,16 +151,17 @@ def advance(clock, neuron, mask, state, current, elapsed, t_last, t, active, for
 
         y, steps, ok = _lanes(one, neuron, mask, state, current, length, t_last)
     y = jtu.tree_map(lambda new: jnp.where(_wide(ok, new), new, jnp.nan), y)
-    return y, jnp.sum(jnp.where(active, steps, 0))
+    return y, jnp.sum(jnp.where(active, steps, 0)), dt
 
 
 def _wide(flag, like):
     return flag.reshape(flag.shape + (1,) * (like.ndim - flag.ndim))
 
 
-def predict(clock, neuron, mask, state, current, t, t_lo, h, active, later, forward):
+def predict(clock, neuron, mask, state, current, t, t_lo, h, active, later, forward, dt):
     """The next event of neurons at time `(t, t_lo)` (a pair; `later(t, t_lo, s)` adds
-    a local time to it): `(key, key_lo, spike, h_next, steps)`. `spike` tells a
+    a local time to it): `(key, key_lo, spike, h_next, steps, dt_next)` (`dt`, the
+    step sizes, as for `advance`). `spike` tells a
     crossing (or a neuron already past its condition, keyed at `t`) from a check (at
     the end of the horizon `h`, or at the neuron's next scheduled change). A solve that
     fails gives a NaN key, which stops the run. `forward`: the run is not
@@ -186,8 +188,8 @@ def predict(clock, neuron, mask, state, current, t, t_lo, h, active, later, forw
     # How far ahead a check goes: the horizon, or as long as the neuron is quiet.
     ahead = jnp.where(skip, quiet, h)
     if forward and lean(clock):
-        _, s, hit, ok, steps, quiet_until = _lean_solve(
-            clock, neuron, mask, state, current, t, length, True
+        _, s, hit, ok, steps, dt, quiet_until = _lean_solve(
+            clock, neuron, mask, state, current, t, length, True, dt
         )
         ahead = jnp.where(skip, ahead, jnp.maximum(ahead, quiet_until))
     else:
@@ -223,7 +225,7 @@ def predict(clock, neuron, mask, state, current, t, t_lo, h, active, later, forw
     h_next = jnp.where(
         check & ~at_schedule & (ahead == h), jnp.minimum(2 * h, clock.cap), h
     )
-    return key, key_lo, spike, h_next, jnp.sum(jnp.where(active, steps, 0))
+    return key, key_lo, spike, h_next, jnp.sum(jnp.where(active, steps, 0)), dt
 
 
 # ----- a lean stepper for forward runs ---------------------------------------------
@@ -426,11 +428,74 @@ def leafwise_where(flag, a, b):
     return jtu.tree_map(lambda x, z: jnp.where(_wide(flag, x), x, z), a, b)
 
 
-def _lean_solve(clock, neuron, mask, y0, current, t_abs, length, event: bool):
+# The lean stepper's cost is its width times its iterations, and its iterations are
+# those of its slowest lane. `_lean_solve` takes the lanes with something to
+# integrate in batches of `CHUNK`, the longest solves first (ranked by length where
+# there are at most `RANKED_UP_TO` lanes).
+CHUNK = 16
+RANKED_UP_TO = 512
+
+
+def _lean_solve(clock, neuron, mask, y0, current, t_abs, length, event: bool, dt):
+    """`_lean_lanes` over the lanes with something to integrate (`length > 0`), in
+    batches of `CHUNK` lanes, longest first. An event's prediction integrates a few of
+    the lanes it touched (most are quiet) and a check one lane, out of lanes as many
+    as the widest row of the delivery plans; the solves of an event's targets differ
+    in length (the times since their last touches). COBA, 4000 neurons, 100 ms,
+    float32, warm: 1.31 s in one batch of every lane (a batch of 8 where at most 8
+    lanes had something to integrate), 0.83 s in batches of 16 (8: 0.99 s, 32:
+    1.05 s), and the first call compiles in 14 s instead of 30 s."""
+    lanes = length.shape[0]
+    t_abs = jnp.broadcast_to(t_abs, (lanes,))
+    if lanes <= CHUNK:
+        return _lean_lanes(clock, neuron, mask, y0, current, t_abs, length, event, dt)
+    need = length > 0
+    count = jnp.sum(need.astype(jnp.int32))
+    lane = jnp.arange(lanes)
+    if lanes <= RANKED_UP_TO:  # each lane's place: longest first, nothing last
+        key = jnp.where(need, length, -1.0)
+        before = (key[None, :] > key[:, None]) | (
+            (key[None, :] == key[:, None]) & (lane[None, :] < lane[:, None])
+        )
+        place = jnp.sum(before.astype(jnp.int32), axis=1)
+    else:  # in lane order
+        needing = jnp.cumsum(need.astype(jnp.int32))
+        place = jnp.where(need, needing - 1, count + lane - needing)
+    batched, rest = eqx.partition(neuron, mask)
+    zero = jnp.zeros_like(length)
+    # A lane with nothing to integrate, as a zero-length solve leaves it.
+    out0 = (y0, zero, jnp.zeros((lanes,), bool), jnp.ones((lanes,), bool))
+    out0 += (jnp.zeros((lanes,), jnp.int32), dt) + ((zero,) if event else ())
+
+    def body(carry):
+        c, out = carry
+        slots = c * CHUNK + jnp.arange(CHUNK)
+        # The lane at each place (0 past the last).
+        at = place[None, :] == slots[:, None]
+        idx = jnp.sum(jnp.where(at, lane[None, :], 0), axis=1)
+        used = slots < count
+        take = jtu.tree_map(lambda x: x[idx], (batched, y0, current, t_abs, dt))
+        got = _lean_lanes(
+            clock, eqx.combine(take[0], rest), mask, take[1], take[2], take[3],
+            jnp.where(used, length[idx], 0.0), event, take[4],
+        )  # fmt: skip
+        mine = need & (place // CHUNK == c)
+        back = place % CHUNK
+        out = jtu.tree_map(
+            lambda new, old: jnp.where(_wide(mine, old), new[back], old), got, out
+        )
+        return c + 1, out
+
+    chunks = (count + CHUNK - 1) // CHUNK
+    return lax.while_loop(lambda carry: carry[0] < chunks, body, (0, out0))[1]
+
+
+def _lean_lanes(clock, neuron, mask, y0, current, t_abs, length, event: bool, dt):
     """Every lane (neuron) solved from local time 0 to `length` (per lane), stopping
     at the first upward crossing of its spike condition when `event`. Returns the
     final states, the local end times (the crossing where one was found), whether
-    each lane crossed, whether it succeeded, its accepted steps, and (when `event`)
+    each lane crossed, whether it succeeded, its accepted steps, its next step size
+    (the controller's last proposal; `dt` where it took no step), and (when `event`)
     the local time until which the lane is known to be quiet (`inf` if it never
     fires without inputs; `length` where the solve ran to its end).
 
@@ -439,11 +504,12 @@ def _lean_solve(clock, neuron, mask, y0, current, t_abs, length, event: bool):
     its solve: nothing can cross there."""
     lean_ = Lean(clock, neuron, mask, current.dtype)
     lanes = length.shape[0]
-    t_abs = jnp.broadcast_to(t_abs, (lanes,))
     zeros = jnp.zeros_like(length)
     quiet0 = lean_.quiet(current, t_abs, zeros, y0) if event else None
     state0, f0 = lean_.init(current, t_abs, y0, jnp.maximum(length, 1e-3))
-    h0 = jnp.minimum(lean_.first_step(y0, f0), length)
+    # The first step: the lane's last proposal where it has one (an estimate from the
+    # state, Hairer & Wanner's, takes about one more step per solve on COBA).
+    h0 = jnp.minimum(jnp.where(dt > 0, dt, lean_.first_step(y0, f0)), length)
 
     def cond(carry):
         return jnp.any(~carry["done"]) & (carry["iterations"] < clock.max_steps)
@@ -451,6 +517,7 @@ def _lean_solve(clock, neuron, mask, y0, current, t_abs, length, event: bool):
     def body(carry):
         t, h, y, state = carry["t"], carry["h"], carry["y"], carry["state"]
         live = ~carry["done"]
+        proposal = h
         h = jnp.where(live, jnp.minimum(h, length - t), 0.0)
         last = h >= length - t
         t1 = jnp.where(last, length, t + h)
@@ -481,7 +548,9 @@ def _lean_solve(clock, neuron, mask, y0, current, t_abs, length, event: bool):
         new["t"] = jnp.where(accept, t1, t)
         new["y"] = leafwise_where(accept, y1, y)
         new["state"] = leafwise_where(accept, state1, state)
-        new["h"] = jnp.where(live, h * factor, carry["h"])
+        # A last step shortened to end the solve keeps the proposal it was cut from.
+        kept = accept & last & (h < proposal)
+        new["h"] = jnp.where(live, jnp.where(kept, proposal, h * factor), carry["h"])
         new["steps"] = carry["steps"] + accept.astype(jnp.int32)
         new["done"] = carry["done"] | (accept & last) | crossed
         new["ok"] = carry["ok"] & (finite | ~live)
@@ -516,13 +585,14 @@ def _lean_solve(clock, neuron, mask, y0, current, t_abs, length, event: bool):
         )
     final = lax.while_loop(cond, body, carry)
     ok = final["ok"] & final["done"]
+    dt_next = jnp.where(final["steps"] > 0, final["h"], dt)
     if not event:
-        return final["y"], final["t"], jnp.zeros_like(ok), ok, final["steps"]
+        return final["y"], final["t"], jnp.zeros_like(ok), ok, final["steps"], dt_next
     names = ("t_a", "t_b", "c_a", "y_a", "state_a", "dense", "hit")
     root, _ = lean_.crossing(current, t_abs, *(final[k] for k in names), t_hi=final["t_hi"])
     s = jnp.where(final["hit"], root, final["t"])
     quiet = jnp.where(final["hit"], s, final["quiet"])
-    return final["y"], s, final["hit"], ok, final["steps"], quiet
+    return final["y"], s, final["hit"], ok, final["steps"], dt_next, quiet
 
 
 def _dense_condition(solver, condition):

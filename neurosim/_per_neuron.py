@@ -608,8 +608,9 @@ class _Row(eqx.Module):
     """What a population's table holds per neuron (besides its state): the time of
     its last touch (a pair), the low part of its key (the key itself is in the key
     grid), the current it sees, its horizon, the jumps onto `v` held back while it is
-    committed to fire (see "Simultaneous spikes" in the module docstring) and the kind
-    of its key (last, so that `rows[..., -1]` reads it)."""
+    committed to fire (see "Simultaneous spikes" in the module docstring), the next
+    step size of its ODE solves (0 where it has none yet) and the kind of its key
+    (last, so that `rows[..., -1]` reads it)."""
 
     t_last: Array
     t_last_lo: Array
@@ -618,6 +619,7 @@ class _Row(eqx.Module):
     horizon: Array
     pending: Array
     wave: Array
+    dt: Array
     kind: Array
 
 
@@ -963,17 +965,19 @@ class _Loop:
         form's cap, or the ODE clock's."""
         return self.clock.cap if self.ode[name] else self.cap
 
-    def predict(self, name, neuron, state, current, t, t_lo, h, active=None):
+    def predict(self, name, neuron, state, current, t, t_lo, h, active=None, dt=None):
         """The keys of neurons touched at the time pair `(t, t_lo)`, their table rows,
         and the ODE steps taken (`active`: the lanes whose prediction is used, for the
-        populations without a closed form; all by default)."""
+        populations without a closed form; all by default; `dt`: the step sizes their
+        solves start from, 0 or None for none)."""
         steps = jnp.zeros((), jnp.int32)
+        dt = jnp.zeros_like(current) if dt is None else dt
         if not self.pops[name].neuron.spiking:
             key = jnp.full_like(current, jnp.inf)
             key_lo, kind, h_next = jnp.zeros_like(key), jnp.full_like(key, CHECK), h
         elif self.ode[name]:
             active = jnp.ones(current.shape, bool) if active is None else active
-            key, key_lo, spike, h_next, steps = _clock.predict(
+            key, key_lo, spike, h_next, steps, dt = _clock.predict(
                 self.clock,
                 neuron,
                 self.masks[name],
@@ -985,6 +989,7 @@ class _Loop:
                 active,
                 _later,
                 not self.gradients,
+                dt,
             )
             kind = jnp.where(spike, SPIKE, CHECK).astype(h.dtype)
         else:
@@ -994,18 +999,19 @@ class _Loop:
         t_last = jnp.broadcast_to(t, key.shape)
         t_last_lo = jnp.broadcast_to(t_lo, key.shape)
         zeros = jnp.zeros_like(key)
-        row = _Row(t_last, t_last_lo, key_lo, current, h_next, zeros, zeros, kind)
+        row = _Row(t_last, t_last_lo, key_lo, current, h_next, zeros, zeros, dt, kind)
         return key, row, steps.astype(jnp.int32)
 
     def advance(self, name, neuron, state, row: _Row, t, t_lo, active=None):
-        """Neurons of `name` brought from their last touch to `(t, t_lo)`, and the ODE
-        steps taken (`active`: the lanes whose result is used; all by default)."""
+        """Neurons of `name` brought from their last touch to `(t, t_lo)`, the ODE
+        steps taken (`active`: the lanes whose result is used; all by default) and
+        their next step sizes."""
         if not self.ode[name]:
             state = _advance(neuron, state, row.current, row.t_last, row.t_last_lo, t, t_lo)
-            return state, jnp.zeros((), jnp.int32)
+            return state, jnp.zeros((), jnp.int32), row.dt
         active = jnp.ones(row.current.shape, bool) if active is None else active
         elapsed = _elapsed(t, t_lo, row.t_last, row.t_last_lo)
-        state, steps = _clock.advance(
+        state, steps, dt = _clock.advance(
             self.clock,
             neuron,
             self.masks[name],
@@ -1016,8 +1022,9 @@ class _Loop:
             t,
             active,
             not self.gradients,
+            row.dt,
         )
-        return state, steps.astype(jnp.int32)
+        return state, steps.astype(jnp.int32), dt
 
     def states_at(self, table, t, t_lo):
         """Every neuron brought to `(t, t_lo)` (reads only)."""
@@ -1377,7 +1384,7 @@ class _Loop:
             # transpose of the write (reverse mode) does not count it twice.
             write = _first_occurrences(idx, n, self.network.distinct_targets)
             active = ~keep & (write < n)
-            state, advanced = self.advance(name, neuron, state, row, t, t_lo, active)
+            state, advanced, dt = self.advance(name, neuron, state, row, t, t_lo, active)
             flat = carry.key[name].grid.reshape(-1)
             old_key = flat.at[idx].get(mode="clip")
             has_v = hasattr(state, "v")
@@ -1416,7 +1423,7 @@ class _Loop:
             # A check keeps its horizon; a neuron whose dynamics changed starts over.
             h = jnp.where(me & ~touched.fires, row.horizon, self.cap_of(name))
             key, new_row, predicted = self.predict(
-                name, neuron, state, row.current, t, t_lo, h, active
+                name, neuron, state, row.current, t, t_lo, h, active, dt
             )
             # Due now after this spike's deliveries: the next wave.
             due = (key == t) & (new_row.key_lo == t_lo) & (new_row.kind == SPIKE)
@@ -1493,10 +1500,12 @@ class _Loop:
                 lay = self.layout[name]
                 state, row = lay.unpack(table_q)
                 neuron = self.pops[name].neuron
-                state, _ = self.advance(name, neuron, state, row, t, t_lo)
+                state, _, dt = self.advance(name, neuron, state, row, t, t_lo)
                 current = self.current_at(name, t)
                 h = jnp.full_like(row.t_last, self.cap_of(name))
-                key, new_row, _ = self.predict(name, neuron, state, current, t, t_lo, h)
+                key, new_row, _ = self.predict(
+                    name, neuron, state, current, t, t_lo, h, dt=dt
+                )
                 ok = jnp.all(jnp.isfinite(current)) | ~now
                 # Under `vmap` the branch runs when any run jumps: the others keep
                 # their rows.
