@@ -903,18 +903,35 @@ def _check_clocks(clocks, exact, system, locate_spikes) -> None:
 
 # Per-neuron clocks are the default for a coupled network without a closed form (in a
 # forward run) when it has more than this many neurons per target of a spike. Measured
-# on COBA with a fan-out of 80 (`benchmarks/clocks.py --fan-out 80`, 20 ms, float32):
-# an event costs about 80 ns per neuron on the network's clock and about 4 us per
-# target on per-neuron clocks; about equal at N = 4000 (0.41 and 0.39 s), per-neuron
-# clocks 3.2x faster at N = 16 000 (1.59 against 5.16 s).
+# with a fan-out of 80 (float32): on a sparse Izhikevich network (no quiet times) of
+# 4000 neurons, 50 ms, 1.63-1.67 s per neuron against 1.81 s on the network's clock;
+# at 2000 neurons and 40 targets, 0.60-0.70 against 0.44 s.
 NEURON_CLOCKS_RATIO = 50
+# The same where every model solved per neuron has quiet times
+# (`AbstractNeuron.quiet_time`): most targets of a spike then need no prediction.
+# COBA (`benchmarks/clocks.py --fan-out 80 --t1 50`), per-neuron over network time:
+# 1.22 at 500 neurons, 0.70 at 1000, 0.38 at 2000, and 0.15-0.20 at 4000 (p = 0.02).
+QUIET_CLOCKS_RATIO = 10
+
+
+def _has_quiet_time(pop: Population) -> bool:
+    """Whether the model of `pop` offers a quiet time (`AbstractNeuron.quiet_time`)."""
+    neuron = pop.neuron
+
+    def quiet():
+        state = neuron.init_state(pop.n)
+        dtype = jtu.tree_leaves(state)[0].dtype
+        return neuron.quiet_time(0.0, state, jnp.zeros((pop.n,), dtype))
+
+    return jax.eval_shape(quiet) is not None
 
 
 def _neuron_clocks_pay(system: NetworkSystem, clock) -> bool:
     """Whether per-neuron clocks are the faster default: a network of more than one
     neuron that they can run, compiled whole (the lean stepper, each target reached
     once per spike), with more than `NEURON_CLOCKS_RATIO` neurons per target of a
-    spike (the widest row of its delivery plans; dense rows reach every neuron)."""
+    spike (the widest row of its delivery plans; dense rows reach every neuron), or
+    `QUIET_CLOCKS_RATIO` where every model solved per neuron has quiet times."""
     network = system.network
     if not network.connections or not network.distinct_targets:
         return False
@@ -924,7 +941,14 @@ def _neuron_clocks_pay(system: NetworkSystem, clock) -> bool:
         network.populations[plan.post].n if plan.index is None else plan.index.shape[1]
         for plan in network.plans
     ]
-    return NEURON_CLOCKS_RATIO * max(widths) < network.num_neurons
+    solved = [
+        pop
+        for pop in network.populations.values()
+        if not _per_neuron.closed_form(pop.neuron)
+    ]
+    quiet = all(_has_quiet_time(pop) for pop in solved if pop.neuron.spiking)
+    ratio = QUIET_CLOCKS_RATIO if quiet else NEURON_CLOCKS_RATIO
+    return ratio * max(widths) < network.num_neurons
 
 
 def _checks_bound(network: Network, t0, t1, cap) -> int:

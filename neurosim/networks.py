@@ -92,9 +92,12 @@ def brette_coba(
     `g_e` normal with mean 4 and sd 1.5, `g_i` normal with mean 20 and sd 12 (in units
     of the leak conductance; negative draws clipped at 0).
 
-    It has no closed form: `simulate` integrates it with its ODE solver, whose cost
-    grows with the network size per spike; start with a few hundred neurons, `we` and
-    `wi` scaled by `4000 / n`. `delay` (ms) delays every connection. `fan_out`, if
+    It has no closed form: `simulate` integrates each neuron with its ODE solver on
+    its own clock (forward runs; `CobaLIF.quiet_time` spares the solves of neurons
+    that cannot fire before their next input), or all of them together on the
+    network's clock (differentiable runs, whose cost grows with the network size per
+    spike: start those with a few hundred neurons, `we` and `wi` scaled by
+    `4000 / n`). `delay` (ms) delays every connection. `fan_out`, if
     given, replaces `p`: every neuron projects to exactly `fan_out` distinct targets.
 
     **Returns:** `(network, y0)`; the population is named `"coba"`, excitatory neurons

@@ -358,3 +358,26 @@ def test_quiet_times_skip_solves_and_change_no_spike(x64):
         agreement = first_divergence(runs[other][0], runs["quiet"][0], atol=5e-5, t1=60.0)
         assert agreement.agree, (other, str(agreement))
     assert runs["quiet"][1] < 0.5 * runs["plain"][1], (runs["quiet"][1], runs["plain"][1])
+
+
+def test_the_default_counts_quiet_times_in_its_choice():
+    """`clocks=None` takes per-neuron clocks from 10 neurons per target of a spike
+    where the models have quiet times (COBA: 300 neurons, 20 targets each; not 150),
+    and from 50 for the same model without them. (That the default runs what this
+    rule picks is checked above.)"""
+    from neurosim._simulate import _neuron_clocks_pay
+    from neurosim._system import NetworkSystem
+
+    clock = _clock.OdeClock(
+        dfx.Tsit5(), dfx.PIDController(rtol=1e-6, atol=1e-6), 16, _clock.CLOCK_HORIZON
+    )
+
+    def picks_neuron(n, fan_out, neuron=None):
+        net, _ = ns.networks.brette_coba(0, n=n, fan_out=fan_out)
+        if neuron is not None:
+            net = eqx.tree_at(lambda m: m.populations["coba"].neuron, net, neuron)
+        return _neuron_clocks_pay(NetworkSystem(net, None, 8), clock)
+
+    assert picks_neuron(300, 20) and not picks_neuron(150, 20)
+    assert not picks_neuron(300, 20, _NoQuietTime())
+    assert picks_neuron(1100, 20, _NoQuietTime())
