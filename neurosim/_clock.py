@@ -295,6 +295,22 @@ class Lean:
         self.exponent = controller.icoeff / (order + 1)
         self.batched, self.rest = eqx.partition(neuron, mask)
         self.dtype = dtype
+        # State fields that stay as they are between events: left out of the solves.
+        self.constant = tuple(type(neuron).constant_fields)
+
+    def _parts(self, y):
+        """`y` split into the fields the solver integrates and the constant ones
+        (`AbstractNeuron.constant_fields`; None where there are none)."""
+        if not self.constant:
+            return y, None
+        mask = jtu.tree_map(lambda _: False, y)
+        mask = eqx.tree_at(
+            lambda s: tuple(getattr(s, f) for f in self.constant),
+            mask,
+            (True,) * len(self.constant),
+        )
+        constant, moving = eqx.partition(y, mask)
+        return moving, constant
 
     def at(self, idx):
         """The same pieces for the lanes `idx` (indices past the end read the last)."""
@@ -303,26 +319,36 @@ class Lean:
         sub.batched = jtu.tree_map(lambda x: x.at[idx].get(mode="clip"), self.batched)
         return sub
 
-    def _term(self, batched, current, t_abs):
+    def _term(self, batched, current, t_abs, constant=None):
+        """The vector field of one lane's integrated fields (`constant`: the others)."""
         neuron = _single(batched, self.rest)
-        return dfx.ODETerm(lambda s, y, args: neuron.dynamics(t_abs + s, y, current[None]))
+
+        def field(s, y, args):
+            full = _joined(y, constant)
+            return self._parts(neuron.dynamics(t_abs + s, full, current[None]))[0]
+
+        return dfx.ODETerm(field)
 
     def _condition_one(self, batched, current, t_abs, s, y):
         neuron = _single(batched, self.rest)
         return neuron.spike_condition(t_abs + s, jtu.tree_map(_one, y), current[None])[0]
 
     def step(self, current, t_abs, t0, t1, y, state):
-        """One solver step per lane: `(y1, error, dense, state1)`."""
+        """One solver step per lane: `(y1, error, dense, state1)` (`error` of the
+        integrated fields only)."""
 
         def one(batched, current, t_abs, t0, t1, y, state):
-            term = self._term(batched, current, t_abs)
-            y = jtu.tree_map(_one, y)
+            moving, constant = self._parts(jtu.tree_map(_one, y))
+            term = self._term(batched, current, t_abs, constant)
             y1, error, dense, state1, _ = self.solver.step(
-                term, t0, t1, y, None, state, False
+                term, t0, t1, moving, None, state, False
             )
+            # The constant fields: as they were (the error, of the integrated fields
+            # only, is normed over the whole state, as in diffrax's solves).
+            y1 = _joined(y1, constant)
             # The solver's state and dense output keep their shapes (the state's
-            # leading axis of 1).
-            return _first(y1), _first(error), dense, state1
+            # leading axis of 1); the dense output carries the constant fields.
+            return _first(y1), _first(error), (dense, constant), state1
 
         return jax.vmap(one)(self.batched, current, t_abs, t0, t1, y, state)
 
@@ -331,11 +357,13 @@ class Lean:
         derivative there."""
 
         def one(batched, current, t_abs, y, h):
-            term = self._term(batched, current, t_abs)
-            yy = jtu.tree_map(_one, y)
+            moving, constant = self._parts(jtu.tree_map(_one, y))
+            term = self._term(batched, current, t_abs, constant)
             zero = jnp.zeros((), self.dtype)
-            state = self.solver.init(term, zero, h, yy, None)
-            return state, (_first(term.vf(zero, yy, None)) if derivative else None)
+            state = self.solver.init(term, zero, h, moving, None)
+            if not derivative:
+                return state, None
+            return state, _first(term.vf(zero, moving, None))
 
         return jax.vmap(one)(self.batched, current, t_abs, y, h)
 
@@ -354,18 +382,22 @@ class Lean:
 
         return jax.vmap(one)(self.batched, current, t_abs, s, y)
 
-    def _rms(self, tree):
+    def _rms(self, tree, like=None):
+        """The RMS norm of each lane's `tree`, over as many entries as `like` has (the
+        whole state, where `tree` holds only the integrated fields: the constant ones
+        count as zeros, as in a solve of the whole state)."""
         leaves = jtu.tree_leaves(tree)
         lanes = leaves[0].shape[0]
         total = sum(jnp.sum(leaf.reshape(lanes, -1) ** 2, axis=1) for leaf in leaves)
-        return jnp.sqrt(total / sum(leaf[0].size for leaf in leaves))
+        size = sum(leaf[0].size for leaf in jtu.tree_leaves(tree if like is None else like))
+        return jnp.sqrt(total / size)
 
     def first_step(self, y, f):
         """Hairer & Wanner's estimate of the first step from the state and its time
         derivative."""
         scale = jtu.tree_map(lambda y: self.atol + self.rtol * jnp.abs(y), y)
         d0 = self._rms(jtu.tree_map(lambda y, s: y / s, y, scale))
-        d1 = self._rms(jtu.tree_map(lambda f, s: f / s, f, scale))
+        d1 = self._rms(jtu.tree_map(lambda f, s: f / s, f, self._parts(scale)[0]), y)
         return jnp.where((d0 < 1e-5) | (d1 < 1e-5), 1e-6, 0.01 * d0 / d1)
 
     def control(self, live, y, y1, error):
@@ -373,7 +405,7 @@ class Lean:
         scale = jtu.tree_map(
             lambda a, b: self.atol + self.rtol * jnp.maximum(jnp.abs(a), jnp.abs(b)), y, y1
         )
-        norm = self._rms(jtu.tree_map(lambda e, s: e / s, error, scale))
+        norm = self._rms(jtu.tree_map(lambda e, s: e / s, error, self._parts(scale)[0]), y)
         finite = jnp.isfinite(norm)
         accept = live & (norm <= 1.0) & finite
         factor = jnp.where(
@@ -429,6 +461,11 @@ class Lean:
             root = jnp.where(ok, corrected, root)
         x = jnp.where(hit, root, t_b)
         return x, (self.step(current, t_abs, t_a, x, y_a, state_a)[0] if at else None)
+
+
+def _joined(moving, constant):
+    """A state from its integrated and constant fields (`Lean._parts`)."""
+    return moving if constant is None else eqx.combine(moving, constant)
 
 
 def _first(tree):
@@ -624,9 +661,10 @@ def _dense_condition(solver, condition):
     """The condition on the dense output of a step, at `x` (one lane)."""
 
     def one(batched, current, t_abs, t_a, t_b, dense, x):
+        dense, constant = dense
         interpolation = solver.interpolation_cls(t0=t_a, t1=t_b, **dense)
-        y = jtu.tree_map(lambda leaf: leaf[0], interpolation.evaluate(x))
-        return condition(batched, current, t_abs, x, y)
+        y = _joined(interpolation.evaluate(x), constant)
+        return condition(batched, current, t_abs, x, jtu.tree_map(lambda leaf: leaf[0], y))
 
     return one
 

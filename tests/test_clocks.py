@@ -332,18 +332,29 @@ class _NoQuietTime(ns.CobaLIF):
         return None
 
 
+class _AllIntegrated(ns.CobaLIF):
+    """`CobaLIF` with its refractory fields integrated (as fields that move)."""
+
+    constant_fields = ()
+
+
 def test_quiet_times_skip_solves_and_change_no_spike(x64):
     """The COBA network (`brette_coba`, 150 neurons, weights scaled to its size) on
     per-neuron clocks: with `CobaLIF.quiet_time` a neuron is integrated ahead only
     when it can fire before its next input. The spikes are those of the run without
     quiet times and of the network's clock at 1e-13 (same neurons in the same order,
-    within 5e-5 ms), and the solver steps are fewer."""
+    within 5e-5 ms), and the solver steps are fewer. Leaving the constant fields out
+    of the solves (`constant_fields`) changes neither spikes nor steps."""
     n = 150
     net, y0 = ns.networks.brette_coba(2, n=n, we=0.6 * 4000 / n, wi=6.7 * 4000 / n)
-    plain = eqx.tree_at(lambda m: m.populations["coba"].neuron, net, _NoQuietTime())
+    plain, moving = (
+        eqx.tree_at(lambda m: m.populations["coba"].neuron, net, neuron)
+        for neuron in (_NoQuietTime(), _AllIntegrated())
+    )
     runs = {}
     for label, model, clocks, tol in (
         ("quiet", net, "neuron", TIGHT["rtol"]),
+        ("moving", moving, "neuron", TIGHT["rtol"]),
         ("plain", plain, "neuron", TIGHT["rtol"]),
         ("network", net, "network", REFERENCE_TOL),
     ):
@@ -354,6 +365,9 @@ def test_quiet_times_skip_solves_and_change_no_spike(x64):
         assert int(sol.status) == 1
         runs[label] = (sol.spikes(), int(sol.solver_steps))
     assert len(runs["quiet"][0][0]) >= 100
+    np.testing.assert_allclose(runs["moving"][0][0], runs["quiet"][0][0], rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(runs["moving"][0][1], runs["quiet"][0][1])
+    assert abs(runs["moving"][1] - runs["quiet"][1]) <= 0.001 * runs["quiet"][1]
     for other in ("plain", "network"):
         agreement = first_divergence(runs[other][0], runs["quiet"][0], atol=5e-5, t1=60.0)
         assert agreement.agree, (other, str(agreement))

@@ -86,11 +86,16 @@ class AbstractNeuron(eqx.Module):
         than its usual 1e-9; None for the usual one. Models whose spike condition is
         ill-conditioned set it (the fixpoint models: their spike, the arrival near a
         fixpoint, is a slow crossing).
+    - `constant_fields`: names of state fields whose time derivative is always zero
+        (changed only by `reset`, `receive` or `apply_scheduled`, such as a
+        refractory flag): the per-neuron clocks' stepper leaves them out of its
+        solves. A subclass whose `dynamics` moves one of them must drop it here.
     """
 
     spiking: ClassVar[bool] = True
     disarms_on_spike: ClassVar[bool] = False
     float64_tolerance: ClassVar[float | None] = None
+    constant_fields: ClassVar[tuple[str, ...]] = ()
 
     @abc.abstractmethod
     def init_state(self, n: int) -> State:

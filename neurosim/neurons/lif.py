@@ -105,6 +105,7 @@ class _ThresholdLIF(AbstractNeuron):
     v_leak: Float[Array, "..."] = eqx.field(converter=float_array, default=0.0)
     t_ref: Float[Array, "..."] = eqx.field(converter=float_array, default=0.0)
     reset_mode: Literal["hard", "soft"] = eqx.field(static=True, default="hard")
+    constant_fields: ClassVar[tuple[str, ...]] = ("refractory", "ref_end")
 
     def __check_init__(self):
         owner = type(self).__name__

@@ -26,6 +26,8 @@ sol = ns.simulate(neuron, n=1, t1=100.0, current=10.0)
 ```
 """
 
+from typing import ClassVar
+
 import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, PyTree
@@ -70,6 +72,8 @@ class Refractory(AbstractWrapper):
     The state is `RefractoryState(neuron=..., refractory=..., ref_end=...)`; read the
     wrapped model's state as `state.neuron` (`sol.states.neuron.v`).
     """
+
+    constant_fields: ClassVar[tuple[str, ...]] = ("refractory", "ref_end")
 
     t_ref: Float[Array, "..."] = eqx.field(converter=float_array)
     hold: tuple[str, ...] = eqx.field(static=True, default=("v",))
