@@ -395,3 +395,39 @@ def test_the_default_counts_quiet_times_in_its_choice():
     assert picks_neuron(300, 20) and not picks_neuron(150, 20)
     assert not picks_neuron(300, 20, _NoQuietTime())
     assert picks_neuron(1100, 20, _NoQuietTime())
+
+
+def test_refractory_ends_of_quiet_neurons_are_applied_inside_their_next_solve(
+    monkeypatch, x64
+):
+    """A `CobaLIF` neuron quiet past the end of its refractory period (tonic drive,
+    recurrent inhibition) is not checked there: its next advance (an input, a record)
+    ends a step at that time and applies the end. Records every ms (some fall just
+    after an end, before any input) and spikes equal those of the run with a check at
+    every end (within 1e-9 mV and ms) and of the network's clock at 1e-13; the loop
+    runs fewer iterations."""
+    n = 40
+    rng = np.random.default_rng(0)
+    weights = (rng.random((n, n)) < 0.3) * -1.5
+    current = 14.0 * rng.uniform(0.9, 1.2, n)
+    record = jnp.linspace(1.0, 60.0, 60)
+    runs = {}
+    for label, clocks, lazy, tol in (
+        ("lazy", "neuron", True, TIGHT["rtol"]),
+        ("checked", "neuron", False, TIGHT["rtol"]),
+        ("network", "network", True, REFERENCE_TOL),
+    ):
+        monkeypatch.setattr(_clock, "LAZY_CHANGES", lazy)
+        jax.clear_caches()  # (read when the run is traced)
+        runs[label] = ns.simulate(
+            ns.CobaLIF(), n=n, t1=60.0, current=current, weights=weights,
+            clocks=clocks, max_spikes=4000, gradients=False, rtol=tol, atol=tol,
+            record=record,
+        )  # fmt: skip
+    lazy, checked, network = (runs[k] for k in ("lazy", "checked", "network"))
+    assert int(lazy.num_spikes) >= 8
+    assert int(lazy.iterations) < int(checked.iterations)
+    for other, atol in ((checked, 1e-9), (network, 1e-6)):
+        np.testing.assert_allclose(lazy.spike_times, other.spike_times, rtol=0, atol=atol)
+        np.testing.assert_array_equal(lazy.spike_neurons, other.spike_neurons)
+        np.testing.assert_allclose(lazy.states.v, other.states.v, rtol=0, atol=atol)

@@ -142,8 +142,8 @@ class AbstractNeuron(eqx.Module):
     ) -> Float[Array, " n"] | None:
         """Optional: per neuron, a time (ms, >= 0; `inf` allowed) during which its
         spike condition cannot turn positive from time `t`, if nothing reaches the
-        neuron, no scheduled change comes and `current` stays as it is. It must hold
-        for the exact solution of `dynamics`.
+        neuron and `current` stays as it is, across the neuron's scheduled changes
+        (`apply_scheduled`) too. It must hold for the exact solution of `dynamics`.
 
         Per-neuron clocks (`simulate(..., clocks="neuron")`) then integrate a neuron
         only when something reaches it or that time has passed, instead of ahead over

@@ -388,8 +388,9 @@ class CobaLIF(_ThresholdLIF):
           inputs too ($a < 0$), then stays quiet until something reaches it (`inf`);
           with $a > 0$ it is quiet until that bound's zero.
 
-        While refractory: `inf` (the end of the period is a scheduled change). None
-        when a subclass written elsewhere changes the equations."""
+        The bound holds across the end of a refractory period too (`v` resumes
+        below threshold); while refractory, it is at least the time to that end.
+        None when a subclass written elsewhere changes the equations."""
         if not _own_equations(self, _COBA_EQUATIONS):
             return None
         inf = jnp.asarray(jnp.inf, state.v.dtype)
@@ -407,7 +408,8 @@ class CobaLIF(_ThresholdLIF):
         decaying = jnp.where(a + k >= 0, 0.0, jnp.where(a > 0, tau * jnp.log(ratio), inf))
         decaying = jnp.where(inhibition_slower | excitation_slower, decaying, 0.0)
         quiet = jnp.maximum(constant, decaying)
-        return jnp.where(state.refractory > 0, inf, quiet)
+        # No spike while refractory either.
+        return jnp.where(state.refractory > 0, jnp.maximum(quiet, state.ref_end - t), quiet)
 
     def receive(self, state: CobaLIFState, x) -> CobaLIFState:
         return eqx.tree_at(
