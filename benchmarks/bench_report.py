@@ -212,13 +212,14 @@ def goal_sweep(results):
 
 
 def coba_pair(results):
-    """neurosim's network-clock row at the benchmark's size and Brian2's run there."""
+    """neurosim's row with the default clocks at the benchmark's size and Brian2's run
+    there."""
     config = results["config"]["coba"]
     size = (config["n"], config["t1"])
     ours = next(
         r
         for r in results["neurosim"]["coba"]
-        if (r["n"], r["t1"]) == size and r["clocks"] == "network"
+        if (r["n"], r["t1"]) == size and r["clocks"] == "default"
     )
     theirs = next(r for r in results["brian2"]["coba"]["runs"] if (r["n"], r["t1"]) == size)
     return ours, theirs
@@ -967,8 +968,9 @@ def coba(results):
         "warm-up run; build = construction of groups and synapses). The two draw "
         "connections and initial states with different generators, so rates compare, "
         f"not spikes. Seed {config['seed']}. neurosim: `simulate(net, y0=y0, t1=..., "
-        "gradients=False)`, float32, default tolerances, on the network's clock (the "
-        f'default) and, {where}, on per-neuron clocks (`clocks="neuron"`). Ratios: '
+        "gradients=False)`, float32, default tolerances, with the default clocks "
+        "(`clocks=None`: per-neuron clocks, `CobaLIF` having quiet times) and, "
+        f'{where}, on the network\'s clock (`clocks="network"`). Ratios: '
         "neurosim's warm time over Brian2's `run()` and over its simulation loop.\n",
         table(
             [

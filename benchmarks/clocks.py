@@ -17,7 +17,8 @@ first call (compilation included) and warm time of each, spikes, loop iterations
 solver steps, and where the two spike lists first differ (float32: 1e-2 ms).
 
 Printed too: the clock that `clocks=None` takes in a forward run (per-neuron clocks
-for a network with more than 50 neurons per target of a spike).
+for a network with more than 50 neurons per target of a spike, 10 where its models
+have quiet times, as `CobaLIF`).
 
 Usage:
     python benchmarks/clocks.py [--sizes 250 500 1000] [--t1 100] [--workloads coba]

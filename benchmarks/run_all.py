@@ -667,23 +667,24 @@ def coba_sizes(config):
 
 def coba(config, repeats):
     """neurosim's COBA (`brette_coba`, weights scaled by 4000 / n below 4000 neurons)
-    on the network's clock at each size of `coba_sizes`, and on per-neuron clocks at
-    the size `config["neuron_clocks"]`: first call, warm calls, spikes, iterations."""
+    with the default clocks (`clocks=None`: per-neuron clocks, `CobaLIF` having quiet
+    times) at each size of `coba_sizes`, and on the network's clock at the size
+    `config["neuron_clocks"]`: first call, warm calls, spikes, iterations."""
     seed, rows = config["seed"], []
     for n, t1 in coba_sizes(config):
         scale = 4000 / n
         net, y0 = ns.networks.brette_coba(seed, n=n, we=0.6 * scale, wi=6.7 * scale)
         max_spikes = max(20_000, int(n * t1 / 10))  # 100 Hz
-        clocks = ["network"] + (
-            ["neuron"] if [n, t1] == list(config["neuron_clocks"]) else []
+        clocks = ["default"] + (
+            ["network"] if [n, t1] == list(config["neuron_clocks"]) else []
         )
         for clock in clocks:
             sol, timing = timed_calls(
-                lambda net=net, y0=y0, t1=t1, c=None if clock == "network" else clock: (
+                lambda net=net, y0=y0, t1=t1, c=None if clock == "default" else clock: (
                     ns.simulate(
                         net, y0=y0, t1=t1, gradients=False, max_spikes=max_spikes, clocks=c
                     )
-                ),  # clocks=None: the default, the network's clock
+                ),
                 repeats,
             )
             spikes = int(sol.num_spikes)
