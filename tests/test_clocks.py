@@ -338,13 +338,15 @@ class _AllIntegrated(ns.CobaLIF):
     constant_fields = ()
 
 
-def test_quiet_times_skip_solves_and_change_no_spike(x64):
+def test_quiet_times_skip_solves_and_change_no_spike(monkeypatch, x64):
     """The COBA network (`brette_coba`, 150 neurons, weights scaled to its size) on
     per-neuron clocks: with `CobaLIF.quiet_time` a neuron is integrated ahead only
     when it can fire before its next input. The spikes are those of the run without
     quiet times and of the network's clock at 1e-13 (same neurons in the same order,
     within 5e-5 ms), and the solver steps are fewer. Leaving the constant fields out
-    of the solves (`constant_fields`) changes neither spikes nor steps."""
+    of the solves (`constant_fields`) changes neither spikes nor steps. Bringing the
+    targets of a spike to its time by solves instead of `CobaLIF.propagate` changes
+    no spike either (within 5e-5 ms)."""
     n = 150
     net, y0 = ns.networks.brette_coba(2, n=n, we=0.6 * 4000 / n, wi=6.7 * 4000 / n)
     plain, moving = (
@@ -357,7 +359,10 @@ def test_quiet_times_skip_solves_and_change_no_spike(x64):
         ("moving", moving, "neuron", TIGHT["rtol"]),
         ("plain", plain, "neuron", TIGHT["rtol"]),
         ("network", net, "network", REFERENCE_TOL),
+        ("solved", net, "neuron", TIGHT["rtol"]),
     ):
+        monkeypatch.setattr(_clock, "PROPAGATE", label != "solved")
+        jax.clear_caches()  # (read when the run is traced)
         sol = ns.simulate(
             model, y0=y0, t1=60.0, clocks=clocks, max_spikes=4000, gradients=False,
             rtol=tol, atol=tol,
@@ -368,7 +373,7 @@ def test_quiet_times_skip_solves_and_change_no_spike(x64):
     np.testing.assert_allclose(runs["moving"][0][0], runs["quiet"][0][0], rtol=0, atol=1e-9)
     np.testing.assert_array_equal(runs["moving"][0][1], runs["quiet"][0][1])
     assert abs(runs["moving"][1] - runs["quiet"][1]) <= 0.001 * runs["quiet"][1]
-    for other in ("plain", "network"):
+    for other in ("plain", "network", "solved"):
         agreement = first_divergence(runs[other][0], runs["quiet"][0], atol=5e-5, t1=60.0)
         assert agreement.agree, (other, str(agreement))
     assert runs["quiet"][1] < 0.5 * runs["plain"][1], (runs["quiet"][1], runs["plain"][1])
@@ -397,15 +402,18 @@ def test_the_default_counts_quiet_times_in_its_choice():
     assert picks_neuron(1100, 20, _NoQuietTime())
 
 
+@pytest.mark.parametrize("propagate", [False, True])
 def test_refractory_ends_of_quiet_neurons_are_applied_inside_their_next_solve(
-    monkeypatch, x64
+    monkeypatch, x64, propagate
 ):
     """A `CobaLIF` neuron quiet past the end of its refractory period (tonic drive,
     recurrent inhibition) is not checked there: its next advance (an input, a record)
-    ends a step at that time and applies the end. Records every ms (some fall just
-    after an end, before any input) and spikes equal those of the run with a check at
-    every end (within 1e-9 mV and ms) and of the network's clock at 1e-13; the loop
-    runs fewer iterations."""
+    ends a step (or, with `propagate`, a piece of `CobaLIF.propagate`) at that time
+    and applies the end. Records every ms (some fall just after an end, before any
+    input) and spikes equal those of the run with a check at every end (within 1e-9
+    mV and ms) and of the network's clock at 1e-13; the loop runs fewer
+    iterations."""
+    monkeypatch.setattr(_clock, "PROPAGATE", propagate)
     n = 40
     rng = np.random.default_rng(0)
     weights = (rng.random((n, n)) < 0.3) * -1.5

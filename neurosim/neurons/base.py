@@ -151,6 +151,22 @@ class AbstractNeuron(eqx.Module):
         bound."""
         return None
 
+    def propagate(
+        self, t, state: State, length: Float[Array, " n"], current: Float[Array, " n"]
+    ) -> State | None:
+        """Optional: the state `length` ms (per neuron, >= 0) after time `t` if
+        nothing reaches the neurons and `current` stays as it is, computed by the
+        model itself (a closed form, a quadrature) as accurately as the float allows.
+        The caller ends the interval at every scheduled change
+        (`next_scheduled_time`, applied with `apply_scheduled`) and at the neuron's
+        spikes, so that neither falls inside it.
+
+        Per-neuron clocks then bring a neuron to the time of an event that reaches it
+        with it, instead of a solve, in forward runs (`gradients=False`); its spike
+        times still come from the solver. `CobaLIF` has one. None (the default): the
+        solver integrates the model."""
+        return None
+
     def __pdoc__(self, **kwargs):
         """The `repr` shows the parameter values (scalars as numbers, small arrays as
         lists, large ones summarised), nested models included."""

@@ -14,7 +14,9 @@ units (they are the drive $R I$). Incoming spikes jump `i` by their weight.
 from typing import ClassVar, Literal
 
 import equinox as eqx
+import jax.lax as lax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from .._checks import check_below, check_positive, float_array
@@ -271,7 +273,20 @@ class CubaLIF(_AbstractLIF):
         )
 
 
-# The methods whose equations `CobaLIF.quiet_time` assumes.
+# `CobaLIF.propagate`'s Gauss-Legendre quadrature by float width: (nodes, panels no
+# longer than `reach / rate`). The error of n nodes on a panel of length w is about
+# (w r)^(2n) (n!)^4 / ((2n + 1) ((2n)!)^3) relative (r: the integrand's rates):
+# 4e-8 for 5 nodes at w r = 3, 1e-13 for 8 nodes at w r = 4.
+QUADRATURE = {4: (5, 3.0), 8: (8, 4.0)}
+
+
+def _quadrature(dtype):
+    count, reach = QUADRATURE[jnp.dtype(dtype).itemsize]
+    nodes, weights = np.polynomial.legendre.leggauss(count)
+    return jnp.asarray(nodes, dtype), jnp.asarray(weights, dtype), reach
+
+
+# The methods whose equations `CobaLIF.quiet_time` and `CobaLIF.propagate` assume.
 _COBA_EQUATIONS = (
     "dynamics",
     "spike_condition",
@@ -388,15 +403,20 @@ class CobaLIF(_ThresholdLIF):
           inputs too ($a < 0$), then stays quiet until something reaches it (`inf`);
           with $a > 0$ it is quiet until that bound's zero.
 
-        The bound holds across the end of a refractory period too (`v` resumes
-        below threshold); while refractory, it is at least the time to that end.
-        None when a subclass written elsewhere changes the equations."""
+        While refractory, no spike comes before the period ends, and `v` is held
+        there while the conductances decay: the bounds are read from the state at
+        its end, and the time to it added. A neuron at or above threshold is quiet
+        only until the end of its refractory period. None when a subclass written
+        elsewhere changes the equations."""
         if not _own_equations(self, _COBA_EQUATIONS):
             return None
         inf = jnp.asarray(jnp.inf, state.v.dtype)
+        # No spike before the end of a refractory period, and `v` is held until then
+        # while the conductances decay: the bounds are read from its end on.
+        held = jnp.where(state.refractory > 0, jnp.maximum(state.ref_end - t, 0.0), 0.0)
         a = self.v_leak + current - self.v_th
-        b = state.g_e * (self.E_e - self.v_th)
-        c = state.g_i * (self.E_i - self.v_th)
+        b = state.g_e * jnp.exp(-held / self.tau_e) * (self.E_e - self.v_th)
+        c = state.g_i * jnp.exp(-held / self.tau_i) * (self.E_i - self.v_th)
         constant = jnp.where(a + jnp.maximum(b, 0.0) + jnp.maximum(c, 0.0) < 0, inf, 0.0)
         # The first zero of a + k exp(-s / tau): 0 where it is not negative at s = 0,
         # inf where it stays negative (a <= 0), else tau log(-k / a).
@@ -407,9 +427,83 @@ class CobaLIF(_ThresholdLIF):
         ratio = jnp.where((a > 0) & (a + k < 0), -k / jnp.where(a > 0, a, 1.0), 1.0)
         decaying = jnp.where(a + k >= 0, 0.0, jnp.where(a > 0, tau * jnp.log(ratio), inf))
         decaying = jnp.where(inhibition_slower | excitation_slower, decaying, 0.0)
-        quiet = jnp.maximum(constant, decaying)
-        # No spike while refractory either.
-        return jnp.where(state.refractory > 0, jnp.maximum(quiet, state.ref_end - t), quiet)
+        # Only below threshold (`v` above it while refractory fires at the end).
+        below = state.v < self.v_th
+        return held + jnp.where(below, jnp.maximum(constant, decaying), 0.0)
+
+    def propagate(self, t, state: CobaLIFState, length, current) -> CobaLIFState | None:
+        r"""The state `length` ms after `t` without inputs, by quadrature.
+
+        The conductances decay exactly, and `v` is linear in itself:
+        $\tau_\text{mem}\dot v = \beta(s) - \gamma(s) v$ with
+        $\gamma = 1 + g_e + g_i$ and $\beta = v_\text{leak} + I + g_e E_e + g_i E_i$.
+        With $\Lambda(s) = \int_0^s \gamma / \tau_\text{mem}$, a closed form,
+        $$
+        v(h) = e^{-\Lambda(h)} v(0) + \int_0^h e^{-(\Lambda(h) - \Lambda(s))}
+            \frac{\beta(s)}{\tau_\text{mem}}\, ds ,
+        $$
+        whose integrand is smooth and bounded: 8-point Gauss-Legendre quadrature on
+        panels no longer than 4 / r, where r bounds its rates of change
+        ($\gamma / \tau_\text{mem} + 1/\tau_e + 1/\tau_i$), is exact to about
+        1e-13 relative, below the float's precision in float32 and the solver's
+        tolerance in float64. `v` is held while refractory; the caller ends the
+        interval at the end of a refractory period. None when a subclass written
+        elsewhere changes the equations."""
+        if not _own_equations(self, _COBA_EQUATIONS):
+            return None
+        dtype = state.v.dtype
+        nodes, weights, reach = _quadrature(dtype)
+        length = jnp.broadcast_to(jnp.asarray(length, dtype), state.v.shape)
+        tau_m, tau_e, tau_i, drive = (
+            jnp.broadcast_to(x, state.v.shape)
+            for x in (self.tau_mem, self.tau_e, self.tau_i, self.v_leak + current)
+        )
+
+        def panel(v, g_e, g_i, h):
+            # Quadrature nodes s in [0, h] (trailing axis), from the panel's start.
+            s = 0.5 * h[..., None] * (1.0 + nodes)
+            decay_e = jnp.exp(-s / tau_e[..., None])
+            decay_i = jnp.exp(-s / tau_i[..., None])
+            end_e, end_i = jnp.exp(-h / tau_e), jnp.exp(-h / tau_i)
+            # Lambda(h) - Lambda(s), exactly: its conductance parts
+            # tau g (exp(-s / tau) - exp(-h / tau)) lose at most tau g eps to rounding.
+            gap = (
+                h[..., None]
+                - s
+                + (tau_e * g_e)[..., None] * (decay_e - end_e[..., None])
+                + (tau_i * g_i)[..., None] * (decay_i - end_i[..., None])
+            ) / tau_m[..., None]
+            beta = (
+                drive[..., None]
+                + (g_e * self.E_e)[..., None] * decay_e
+                + (g_i * self.E_i)[..., None] * decay_i
+            )
+            forced = 0.5 * h * jnp.sum(weights * jnp.exp(-gap) * beta, axis=-1) / tau_m
+            whole = (h + tau_e * g_e * (1.0 - end_e) + tau_i * g_i * (1.0 - end_i)) / tau_m
+            return jnp.exp(-whole) * v + forced
+
+        def body(carry):
+            s, v = carry
+            g_e = state.g_e * jnp.exp(-s / tau_e)
+            g_i = state.g_i * jnp.exp(-s / tau_i)
+            rate = (1.0 + jnp.abs(g_e) + jnp.abs(g_i)) / tau_m + 1.0 / tau_e + 1.0 / tau_i
+            rest = length - s
+            last = rest <= reach / rate
+            h = jnp.where(s < length, jnp.where(last, rest, reach / rate), 0.0)
+            v = jnp.where(h > 0, panel(v, g_e, g_i, h), v)
+            return jnp.where(last, length, s + h), v
+
+        s0 = jnp.zeros_like(state.v)
+        _, v = lax.while_loop(lambda c: jnp.any(c[0] < length), body, (s0, state.v))
+        return eqx.tree_at(
+            lambda s: (s.v, s.g_e, s.g_i),
+            state,
+            (
+                jnp.where(state.refractory > 0, state.v, v),
+                state.g_e * jnp.exp(-length / tau_e),
+                state.g_i * jnp.exp(-length / tau_i),
+            ),
+        )
 
     def receive(self, state: CobaLIFState, x) -> CobaLIFState:
         return eqx.tree_at(
