@@ -379,6 +379,7 @@ class Lean:
         self.dtype = dtype
         # State fields that stay as they are between events: left out of the solves.
         self.constant = tuple(type(neuron).constant_fields)
+        self.unrolled = unrolled(self.solver)
 
     def _parts(self, y):
         """`y` split into the fields the solver integrates and the constant ones
@@ -422,9 +423,14 @@ class Lean:
         def one(batched, current, t_abs, t0, t1, y, state):
             moving, constant = self._parts(jtu.tree_map(_one, y))
             term = self._term(batched, current, t_abs, constant)
-            y1, error, dense, state1, _ = self.solver.step(
-                term, t0, t1, moving, None, state, False
-            )
+            if self.unrolled:
+                y1, error, dense, state1 = _erk_step(
+                    self.solver.tableau, term, t0, t1, moving, state
+                )
+            else:
+                y1, error, dense, state1, _ = self.solver.step(
+                    term, t0, t1, moving, None, state, False
+                )
             # The constant fields: as they were (the error, of the integrated fields
             # only, is normed over the whole state, as in diffrax's solves).
             y1 = _joined(y1, constant)
@@ -562,6 +568,59 @@ class Lean:
             root = jnp.where(ok, corrected, root)
         x = jnp.where(hit, root, t_b)
         return x, (self.step(current, t_abs, t_a, x, y_a, state_a)[0] if at else None)
+
+
+def unrolled(solver) -> bool:
+    """Whether the lean stepper takes `solver`'s steps itself (`_erk_step`): an
+    explicit Runge-Kutta method with one Butcher tableau whose last stage is its
+    solution and the first stage of its next step (Tsit5, the default; Dopri5 and
+    Dopri8 too)."""
+    tableau = getattr(solver, "tableau", None)
+    return (
+        isinstance(solver, dfx.AbstractERK)
+        and isinstance(tableau, dfx.ButcherTableau)
+        and tableau.fsal
+        and tableau.ssal
+    )
+
+
+def _erk_step(tableau, term, t0, t1, y0, state):
+    """One step of an explicit Runge-Kutta method (`unrolled`) with its stages written
+    out: the step of diffrax's solver (`(y1, error, dense, state1)`, the same values to
+    rounding), whose stages run in a `while` loop. COBA 4000, 100 ms, interleaved runs:
+    0.29-0.30 s with diffrax's step, 0.24-0.26 s with this one (the spike times
+    differ by rounding: 7443 and 7513 spikes of a chaotic network)."""
+    first, f0 = state
+    dtype = jtu.tree_leaves(y0)[0].dtype
+    h = t1 - t0
+    # The first stage is stored from the last step (its last stage), except on a first
+    # step (diffrax's solver state holds zeros then).
+    f0 = jtu.tree_map(
+        lambda new, old: jnp.where(first, new, old), term.vf(t0, y0, None), f0
+    )
+
+    def combined(weights, ks):
+        return jtu.tree_map(
+            lambda y, *k: (
+                y + sum(jnp.asarray(w, dtype) * ki for w, ki in zip(weights, k) if w != 0)
+            ),
+            y0,
+            *ks,
+        )
+
+    ks = [jtu.tree_map(lambda f: h * f, f0)]
+    y_i = y0
+    for c, a in zip(tableau.c, tableau.a_lower):
+        y_i = combined(a, ks)
+        f_i = term.vf(t0 + jnp.asarray(c, dtype) * h, y_i, None)
+        ks.append(jtu.tree_map(lambda f: h * f, f_i))
+    y1 = y_i  # (the last stage is the solution)
+    error = jtu.tree_map(
+        lambda *k: sum(jnp.asarray(w, dtype) * ki for w, ki in zip(tableau.b_error, k)),
+        *ks,
+    )
+    k = jtu.tree_map(lambda *k: jnp.stack(k), *ks)
+    return y1, error, dict(y0=y0, y1=y1, k=k), (jnp.asarray(False), f_i)
 
 
 def _joined(moving, constant):

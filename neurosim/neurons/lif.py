@@ -391,8 +391,8 @@ class CobaLIF(_ThresholdLIF):
         $D(s) = v_\text{leak} + I - v_\text{th} + g_e(s)(E_e - v_\text{th})
         + g_i(s)(E_i - v_\text{th})$ is $\ge 0$ there: no crossing comes while
         $D < 0$. With $a = v_\text{leak} + I - v_\text{th}$ and the conductance
-        terms $b e^{-s/\tau_e}$, $c e^{-s/\tau_i}$, two upper bounds of $D$ give the
-        time (the later of their first zeros):
+        terms $b e^{-s/\tau_e}$, $c e^{-s/\tau_i}$, upper bounds of $D$ give the
+        time (the longest that one of them allows):
 
         - $a + \max(b, 0) + \max(c, 0)$, a constant (always): quiet for ever where
           it is negative;
@@ -401,7 +401,14 @@ class CobaLIF(_ThresholdLIF):
           $c \le 0$ and $\tau_i \ge \tau_e$, as in the benchmark). A neuron whose
           instantaneous equilibrium is below threshold now ($D(0) < 0$), and without
           inputs too ($a < 0$), then stays quiet until something reaches it (`inf`);
-          with $a > 0$ it is quiet until that bound's zero.
+          with $a > 0$ it is quiet until that bound's zero;
+        - where that bound falls from positive to zero at $S$ ($a < 0 < a + b + c$,
+          as just after excitation), a crossing can only come before $S$, and
+          $v - v_\text{th}$ stays below
+          $(v - v_\text{th}) e^{-\Lambda(S)} + \int_0^S (a + (b + c) e^{-r/\tau})
+          \, dr / \tau_\text{mem}$ until then ($\Lambda$ as in `propagate`): where
+          that is negative, quiet until something reaches it. COBA 4000, 100 ms:
+          61.6 k solver steps against 74.8 k without this bound.
 
         While refractory, no spike comes before the period ends, and `v` is held
         there while the conductances decay: the bounds are read from the state at
@@ -415,8 +422,10 @@ class CobaLIF(_ThresholdLIF):
         # while the conductances decay: the bounds are read from its end on.
         held = jnp.where(state.refractory > 0, jnp.maximum(state.ref_end - t, 0.0), 0.0)
         a = self.v_leak + current - self.v_th
-        b = state.g_e * jnp.exp(-held / self.tau_e) * (self.E_e - self.v_th)
-        c = state.g_i * jnp.exp(-held / self.tau_i) * (self.E_i - self.v_th)
+        g_e = state.g_e * jnp.exp(-held / self.tau_e)
+        g_i = state.g_i * jnp.exp(-held / self.tau_i)
+        b = g_e * (self.E_e - self.v_th)
+        c = g_i * (self.E_i - self.v_th)
         constant = jnp.where(a + jnp.maximum(b, 0.0) + jnp.maximum(c, 0.0) < 0, inf, 0.0)
         # The first zero of a + k exp(-s / tau): 0 where it is not negative at s = 0,
         # inf where it stays negative (a <= 0), else tau log(-k / a).
@@ -426,6 +435,21 @@ class CobaLIF(_ThresholdLIF):
         tau = jnp.where(inhibition_slower, self.tau_e, self.tau_i)
         ratio = jnp.where((a > 0) & (a + k < 0), -k / jnp.where(a > 0, a, 1.0), 1.0)
         decaying = jnp.where(a + k >= 0, 0.0, jnp.where(a > 0, tau * jnp.log(ratio), inf))
+        # Where that bound falls from positive (a < 0 < a + k) to zero at S, a
+        # crossing can come before S only: v - v_th stays below
+        # (v - v_th) exp(-Lambda(S)) + int_0^S (a + k exp(-r / tau)) dr / tau_mem,
+        # and where that is negative the neuron is quiet for ever.
+        falling = (a < 0) & (a + k > 0)
+        ratio = jnp.where(falling, k / jnp.where(falling, -a, 1.0), 1.0)
+        end = tau * jnp.log(ratio)
+        push = (a * end + tau * (a + k)) / self.tau_mem
+        spent = (
+            end
+            - self.tau_e * g_e * jnp.expm1(-end / self.tau_e)
+            - self.tau_i * g_i * jnp.expm1(-end / self.tau_i)
+        ) / self.tau_mem
+        below_then = (state.v - self.v_th) * jnp.exp(-spent) + push < 0
+        decaying = jnp.where(falling & below_then, inf, decaying)
         decaying = jnp.where(inhibition_slower | excitation_slower, decaying, 0.0)
         # Only below threshold (`v` above it while refractory fires at the end).
         below = state.v < self.v_th
