@@ -47,7 +47,7 @@ moment.
 variation-of-constants formula exact to the float's precision). Forward runs then
 advance the neurons an event touches with it, in pieces that end at their scheduled
 changes, and solve only to predict. COBA, 4000 neurons, 100 ms, float32: 1.29 M solver
-steps and 0.53-0.62 s with solves, 75 k steps and 0.30-0.36 s with `propagate`
+steps and 0.53-0.62 s with solves, 75 k steps and 0.28-0.36 s with `propagate`
 (interleaved runs); 96% of those steps were advances.
 
 **Two steppers.** Differentiated runs solve each neuron with `diffrax.diffeqsolve`

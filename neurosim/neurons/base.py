@@ -154,9 +154,10 @@ class AbstractNeuron(eqx.Module):
     def propagate(
         self, t, state: State, length: Float[Array, " n"], current: Float[Array, " n"]
     ) -> State | None:
-        """Optional: the state `length` ms (per neuron, >= 0) after time `t` if
-        nothing reaches the neurons and `current` stays as it is, computed by the
-        model itself (a closed form, a quadrature) as accurately as the float allows.
+        """Optional: the state `length` ms (per neuron, >= 0) after time `t` (ms, a
+        scalar or one per neuron) if nothing reaches the neurons and `current` stays
+        as it is, computed by the model itself (a closed form, a quadrature) as
+        accurately as the float allows.
         The caller ends the interval at every scheduled change
         (`next_scheduled_time`, applied with `apply_scheduled`) and at the neuron's
         spikes, so that neither falls inside it.

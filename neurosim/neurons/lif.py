@@ -328,6 +328,10 @@ class CobaLIF(_ThresholdLIF):
     to `g_e` and negative weights add their magnitude to `g_i`.
 
     The equations have no closed form: `simulate` integrates them with its ODE solver.
+    On per-neuron clocks, a forward run brings a neuron to the time of an input by
+    `propagate` (a quadrature, exact to the float's precision) and solves only to find
+    its spikes, and `quiet_time` spares the solves of neurons that cannot fire before
+    their next input.
 
     **Arguments** (scalars or one value per neuron; defaults are the benchmark's):
 
