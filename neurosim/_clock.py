@@ -609,7 +609,6 @@ def _erk_step(tableau, term, t0, t1, y0, state):
         )
 
     ks = [jtu.tree_map(lambda f: h * f, f0)]
-    y_i = y0
     for c, a in zip(tableau.c, tableau.a_lower):
         y_i = combined(a, ks)
         f_i = term.vf(t0 + jnp.asarray(c, dtype) * h, y_i, None)

@@ -470,11 +470,11 @@ class CobaLIF(_ThresholdLIF):
         v(h) = e^{-\Lambda(h)} v(0) + \int_0^h e^{-(\Lambda(h) - \Lambda(s))}
             \frac{\beta(s)}{\tau_\text{mem}}\, ds ,
         $$
-        whose integrand is smooth and bounded: 8-point Gauss-Legendre quadrature on
-        panels no longer than 4 / r, where r bounds its rates of change
-        ($\gamma / \tau_\text{mem} + 1/\tau_e + 1/\tau_i$), is exact to about
-        1e-13 relative, below the float's precision in float32 and the solver's
-        tolerance in float64. `v` is held while refractory; the caller ends the
+        whose integrand is smooth and bounded: Gauss-Legendre quadrature on panels
+        no longer than `reach / r`, where r bounds its rates of change
+        ($\gamma / \tau_\text{mem} + 1/\tau_e + 1/\tau_i$; `QUADRATURE`: 5 nodes
+        and reach 3 in float32, 8 and 4 in float64), is exact to about 4e-8 and
+        1e-13 relative, below the float's precision. `v` is held while refractory; the caller ends the
         interval at the end of a refractory period. None when a subclass written
         elsewhere changes the equations."""
         if not _own_equations(self, _COBA_EQUATIONS):
