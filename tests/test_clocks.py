@@ -33,6 +33,30 @@ from neurosim import _clock
 
 TIGHT = dict(rtol=1e-10, atol=1e-10)
 REFERENCE_TOL = 1e-13
+
+
+@pytest.fixture
+def clock_flags():
+    """A setter of `_clock`'s trace-time switches (`PROPAGATE`, `LAZY_CHANGES`, ...).
+    JAX's compiled programs are dropped when a switch changes, and again at the end
+    if any did (they were traced with other values); runs that read none of them keep
+    theirs in between."""
+    defaults = {}
+
+    def set_flags(**flags):
+        changed = False
+        for name, value in flags.items():
+            defaults.setdefault(name, getattr(_clock, name))
+            changed |= getattr(_clock, name) != value
+            setattr(_clock, name, value)
+        if changed:
+            jax.clear_caches()
+
+    yield set_flags
+    if any(getattr(_clock, name) != value for name, value in defaults.items()):
+        set_flags(**defaults)
+
+
 N, T1 = 80, 80.0
 
 # Each model with a drive (`current`, times a uniform 0.6-1.2 per neuron) and a weight
@@ -338,7 +362,7 @@ class _AllIntegrated(ns.CobaLIF):
     constant_fields = ()
 
 
-def test_quiet_times_skip_solves_and_change_no_spike(monkeypatch, x64):
+def test_quiet_times_skip_solves_and_change_no_spike(clock_flags, x64):
     """The COBA network (`brette_coba`, 150 neurons, weights scaled to its size) on
     per-neuron clocks: with `CobaLIF.quiet_time` a neuron is integrated ahead only
     when it can fire before its next input. The spikes are those of the run without
@@ -361,8 +385,7 @@ def test_quiet_times_skip_solves_and_change_no_spike(monkeypatch, x64):
         ("network", net, "network", REFERENCE_TOL),
         ("solved", net, "neuron", TIGHT["rtol"]),
     ):
-        monkeypatch.setattr(_clock, "PROPAGATE", label != "solved")
-        jax.clear_caches()  # (read when the run is traced)
+        clock_flags(PROPAGATE=label != "solved")
         sol = ns.simulate(
             model, y0=y0, t1=60.0, clocks=clocks, max_spikes=4000, gradients=False,
             rtol=tol, atol=tol,
@@ -402,9 +425,8 @@ def test_the_default_counts_quiet_times_in_its_choice():
     assert picks_neuron(1100, 20, _NoQuietTime())
 
 
-@pytest.mark.parametrize("propagate", [False, True])
 def test_refractory_ends_of_quiet_neurons_are_applied_inside_their_next_solve(
-    monkeypatch, x64, propagate
+    clock_flags, x64
 ):
     """A `CobaLIF` neuron quiet past the end of its refractory period (tonic drive,
     recurrent inhibition) is not checked there: its next advance (an input, a record)
@@ -412,33 +434,35 @@ def test_refractory_ends_of_quiet_neurons_are_applied_inside_their_next_solve(
     and applies the end. Records every ms (some fall just after an end, before any
     input) and spikes equal those of the run with a check at every end (within 1e-9
     mV and ms) and of the network's clock at 1e-13; the loop runs fewer
-    iterations."""
-    monkeypatch.setattr(_clock, "PROPAGATE", propagate)
+    iterations. Both ways of bringing neurons forward (solves, and `propagate`)."""
     n = 40
     rng = np.random.default_rng(0)
     weights = (rng.random((n, n)) < 0.3) * -1.5
     current = 14.0 * rng.uniform(0.9, 1.2, n)
     record = jnp.linspace(1.0, 60.0, 60)
-    runs = {}
-    for label, clocks, lazy, tol in (
-        ("lazy", "neuron", True, TIGHT["rtol"]),
-        ("checked", "neuron", False, TIGHT["rtol"]),
-        ("network", "network", True, REFERENCE_TOL),
-    ):
-        monkeypatch.setattr(_clock, "LAZY_CHANGES", lazy)
-        jax.clear_caches()  # (read when the run is traced)
-        runs[label] = ns.simulate(
+
+    def run(clocks, tol):
+        return ns.simulate(
             ns.CobaLIF(), n=n, t1=60.0, current=current, weights=weights,
             clocks=clocks, max_spikes=4000, gradients=False, rtol=tol, atol=tol,
             record=record,
         )  # fmt: skip
-    lazy, checked, network = (runs[k] for k in ("lazy", "checked", "network"))
-    assert int(lazy.num_spikes) >= 8
-    assert int(lazy.iterations) < int(checked.iterations)
-    for other, atol in ((checked, 1e-9), (network, 1e-6)):
-        np.testing.assert_allclose(lazy.spike_times, other.spike_times, rtol=0, atol=atol)
-        np.testing.assert_array_equal(lazy.spike_neurons, other.spike_neurons)
-        np.testing.assert_allclose(lazy.states.v, other.states.v, rtol=0, atol=atol)
+
+    network = run("network", REFERENCE_TOL)  # (reads neither switch)
+    for propagate in (False, True):
+        runs = {}
+        for label, lazy in (("lazy", True), ("checked", False)):
+            clock_flags(PROPAGATE=propagate, LAZY_CHANGES=lazy)
+            runs[label] = run("neuron", TIGHT["rtol"])
+        lazy, checked = runs["lazy"], runs["checked"]
+        assert int(lazy.num_spikes) >= 8
+        assert int(lazy.iterations) < int(checked.iterations)
+        for other, atol in ((checked, 1e-9), (network, 1e-6)):
+            np.testing.assert_allclose(
+                lazy.spike_times, other.spike_times, rtol=0, atol=atol
+            )
+            np.testing.assert_array_equal(lazy.spike_neurons, other.spike_neurons)
+            np.testing.assert_allclose(lazy.states.v, other.states.v, rtol=0, atol=atol)
 
 
 @pytest.mark.parametrize("solver", [dfx.Tsit5(), dfx.Dopri5(), dfx.Dopri8()])
