@@ -80,6 +80,10 @@ LAZY_CHANGES = True
 # event's time by it instead of a solve (`advance`; see "Propagation" above).
 # (False: solved, for comparison in tests.)
 PROPAGATE = True
+# Forward runs: a check (a key that is not a spike) works on its neuron alone, in a
+# branch of the loop's iteration (`_per_neuron._Loop.touch`). (False: on every lane
+# an event touches, the checked neuron's alone changed, for comparison in tests.)
+NARROW_CHECKS = True
 
 
 class OdeClock(eqx.Module):

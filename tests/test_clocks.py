@@ -402,6 +402,44 @@ def test_quiet_times_skip_solves_and_change_no_spike(clock_flags, x64):
     assert runs["quiet"][1] < 0.5 * runs["plain"][1], (runs["quiet"][1], runs["plain"][1])
 
 
+def test_checks_on_their_neuron_alone_change_nothing(clock_flags, x64):
+    """Forward runs take a check (a key that is not a spike) in a branch that works on
+    the checked neuron alone (`NARROW_CHECKS`). COBA (`brette_coba`, 100 neurons) on
+    per-neuron clocks: the same spikes (within 1e-9 ms), iterations and final states
+    as with every lane worked on; under `jax.vmap` (two initial states, where runs of
+    the batch are in a check at different iterations) each run equals its own."""
+    n = 100
+    net, y0 = ns.networks.brette_coba(3, n=n, we=0.6 * 4000 / n, wi=6.7 * 4000 / n)
+
+    def run(y0):
+        return ns.simulate(
+            net, y0=y0, t1=40.0, clocks="neuron", max_spikes=2000, gradients=False,
+            **TIGHT,
+        )  # fmt: skip
+
+    runs = {}
+    for narrow in (False, True):
+        clock_flags(NARROW_CHECKS=narrow)
+        runs[narrow] = run(y0)
+    wide, narrow = runs[False], runs[True]
+    assert int(narrow.num_spikes) >= 40
+    assert int(narrow.iterations) > int(narrow.num_spikes) + 20  # checks were taken
+    assert int(narrow.iterations) == int(wide.iterations)
+    np.testing.assert_array_equal(narrow.spike_neurons, wide.spike_neurons)
+    np.testing.assert_allclose(narrow.spike_times, wide.spike_times, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(
+        narrow.final_state["coba"].v, wide.final_state["coba"].v, rtol=0, atol=1e-9
+    )
+    other = jax.tree_util.tree_map(lambda x: x[::-1], y0)  # the neurons' states swapped
+    batch = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), y0, other)
+    batched = jax.vmap(run)(batch)
+    for i, single in enumerate((narrow, run(other))):
+        assert int(batched.num_spikes[i]) == int(single.num_spikes)
+        np.testing.assert_allclose(
+            batched.spike_times[i], single.spike_times, rtol=0, atol=1e-9
+        )
+
+
 def test_the_default_counts_quiet_times_in_its_choice():
     """`clocks=None` takes per-neuron clocks from 10 neurons per target of a spike
     where the models have quiet times (COBA: 300 neurons, 20 targets each; not 150),
