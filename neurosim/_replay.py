@@ -52,6 +52,7 @@ derivative. A neuron that starts above threshold fires at `t0`: its spike time i
 """
 
 import functools
+import math
 
 import equinox as eqx
 import equinox.internal as eqxi
@@ -65,6 +66,7 @@ from ._currents import Constant, PiecewiseConstant, Sum
 # Kinds of logged event.
 NONE, SPIKE, INPUT, DELAY, JUMP, RECORD = 0, 1, 2, 3, 4, 5
 CHUNK = 16  # log entries per chunk of the replay
+BLOCK = 16  # chunks per block (an unused block is skipped whole)
 LOG_FIELDS = ("kind", "a", "b", "cursor", "t", "t_lo", "emit")
 
 
@@ -130,15 +132,17 @@ def _zeros_like(tree):
 class _Replay(eqx.Module):
     """The replay's carry: per population the state at each neuron's last touch,
     that time (a pair, no derivative) and its carrier, and the current it sees; the
-    carriers of the spikes so far; the record buffers; the populations' last current
-    jumps; the carrier of the last event's time."""
+    carriers of the spikes so far where a delayed delivery reads them (else None: each
+    step puts out its spike's carrier, written into the buffer after the scan); the
+    record buffers; the populations' last current jumps; the carrier of the last
+    event's time."""
 
     state: dict
     t_last: dict
     t_last_lo: dict
     c_last: dict
     current: dict
-    spikes: jax.Array
+    spikes: jax.Array | None
     records: object
     jumped: dict
     c_event: jax.Array
@@ -171,6 +175,7 @@ def replay_carriers(
     t0 = jnp.asarray(t0, dtype)
     c_t0 = _carrier(t0)
     num_inputs, num_records = input_times.shape[0], record_times.shape[0]
+    num_spikes = out.spike_times.shape[0]
     eps = jnp.finfo(dtype).eps
 
     def current_at(name, t):
@@ -354,24 +359,31 @@ def replay_carriers(
                 carry.records,
                 values,
             )
-        slot = jnp.where(is_spike, k, carry.spikes.shape[0])
-        return _Replay(
+        slot = jnp.where(is_spike, k, num_spikes)
+        spikes = carry.spikes
+        if spikes is not None:
+            spikes = spikes.at[slot].set(c_fire, mode="drop")
+        new = _Replay(
             state=state,
             t_last=t_last,
             t_last_lo=t_last_lo,
             c_last=c_last,
             current=current,
-            spikes=carry.spikes.at[slot].set(c_fire, mode="drop"),
+            spikes=spikes,
             records=records,
             jumped=jumped,
             c_event=jnp.where(kind == NONE, carry.c_event, c_event),
         )
+        return new, (slot.astype(jnp.int32), c_fire)
+
+    def unused_step(carry, entry):
+        return carry, (jnp.asarray(num_spikes, jnp.int32), zero)
 
     def step(carry, entry):
         # Under `vmap`, a step is taken when any run has an event there (the others
         # keep their carry: every change is masked by the event's kind).
         used = eqxi.unvmap_any(entry["kind"] != NONE)
-        return lax.cond(used, step_body, lambda c, e: c, carry, entry), None
+        return lax.cond(used, step_body, unused_step, carry, entry)
 
     init = _Replay(
         state={name: y0[name] for name in names},
@@ -379,7 +391,7 @@ def replay_carriers(
         t_last_lo={name: jnp.zeros((pops[name].n,), dtype) for name in names},
         c_last={name: jnp.broadcast_to(c_t0, (pops[name].n,)) for name in names},
         current={name: current_at(name, t0) for name in names},
-        spikes=_zeros_like(out.spike_times),
+        spikes=_zeros_like(out.spike_times) if delayed else None,
         records=_zeros_like(out.records),
         jumped={name: lax.stop_gradient(t0) for name in jumping},
         c_event=c_t0,
@@ -387,23 +399,41 @@ def replay_carriers(
     # The log ends in unused entries (its size is a bound): it is walked in chunks,
     # and a chunk that starts unused is skipped whole.
     size = log["kind"].shape[0]
-    chunks = -(-size // CHUNK)
+    shape = (-(-size // (CHUNK * BLOCK)), BLOCK, CHUNK)
 
-    def chunked(x):
-        return jnp.pad(x, (0, chunks * CHUNK - size)).reshape(chunks, CHUNK)
+    def skipped(shape):
+        return jnp.full(shape, num_spikes, jnp.int32), jnp.zeros(shape, dtype)
 
     def chunk(carry, entries):
         # Checkpointed: reverse mode keeps a chunk's starting carry, not every
         # step's intermediate values (a skipped chunk would store them as zeros).
         @jax.checkpoint
         def walk(carry):
-            return lax.scan(step, carry, entries)[0]
+            return lax.scan(step, carry, entries)
 
         used = eqxi.unvmap_any(entries["kind"][0] != NONE)
-        return lax.cond(used, walk, lambda c: c, carry), None
+        return lax.cond(used, walk, lambda c: (c, skipped((CHUNK,))), carry)
 
-    entries = {field: chunked(log[field]) for field in LOG_FIELDS}
-    final, _ = lax.scan(chunk, init, entries)
+    def block(carry, entries):
+        # Unused blocks of chunks are skipped whole: a skipped iteration costs
+        # microseconds forward and backward, and most of the log can be unused.
+        used = eqxi.unvmap_any(entries["kind"][0, 0] != NONE)
+        return lax.cond(
+            used,
+            lambda c: lax.scan(chunk, c, entries),
+            lambda c: (c, skipped((BLOCK, CHUNK))),
+            carry,
+        )
+
+    entries = {
+        field: jnp.pad(log[field], (0, math.prod(shape) - size)).reshape(shape)
+        for field in LOG_FIELDS
+    }
+    final, (slots, fired) = lax.scan(block, init, entries)
+    # Each spike's carrier, from the step that logged it (a slot is logged once).
+    spikes = (
+        jnp.zeros((num_spikes,), dtype).at[slots.ravel()].set(fired.ravel(), mode="drop")
+    )
     # The end: at t1 when finished, else at the last event.
     t1 = jnp.asarray(t1, dtype)
     done = out.t_final == lax.stop_gradient(t1)
@@ -416,7 +446,7 @@ def replay_carriers(
     }
     final_state = jtu.tree_map(_carrier, final_state)
     records = jtu.tree_map(_carrier, final.records)
-    return final.spikes, final_state, records
+    return spikes, final_state, records
 
 
 def apply(output, system, t0, t1, y0, input_times, input_sources, record_times, log):
