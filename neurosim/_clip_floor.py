@@ -5,8 +5,9 @@ Before its loop, `diffrax.diffeqsolve` computes `t1` less 100 units in the last 
 `equinox.internal.prevbefore` calls, each a `jnp.nextafter` of a few dozen operations.
 Every solve neuron computes traces that chain again: thousands of operations in each
 compiled function, which XLA's simplifier goes over many times without settling. The
-gradient through per-neuron Izhikevich solves (tests/test_clocks.py) took 10.7 s to
-trace and 18 s to compile with it, 8.6 s and 10 s without.
+gradient through per-neuron Izhikevich solves (tests/test_clocks.py) took 10.3-11.1 s
+to trace and 16-19 s to compile with it, 8.5 s and 12 s with the chain in one step
+(benchmarks/HISTORY.md, stop 29).
 
 `cheap_clip_floor()` is a context for neurosim's calls of `diffeqsolve`: while it is
 open, the name `eqxi` inside `diffrax._integrate` stands for a proxy whose

@@ -45,7 +45,7 @@ def test_one_step_equals_the_chain_bit_for_bit(dtype, x64):
 
 def test_the_known_diffrax_is_recognised_and_restored():
     integrate = _clip_floor._known_diffrax()
-    if diffrax.__version__ in ("0.7.0", "0.7.1", "0.7.2"):
+    if diffrax.__version__ == "0.7.2":  # the version it was written against
         assert integrate is not None
     if integrate is None:
         pytest.skip(f"diffrax {diffrax.__version__}: solves are traced as it writes them")
