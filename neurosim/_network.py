@@ -406,6 +406,12 @@ class DeliveryPlan(eqx.Module):
     population that projects onto itself finds itself in its own row (`W` if absent;
     None: not such a projection, or dense rows, where it is `row`).
 
+    Where no row has targets in more than one member (the usual split of a population
+    into excitatory and inhibitory senders), `index[row]` is the row of the member
+    that has one, and `sources` is all None: each member's row is aligned with the
+    list, slot for slot, the other members' rows being padding (weight 0). At N =
+    64 000 with two members that is two fewer arrays of N x 80 entries.
+
     `aligned` is False (and the arrays None) where a row reaches a neuron twice or the
     indices are traced: the loop then sums the input of such a group densely."""
 
@@ -469,6 +475,13 @@ def _plan(post: str, trig: tuple, members, connections) -> DeliveryPlan:
         width = max(width, int(np.max(np.sum(joined < n_post, axis=1), initial=0)))
     if len(conns) == 1:
         index, sources = rows[0], (None,)
+    elif _disjoint(rows, n_post):
+        width = max(row.shape[1] for row in rows)
+        index = np.full((rows[0].shape[0], width), n_post, np.int32)
+        for row in rows:
+            own = np.any(row < n_post, axis=1)
+            index[own, : row.shape[1]] = row[own]
+        sources = (None,) * len(conns)
     else:
         index = np.full((rows[0].shape[0], width), n_post, np.int32)
         slots = [np.full(index.shape, row.shape[1], np.int32) for row in rows]
@@ -486,6 +499,14 @@ def _plan(post: str, trig: tuple, members, connections) -> DeliveryPlan:
     # One member: its own rows are the list (one array for both).
     index = conns[0].post_index if len(conns) == 1 else jnp.asarray(index)
     return DeliveryPlan(post, trig, members, True, index, sources, self_slot)
+
+
+def _disjoint(rows, n_post) -> bool:
+    """Whether no presynaptic row has targets in more than one of `rows`."""
+    count = np.zeros(rows[0].shape[0], np.int32)
+    for row in rows:
+        count += np.any(row < n_post, axis=1)
+    return bool(np.all(count <= 1))
 
 
 def _delivery_plans(populations, connections) -> tuple[DeliveryPlan, ...]:

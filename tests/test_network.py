@@ -1,5 +1,6 @@
 """Networks: populations, projections (dense/sparse, delays, targets), inputs, records."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -545,17 +546,95 @@ def test_mostly_zero_dense_weights_are_stored_by_synapse(x64):
     )
 
 
+def _overlapping_projections(n, seed):
+    """Two projections of one population onto itself from every neuron (to `ge` and
+    `gi`, onto the first and the second half): a row has targets in both."""
+    rng = np.random.default_rng(seed)
+    neuron = ns.CubaLIF()
+    projections = []
+    for target, scale, first in (("ge", 1.0, 0), ("gi", -1.0, n // 2)):
+        pre, post = ns.networks.random_connections(rng, n, n // 2, fan_out=12)
+        post = post + first
+        weight = scale * rng.uniform(0.1, 1.0, pre.shape[0])
+        projections.append(ns.Projection("p", "p", (pre, post, weight), target=target))
+    return ns.Network(populations={"p": ns.Population(neuron, n)}, projections=projections)
+
+
+def _slots(plan, k, row, width):
+    """For each entry of the plan's list of `row`, the slot of member `k`'s row that
+    feeds it (`width`, the row's width, where none)."""
+    if plan.sources[k] is not None:
+        return np.asarray(plan.sources[k][row])
+    size = plan.index.shape[1]  # the member's row is aligned with the list
+    return np.where(np.arange(size) < width, np.arange(size), width)
+
+
+def test_split_senders_deliver_as_dense_rows_do(x64):
+    """Excitatory and inhibitory senders of one population (each row held by one of
+    two projections; the plan's list is that row): the same spikes as the same
+    weights held dense (traced under `jit`), which the loop sums without a plan."""
+    rng = np.random.default_rng(8)
+    n, n_exc = 120, 96
+    neuron = ns.CubaLIF(
+        tau_mem=20.0,
+        tau_exc=5.0,
+        tau_inh=10.0,
+        v_th=-50.0,
+        v_reset=-60.0,
+        v_leak=-49.0,
+        t_ref=2.0,
+    )
+    mask = rng.random((n, n)) < 0.1
+    w_exc = np.where(mask & (np.arange(n) < n_exc)[:, None], 1.2, 0.0)
+    w_inh = np.where(mask & (np.arange(n) >= n_exc)[:, None], -4.0, 0.0)
+    v0 = jnp.asarray(-60.0 + 10.0 * rng.random(n))
+
+    def spikes(w_exc, w_inh):
+        net = ns.Network(
+            populations={"p": ns.Population(neuron, n)},
+            projections=[
+                ns.Projection("p", "p", w_exc, target="ge"),
+                ns.Projection("p", "p", w_inh, target="gi"),
+            ],
+        )
+        y0 = {"p": neuron.init_state(n)}
+        y0["p"] = eqx.tree_at(lambda y: y.v, y0["p"], v0)
+        sol = ns.simulate(net, y0=y0, t1=200.0, max_spikes=4000)
+        return sol.spike_times, sol.spike_neurons, sol.num_spikes, net
+
+    *by_rows, net = spikes(jnp.asarray(w_exc), jnp.asarray(w_inh))
+    assert net.plans[0].aligned and net.plans[0].sources == (None, None)
+    dense = jax.jit(lambda a, b: spikes(a, b)[:3])(jnp.asarray(w_exc), jnp.asarray(w_inh))
+    assert int(by_rows[2]) == int(dense[2]) >= 200
+    np.testing.assert_array_equal(by_rows[1], dense[1])
+    finite = np.isfinite(np.asarray(dense[0]))
+    np.testing.assert_allclose(
+        np.asarray(by_rows[0])[finite], np.asarray(dense[0])[finite], atol=1e-9
+    )
+
+
 @pytest.mark.parametrize("block", [4096, 7], ids=["one-block", "blocks-of-7"])
-def test_projections_that_deliver_together_share_one_target_list(block, monkeypatch):
-    """The excitatory and inhibitory projections of the CUBA network (one source, self
-    connections allowed) deliver through one list per presynaptic neuron: each target
-    once, each projection's weight at its place, and the neuron's own place; the same
-    when the plan is built a few rows at a time (the last block partial)."""
+@pytest.mark.parametrize("senders", ["split", "overlapping"])
+def test_projections_that_deliver_together_share_one_target_list(
+    block, senders, monkeypatch
+):
+    """Two projections that deliver together (one source population, self connections
+    allowed) deliver through one list per presynaptic neuron: each target once, each
+    projection's weight at its place, and the neuron's own place; the same when the
+    plan is built a few rows at a time (the last block partial). Split senders (the
+    CUBA network: excitatory rows in one projection, inhibitory in the other) keep
+    each row as it is and name its owner; rows with targets in both are joined."""
     monkeypatch.setattr(ns._network, "PLAN_BLOCK", block)
     n = 200
-    net, _ = ns.networks.vogels_abbott_cuba(3, n=n)
+    if senders == "split":
+        net, _ = ns.networks.vogels_abbott_cuba(3, n=n)
+    else:
+        net = _overlapping_projections(n, 3)
     (plan,) = net.plans
-    assert plan.aligned and plan.members == (0, 1) and plan.trigger == ("spike", "cuba")
+    name = next(iter(net.populations))
+    assert plan.aligned and plan.members == (0, 1) and plan.trigger == ("spike", name)
+    # Split senders: each row is its owner's as it is (the other's is padding).
+    assert all(source is None for source in plan.sources) == (senders == "split")
     expected = [{} for _ in range(n)]  # row -> target -> weight per projection
     for k, conn in enumerate(net.connections):
         post, weight = np.asarray(conn.post_index), np.asarray(conn.weight)
@@ -570,8 +649,8 @@ def test_projections_that_deliver_together_share_one_target_list(block, monkeypa
         assert len(set(listed.tolist())) == len(listed)
         found = {int(t): [0.0, 0.0] for t in listed}
         for k, conn in enumerate(net.connections):
-            source = np.asarray(plan.sources[k][row])
             weight = np.asarray(conn.weight[row])
+            source = _slots(plan, k, row, weight.shape[0])
             for slot, target in enumerate(index[row]):
                 if target < n and source[slot] < weight.shape[0]:
                     found[int(target)][k] += float(weight[source[slot]])
