@@ -575,15 +575,7 @@ def test_split_senders_deliver_as_dense_rows_do(x64):
     weights held dense (traced under `jit`), which the loop sums without a plan."""
     rng = np.random.default_rng(8)
     n, n_exc = 120, 96
-    neuron = ns.CubaLIF(
-        tau_mem=20.0,
-        tau_exc=5.0,
-        tau_inh=10.0,
-        v_th=-50.0,
-        v_reset=-60.0,
-        v_leak=-49.0,
-        t_ref=2.0,
-    )
+    neuron = ns.networks.vogels_abbott_cuba(n=2)[0].populations["cuba"].neuron
     mask = rng.random((n, n)) < 0.1
     w_exc = np.where(mask & (np.arange(n) < n_exc)[:, None], 1.2, 0.0)
     w_inh = np.where(mask & (np.arange(n) >= n_exc)[:, None], -4.0, 0.0)
