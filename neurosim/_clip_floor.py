@@ -9,8 +9,8 @@ gradient through per-neuron Izhikevich solves (tests/test_clocks.py) took 10.3-1
 to trace and 16-19 s to compile with it, 8.5 s and 12 s with the chain in one step
 (benchmarks/HISTORY.md, stop 29).
 
-`cheap_clip_floor()` is a context for neurosim's calls of `diffeqsolve`: while it is
-open, the name `eqxi` inside `diffrax._integrate` stands for a proxy whose
+`cheap_clip_floor()` is a context for neurosim's calls of `diffeqsolve` (all of them
+through `diffeqsolve` here): while it is open, the name `eqxi` inside `diffrax._integrate` stands for a proxy whose
 `prevbefore` returns its argument for the first 99 calls of each chain and the
 hundredth value, from the bits, on the last. The value is the chain's, bit for bit,
 for every `t1` but the positive ones within 100 units of the smallest normal number
@@ -23,6 +23,7 @@ import contextlib
 import inspect
 import threading
 
+import diffrax as dfx
 import equinox.internal as eqxi
 import jax
 import jax.lax as lax
@@ -126,3 +127,9 @@ def cheap_clip_floor():
             _OPEN[0] -= 1
             if _OPEN[0] == 0:
                 _INTEGRATE.eqxi = eqxi
+
+
+def diffeqsolve(*args, **kwargs):
+    """`diffrax.diffeqsolve`, traced inside `cheap_clip_floor()`."""
+    with cheap_clip_floor():
+        return dfx.diffeqsolve(*args, **kwargs)

@@ -66,7 +66,7 @@ import jax.lax as lax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 
-from ._clip_floor import cheap_clip_floor
+from ._clip_floor import diffeqsolve
 from ._root import event_root_finder
 
 # The prediction horizon after a neuron is touched (ms); checks double it up to this.
@@ -119,20 +119,19 @@ def _solve(clock, neuron, y, current, t_abs, length, event):
     def field(s, y, args):
         return neuron.dynamics(t_abs + s, y, current)
 
-    with cheap_clip_floor():
-        return dfx.diffeqsolve(
-            dfx.ODETerm(field),
-            clock.solver,
-            t0=jnp.zeros((), dtype),
-            t1=length,
-            dt0=None,
-            y0=y,
-            stepsize_controller=clock.controller,
-            event=event,
-            max_steps=clock.max_steps,
-            saveat=dfx.SaveAt(t1=True),
-            throw=False,
-        )
+    return diffeqsolve(
+        dfx.ODETerm(field),
+        clock.solver,
+        t0=jnp.zeros((), dtype),
+        t1=length,
+        dt0=None,
+        y0=y,
+        stepsize_controller=clock.controller,
+        event=event,
+        max_steps=clock.max_steps,
+        saveat=dfx.SaveAt(t1=True),
+        throw=False,
+    )
 
 
 def _single(batched, rest):

@@ -37,7 +37,7 @@ import jax.tree_util as jtu
 from jaxtyping import Array, Bool, Float, Int, PyTree
 
 from . import _segment
-from ._clip_floor import cheap_clip_floor
+from ._clip_floor import diffeqsolve
 from ._root import event_root_finder
 from ._solvers import GridStepSize
 from ._system import NetworkSystem
@@ -349,21 +349,20 @@ def run(
                 controller = stepsize_controller
             else:
                 controller = GridStepSize(t_start=t, origin=t0, dt=carry.dt)
-            with cheap_clip_floor():
-                sol = dfx.diffeqsolve(
-                    dfx.ODETerm(_vector_field),
-                    solver,
-                    t0=jnp.zeros((), dtype),
-                    t1=length,
-                    dt0=carry.dt,
-                    y0=carry.y,
-                    args=args,
-                    stepsize_controller=controller,
-                    event=event,
-                    max_steps=max_solver_steps,
-                    throw=False,
-                    saveat=saveat,
-                )
+            sol = diffeqsolve(
+                dfx.ODETerm(_vector_field),
+                solver,
+                t0=jnp.zeros((), dtype),
+                t1=length,
+                dt0=carry.dt,
+                y0=carry.y,
+                args=args,
+                stepsize_controller=controller,
+                event=event,
+                max_steps=max_solver_steps,
+                throw=False,
+                saveat=saveat,
+            )
             # After an event diffrax drops the saves past it and moves the final state
             # forward: it is the last finite entry.
             last = jnp.sum(jnp.isfinite(sol.ts)) - 1

@@ -376,14 +376,15 @@ def replay_carriers(
         )
         return new, (slot.astype(jnp.int32), c_fire)
 
-    def unused_step(carry, entry):
-        return carry, (jnp.asarray(num_spikes, jnp.int32), zero)
+    def skipped(shape):
+        """What unused steps put out: no spike slot (dropped), no carrier."""
+        return jnp.full(shape, num_spikes, jnp.int32), jnp.zeros(shape, dtype)
 
     def step(carry, entry):
         # Under `vmap`, a step is taken when any run has an event there (the others
         # keep their carry: every change is masked by the event's kind).
         used = eqxi.unvmap_any(entry["kind"] != NONE)
-        return lax.cond(used, step_body, unused_step, carry, entry)
+        return lax.cond(used, step_body, lambda c, e: (c, skipped(())), carry, entry)
 
     init = _Replay(
         state={name: y0[name] for name in names},
@@ -396,13 +397,10 @@ def replay_carriers(
         jumped={name: lax.stop_gradient(t0) for name in jumping},
         c_event=c_t0,
     )
-    # The log ends in unused entries (its size is a bound): it is walked in chunks,
-    # and a chunk that starts unused is skipped whole.
+    # The log ends in unused entries (its size is a bound): it is walked in blocks
+    # of chunks, and a block or chunk that starts unused is skipped whole.
     size = log["kind"].shape[0]
     shape = (-(-size // (CHUNK * BLOCK)), BLOCK, CHUNK)
-
-    def skipped(shape):
-        return jnp.full(shape, num_spikes, jnp.int32), jnp.zeros(shape, dtype)
 
     def chunk(carry, entries):
         # Checkpointed: reverse mode keeps a chunk's starting carry, not every
