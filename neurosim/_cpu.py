@@ -19,6 +19,8 @@ for bit in tests/test_cpu.py); on the CUBA benchmark an event costs about 40% le
 (benchmarks/HISTORY.md).
 """
 
+import functools
+
 import jax
 import jax.lax as lax
 import jax.numpy as jnp
@@ -64,3 +66,106 @@ def one_kernel(fn):
         return jtu.tree_unflatten(jtu.tree_structure(shapes), out)
 
     return marked
+
+
+def whole_unless_batched(run, *args):
+    """`run(*args, whole=True)` (a loop compiled whole: `run` calls `one_kernel`), or
+    under `jax.vmap` that of `run(..., whole=False)`, the loop in its usual form:
+    batched indices would make the row updates of the whole form scatters again.
+    `args` are pytrees of arrays."""
+    compiled = jax.custom_batching.custom_vmap(functools.partial(run, whole=True))
+
+    @compiled.def_vmap
+    def _batched(axis_size, in_batched, *batched_args):
+        axes = tuple(
+            jtu.tree_map(lambda batched: 0 if batched else None, flags)
+            for flags in in_batched
+        )
+        usual = functools.partial(run, whole=False)
+        out = jax.vmap(usual, in_axes=axes)(*batched_args)
+        return out, jtu.tree_map(lambda _: True, out)
+
+    return compiled(*args)
+
+
+# ----- scatter-free forms of the updates a loop compiled whole makes ------------------
+
+
+def row_start(row, ndim):
+    """The start index of row `row` of an `ndim`-dimensional array, all of one integer
+    type (`dynamic_slice` requires it; Python zeros become int64 under x64)."""
+    row = jnp.asarray(row, jnp.int32)
+    return (row,) + (jnp.zeros((), jnp.int32),) * (ndim - 1)
+
+
+def put_row(array, i, row):
+    """`array.at[i].set(row, mode="drop")` for one index `i`, as a dynamic update."""
+    n = array.shape[0]
+    start = row_start(jnp.clip(i, 0, n - 1), array.ndim)
+    old = lax.dynamic_slice(array, start, (1,) + array.shape[1:])
+    new = jnp.where((i >= 0) & (i < n), jnp.asarray(row, array.dtype)[None], old)
+    return lax.dynamic_update_slice(array, new, start)
+
+
+def set_rows(array, idx, rows, count=None):
+    """`array.at[idx].set(rows, mode="drop")` as a loop of single-row updates over the
+    first `count` entries of `idx` (all by default). Entries of `idx` are distinct or
+    out of range."""
+    count = idx.shape[0] if count is None else count
+    return lax.fori_loop(0, count, lambda k, a: put_row(a, idx[k], rows[k]), array)
+
+
+def add_at(target, idx, values):
+    """`target.at[idx].add(values, mode="drop")` (flat `idx` and `values`) as a loop of
+    single-entry updates, in the order of `idx`."""
+    n = target.shape[0]
+
+    def add(k, target):
+        i = idx[k]
+        j = jnp.clip(i, 0, n - 1)
+        old = lax.dynamic_slice(target, (j,), (1,))
+        new = jnp.where((i >= 0) & (i < n), old + values[k], old)
+        return lax.dynamic_update_slice(target, new, (j,))
+
+    return lax.fori_loop(0, idx.shape[0], add, target)
+
+
+# Longer reductions are taken as a grid of rows of this many entries, combined row by
+# row first: XLA hands a long one to a library kernel that a function compiled whole
+# cannot hold ("Fusion kind not implemented on CPU"), and reduces short rows well.
+REDUCE_COLUMNS = 128
+
+
+def reduce(combine, x, fill):
+    """`combine` (`jnp.minimum`, `jnp.maximum` or `jnp.add`) over the 1-D `x`, `fill`
+    its identity, in a form a loop compiled whole can hold."""
+    n = x.shape[0]
+    if n > REDUCE_COLUMNS:
+        rows = -(-n // REDUCE_COLUMNS)
+        padded = jnp.pad(x, (0, rows * REDUCE_COLUMNS - n), constant_values=fill)
+        x = functools.reduce(combine, list(padded.reshape(rows, REDUCE_COLUMNS)))
+    return _FOLDS[combine](x)
+
+
+_FOLDS = {jnp.minimum: jnp.min, jnp.maximum: jnp.max, jnp.add: jnp.sum}
+
+
+def smallest(x):
+    """`jnp.min(x)` of a 1-D float array (see `reduce`)."""
+    return reduce(jnp.minimum, x, jnp.inf)
+
+
+def nonzero(mask, size, fill_value):
+    """`jnp.nonzero(mask, size=size, fill_value=fill_value)[0]` without its scatter:
+    one reduction per index found (the usual masks hold one or two)."""
+    iota = jnp.arange(mask.shape[0], dtype=jnp.int32)
+    count = jnp.minimum(reduce(jnp.add, mask.astype(jnp.int32), 0), size)
+
+    def find(k, carry):
+        out, last = carry
+        later = jnp.where(mask & (iota > last), iota, fill_value)
+        i = reduce(jnp.minimum, later, fill_value).astype(jnp.int32)
+        return lax.dynamic_update_slice(out, i[None], (k,)), i
+
+    out = jnp.full((size,), fill_value, jnp.int32)
+    return lax.fori_loop(0, count, find, (out, jnp.asarray(-1, jnp.int32)))[0]

@@ -36,8 +36,9 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 from jaxtyping import Array, Bool, Float, Int, PyTree
 
-from . import _segment
+from . import _clock, _segment
 from ._clip_floor import diffeqsolve
+from ._cpu import compiles_whole, one_kernel, put_row, set_rows, whole_unless_batched
 from ._root import event_root_finder
 from ._solvers import GridStepSize
 from ._system import NetworkSystem
@@ -216,10 +217,78 @@ def run(
     locate_spikes: bool = True,
     gradients: bool = True,
     until=None,
+    whole: bool | None = None,
 ) -> RunOutput:
     """Run the event loop (pure; call it under jit). See the module docstring.
     `until`: the neurons whose first spikes end the run (`simulate`'s
-    `until_fired`), or None."""
+    `until_fired`), or None. `whole`: compile the loop into one function
+    (`neurosim._cpu`); None (default) where it can be (`compilable_whole`) and the
+    backend does so. Either way the results are the same (to rounding where
+    simultaneous deliveries add onto one neuron). Under `jax.vmap` the loop runs in its
+    usual form."""
+    options = dict(
+        max_spikes=max_spikes,
+        solver=solver,
+        stepsize_controller=stepsize_controller,
+        adaptive=adaptive,
+        max_solver_steps=max_solver_steps,
+        max_iterations=max_iterations,
+        locate_spikes=locate_spikes,
+        gradients=gradients,
+    )
+    args = (t0, t1, y0, input_times, input_sources, record_times, dt0, until)
+    can = compilable_whole(solver, stepsize_controller, adaptive, locate_spikes, gradients)
+    if whole is None:
+        whole = can and compiles_whole()
+    elif whole and not can:
+        raise ValueError(
+            "whole=True: this loop cannot be compiled whole (it needs a forward run, "
+            "gradients=False, on an explicit Runge-Kutta solver with an adaptive step)."
+        )
+    if not whole:
+        return _run(system, *args, whole=False, **options)
+    arrays, static = eqx.partition((system, options), eqx.is_array)
+
+    def run_form(arrays, *args, whole):
+        system, options = eqx.combine(arrays, static)
+        return _run(system, *args, whole=whole, **options)
+
+    return whole_unless_batched(run_form, arrays, *args)
+
+
+def compilable_whole(solver, controller, adaptive, locate_spikes, gradients) -> bool:
+    """Whether the loop has a form without scatters (`neurosim._cpu`): a forward run
+    whose segments take their steps in `neurosim._segment`, on an explicit Runge-Kutta
+    solver whose stages are written out there (diffrax's step stores them by
+    scatters)."""
+    return _segment.applies(
+        solver, controller, adaptive, locate_spikes, gradients
+    ) and _clock.unrolled(solver)
+
+
+def _run(
+    system: NetworkSystem,
+    t0,
+    t1,
+    y0,
+    input_times,
+    input_sources,
+    record_times,
+    dt0,
+    until,
+    *,
+    max_spikes: int,
+    solver,
+    stepsize_controller,
+    adaptive: bool,
+    max_solver_steps: int,
+    max_iterations: int,
+    locate_spikes: bool,
+    gradients: bool,
+    whole: bool,
+) -> RunOutput:
+    """`run`, with the loop in its scatter-free form compiled into one function
+    (`whole`) or in its usual form."""
     num = system.num_neurons
     dtype = jtu.tree_leaves(y0)[0].dtype
     t0 = jnp.asarray(t0, dtype)
@@ -257,7 +326,9 @@ def run(
         slot = carry.num_spikes + jnp.cumsum(fired, dtype=jnp.int32) - 1
         slot = jnp.where(fired, slot, max_spikes)
         overflow = carry.num_spikes + count > max_spikes
-        y, aux = system.on_spikes(t, y, carry.aux, fired, differentiable=gradients)
+        y, aux = system.on_spikes(
+            t, y, carry.aux, fired, differentiable=gradients, whole=whole
+        )
         armed = jnp.where(fired & system.disarm_mask, False, carry.armed)
         armed = jnp.where(rearm, True, armed)
         if until is not None:
@@ -283,13 +354,13 @@ def run(
         return handle_spikes(carry, carry.t, carry.y, due & carry.armed, due & ~carry.armed)
 
     def handle_breakpoint(carry: _Carry, t_next, y) -> _Carry:
-        y, aux = system.apply_internal(t_next, y, carry.aux)
+        y, aux = system.apply_internal(t_next, y, carry.aux, whole=whole)
         input_ptr = carry.input_ptr
         if num_inputs > 0:
             positions = input_ptr + jnp.arange(window)
             clipped = jnp.minimum(positions, num_inputs - 1)
             valid = (positions < num_inputs) & (input_times[clipped] == t_next)
-            y = system.on_input(y, input_sources[clipped], valid)
+            y = system.on_input(y, input_sources[clipped], valid, whole=whole)
             input_ptr = input_ptr + jnp.sum(valid, dtype=input_ptr.dtype)
         t_end = end_of(carry)
         finished = (t_next >= t_end) & (next_input_time(input_ptr) > t_end)
@@ -308,7 +379,7 @@ def run(
         t = carry.t
         t_next = jnp.minimum(
             jnp.minimum(end_of(carry), next_input_time(carry.input_ptr)),
-            system.next_internal_time(t, carry.y, carry.aux),
+            system.next_internal_time(t, carry.y, carry.aux, whole),
         )
         if num_records > 0:
             record_t, record_slots = pending_records(carry.record_ptr)
@@ -398,6 +469,7 @@ def run(
                 local,
                 max_solver_steps,
                 (finder.rtol, finder.atol),
+                whole=whole,
             )
 
         segment = _lean_segment if lean else _diffrax_segment
@@ -462,7 +534,7 @@ def run(
         # scheduled changes, a few per iteration) is applied before the neurons above
         # threshold fire, as in the exact loop.
         pending_now = (next_input_time(carry.input_ptr) <= carry.t) | (
-            system.next_internal_time(carry.t, carry.y, carry.aux) <= carry.t
+            system.next_internal_time(carry.t, carry.y, carry.aux, whole) <= carry.t
         )
         any_due = any_due & ~pending_now
         # A record at this instant takes the state before the neurons above threshold
@@ -507,11 +579,35 @@ def run(
             small,
         )
         spike_times, spike_neurons, records = big
-        spike_times = spike_times.at[small.spike_slot].set(small.spike_t, mode="drop")
-        spike_neurons = spike_neurons.at[small.spike_slot].set(neuron_index, mode="drop")
+        if whole:
+            # The fired neurons' slots are consecutive from the lowest: one reduction
+            # and two row updates per spike.
+            slots = small.spike_slot
+            first = jnp.min(slots)
+            count = jnp.sum(slots < max_spikes, dtype=jnp.int32)
+
+            def write(k, buffers):
+                times, neurons = buffers
+                i = jnp.min(jnp.where(slots == first + k, neuron_index, num))
+                return put_row(times, first + k, small.spike_t), put_row(
+                    neurons, first + k, i
+                )
+
+            spike_times, spike_neurons = lax.fori_loop(
+                0, count, write, (spike_times, spike_neurons)
+            )
+        else:
+            spike_times = spike_times.at[small.spike_slot].set(small.spike_t, mode="drop")
+            spike_neurons = spike_neurons.at[small.spike_slot].set(
+                neuron_index, mode="drop"
+            )
         if num_records > 0:
             records = jtu.tree_map(
-                lambda buf, new: buf.at[small.record_slots].set(new, mode="drop"),
+                lambda buf, new: (
+                    set_rows(buf, small.record_slots, new)
+                    if whole
+                    else buf.at[small.record_slots].set(new, mode="drop")
+                ),
                 records,
                 small.record_values,
             )
@@ -558,7 +654,16 @@ def run(
     # The checkpointed loop supports reverse-mode autodiff and costs about 1.5x in the
     # forward pass; the plain loop is for runs that are never differentiated.
     kind = "checkpointed" if gradients else "lax"
-    final = eqxi.while_loop(cond, body, init, max_steps=max_iterations, kind=kind)
+    if whole:
+
+        def loop(init):
+            return lax.while_loop(
+                lambda c: cond(c) & (c.iterations < max_iterations), body, init
+            )
+
+        final = one_kernel(loop)(init)
+    else:
+        final = eqxi.while_loop(cond, body, init, max_steps=max_iterations, kind=kind)
     status = jnp.where(final.status == RUNNING, ITERATION_LIMIT, final.status)
     return RunOutput(
         t_final=final.t,

@@ -11,6 +11,8 @@ presynaptic neuron, padded to the largest fan-out), so a spike costs one row of 
 never a dense pass over the whole matrix.
 """
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.lax as lax
@@ -20,6 +22,7 @@ from jax.experimental import sparse as jsparse
 from jaxtyping import Array, Bool, Float, Int
 
 from ._checks import as_count, check_finite, check_positive, is_concrete
+from ._cpu import add_at, nonzero, set_rows
 from ._currents import AbstractCurrent, as_current
 from .neurons.base import AbstractNeuron
 
@@ -147,28 +150,51 @@ class Connection(eqx.Module):
     delay: Float[Array, "..."] | None
     per_synapse_delay: bool = eqx.field(static=True)
 
-    def rows(self, rows: Int[Array, " G"], valid: Bool[Array, " G"], synapse_mask=None):
-        """The summed input to `post` from presynaptic `rows` (where `valid`)."""
+    def rows(
+        self,
+        rows: Int[Array, " G"],
+        valid: Bool[Array, " G"],
+        synapse_mask=None,
+        whole: bool = False,
+    ):
+        """The summed input to `post` from presynaptic `rows` (where `valid`). `whole`:
+        in the form of a loop compiled whole (`neurosim._cpu`): dense rows summed
+        elementwise, sparse ones added entry by entry (no reduction, no scatter)."""
         weight = self.weight[rows] * valid[:, None].astype(self.weight.dtype)
         if synapse_mask is not None:
             weight = weight * synapse_mask.astype(weight.dtype)
         if self.post_index is None:
+            if whole:
+                return functools.reduce(jnp.add, list(weight))
             return jnp.sum(weight, axis=0)
         target = jnp.zeros((self.n_post,), weight.dtype)
+        if whole:
+            return add_at(target, self.post_index[rows].reshape(-1), weight.reshape(-1))
         return target.at[self.post_index[rows]].add(weight, mode="drop")
 
-    def deliver(self, fired: Bool[Array, " n_pre"], differentiable: bool = True):
+    def deliver(
+        self,
+        fired: Bool[Array, " n_pre"],
+        differentiable: bool = True,
+        whole: bool = False,
+    ):
         """The input to `post` when the presynaptic neurons in `fired` spike: their
         rows, gathered `GATHER_ROWS` at a time, never a dense pass over all rows for the
         usual few spikes. Beyond `GATHER_ROWS` simultaneous spikes: a dense pass when
         `differentiable` (reverse-mode autodiff needs a branch, not a loop of unknown
         length), else further rounds of gathers in a loop (no branch, whose operands
-        would be copied on every call)."""
+        would be copied on every call). `whole`: see `rows`."""
         gather = min(GATHER_ROWS, self.n_pre)
-        rows = jnp.nonzero(fired, size=gather, fill_value=self.n_pre)[0]
+
+        def first_rows(mask):
+            if whole:
+                return nonzero(mask, gather, self.n_pre)
+            return jnp.nonzero(mask, size=gather, fill_value=self.n_pre)[0]
+
+        rows = first_rows(fired)
         valid = rows < self.n_pre
         if gather == self.n_pre:
-            return self.rows(jnp.minimum(rows, self.n_pre - 1), valid)
+            return self.rows(jnp.minimum(rows, self.n_pre - 1), valid, whole=whole)
 
         if differentiable:
 
@@ -184,7 +210,13 @@ class Connection(eqx.Module):
 
             return lax.cond(jnp.sum(fired) <= gather, few, many)
 
-        first = self.rows(jnp.minimum(rows, self.n_pre - 1), valid)
+        def clear(remaining, rows, ok):
+            where = jnp.where(ok, rows, self.n_pre)
+            if whole:
+                return set_rows(remaining, where, jnp.zeros(where.shape, bool))
+            return remaining.at[where].set(False, mode="drop")
+
+        first = self.rows(jnp.minimum(rows, self.n_pre - 1), valid, whole=whole)
 
         def cond(carry):
             remaining, _ = carry
@@ -192,20 +224,13 @@ class Connection(eqx.Module):
 
         def body(carry):
             remaining, x = carry
-            more = jnp.nonzero(remaining, size=gather, fill_value=self.n_pre)[0]
+            more = first_rows(remaining)
             ok = more < self.n_pre
             more = jnp.minimum(more, self.n_pre - 1)
-            remaining = remaining.at[jnp.where(ok, more, self.n_pre)].set(
-                False, mode="drop"
-            )
-            return remaining, x + self.rows(more, ok)
+            remaining = clear(remaining, more, ok)
+            return remaining, x + self.rows(more, ok, whole=whole)
 
-        done = (
-            jnp.zeros_like(fired)
-            .at[jnp.where(valid, rows, self.n_pre)]
-            .set(True, mode="drop")
-        )
-        return lax.while_loop(cond, body, (fired & ~done, first))[1]
+        return lax.while_loop(cond, body, (clear(fired, rows, valid), first))[1]
 
 
 def _as_triplets(weights, n_pre, n_post, delay, owner):

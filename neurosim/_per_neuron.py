@@ -155,7 +155,8 @@ import jax.tree_util as jtu
 from jaxtyping import Array, Bool, Float, Int, PyTree
 
 from . import _clock, _replay
-from ._cpu import compiles_whole, one_kernel
+from ._cpu import compiles_whole, one_kernel, set_rows, whole_unless_batched
+from ._cpu import row_start as _row_start
 from ._currents import Constant, PiecewiseConstant, PulseTrain, Sum
 from ._engine import (
     FINISHED,
@@ -494,23 +495,7 @@ def _set_rows(array, idx, rows, whole):
     Entries of `idx` are distinct or out of range."""
     if not whole:
         return array.at[idx].set(rows, mode="drop")
-    n = array.shape[0]
-
-    def put(k, array):
-        i = jnp.minimum(idx[k], n - 1)
-        start = _row_start(i, array.ndim)
-        old = lax.dynamic_slice(array, start, (1,) + array.shape[1:])
-        new = jnp.where(idx[k] < n, rows[k][None], old)
-        return lax.dynamic_update_slice(array, new, start)
-
-    return lax.fori_loop(0, idx.shape[0], put, array)
-
-
-def _row_start(row, ndim):
-    """The start index of row `row` of an `ndim`-dimensional array, all of one integer
-    type (`dynamic_slice` requires it; Python zeros become int64 under x64)."""
-    row = jnp.asarray(row, jnp.int32)
-    return (row,) + (jnp.zeros((), jnp.int32),) * (ndim - 1)
+    return set_rows(array, idx, rows)
 
 
 class _Keys(eqx.Module):
@@ -797,24 +782,10 @@ def _forward(
         return _run(system, *args, whole=False, **sizes)
     arrays, static = eqx.partition(system, eqx.is_array)
 
-    def form(whole):
-        def run_form(arrays, *args):
-            return _run(eqx.combine(arrays, static), *args, whole=whole, **sizes)
+    def run_form(arrays, *args, whole):
+        return _run(eqx.combine(arrays, static), *args, whole=whole, **sizes)
 
-        return run_form
-
-    compiled = jax.custom_batching.custom_vmap(form(True))
-
-    @compiled.def_vmap
-    def _batched(axis_size, in_batched, *batched_args):
-        axes = tuple(
-            jtu.tree_map(lambda batched: 0 if batched else None, flags)
-            for flags in in_batched
-        )
-        out = jax.vmap(form(False), in_axes=axes)(*batched_args)
-        return out, jtu.tree_map(lambda _: True, out)
-
-    return compiled(arrays, *args)
+    return whole_unless_batched(run_form, arrays, *args)
 
 
 def _run(system, t0, t1, y0, input_times, input_sources, record_times, **options):

@@ -9,11 +9,13 @@ scheduled times (current jumps, ends of refractoriness, delayed deliveries).
 """
 
 import equinox as eqx
+import jax.lax as lax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
+from ._cpu import nonzero, put_row, set_rows, smallest
 from ._network import Connection, Network
 from ._record import Record
 
@@ -135,25 +137,50 @@ class NetworkSystem(eqx.Module):
         return jnp.where(queue.live, queue.emit_t + row_delay, jnp.inf)
 
     @staticmethod
-    def _enqueue(queue: DelayQueue, t, fired):
+    def _enqueue(queue: DelayQueue, t, fired, whole=False):
         size = queue.emit_t.shape[0]
         count = jnp.sum(fired, dtype=jnp.int32)
-        slot = (queue.tail + jnp.cumsum(fired, dtype=jnp.int32) - 1) % size
-        slot = jnp.where(fired, slot, size)
-        taken = jnp.any(queue.live[jnp.minimum(slot, size - 1)] & fired)
         pre = jnp.arange(fired.shape[0], dtype=jnp.int32)
+        if whole:
+            # One reduction and four row updates per fired neuron (usually one).
+            fired_pre = nonzero(fired, fired.shape[0], fired.shape[0])
+            slot = (queue.tail + jnp.arange(fired.shape[0], dtype=jnp.int32)) % size
+            taken = jnp.any(queue.live[slot] & (pre < count))
+
+            def write(k, fields):
+                emit_t, pre_, cursor, live = fields
+                i = slot[k]
+                return (
+                    put_row(emit_t, i, t),
+                    put_row(pre_, i, fired_pre[k]),
+                    put_row(cursor, i, 0),
+                    put_row(live, i, True),
+                )
+
+            fields = (queue.emit_t, queue.pre, queue.cursor, queue.live)
+            emit_t, pre_, cursor, live = lax.fori_loop(0, count, write, fields)
+        else:
+            slot = (queue.tail + jnp.cumsum(fired, dtype=jnp.int32) - 1) % size
+            slot = jnp.where(fired, slot, size)
+            taken = jnp.any(queue.live[jnp.minimum(slot, size - 1)] & fired)
+            emit_t = queue.emit_t.at[slot].set(t, mode="drop")
+            pre_ = queue.pre.at[slot].set(pre, mode="drop")
+            cursor = queue.cursor.at[slot].set(0, mode="drop")
+            live = queue.live.at[slot].set(True, mode="drop")
         return DelayQueue(
-            emit_t=queue.emit_t.at[slot].set(t, mode="drop"),
-            pre=queue.pre.at[slot].set(pre, mode="drop"),
-            cursor=queue.cursor.at[slot].set(0, mode="drop"),
-            live=queue.live.at[slot].set(True, mode="drop"),
+            emit_t=emit_t,
+            pre=pre_,
+            cursor=cursor,
+            live=live,
             tail=(queue.tail + count) % size,
             overflow=queue.overflow | taken | (count > size),
         )
 
     # ----- events ---------------------------------------------------------------------
 
-    def on_spikes(self, t, y, aux, fired, differentiable: bool = True):
+    def on_spikes(self, t, y, aux, fired, differentiable: bool = True, whole=False):
+        """Resets, immediate deliveries and delayed spikes queued. `whole`: in the form
+        of a loop compiled whole (`neurosim._cpu`)."""
         pops = self.network.populations
         fired_by_pop = self._split(fired)
         y = dict(y)
@@ -164,10 +191,10 @@ class NetworkSystem(eqx.Module):
             if conn.pre not in pops:
                 continue
             if conn.delay is None:
-                x = conn.deliver(fired_by_pop[conn.pre], differentiable)
+                x = conn.deliver(fired_by_pop[conn.pre], differentiable, whole)
                 y[conn.post] = _jump(pops[conn.post].neuron, y[conn.post], x, conn.target)
             else:
-                aux[k] = self._enqueue(aux[k], t, fired_by_pop[conn.pre])
+                aux[k] = self._enqueue(aux[k], t, fired_by_pop[conn.pre], whole)
         return y, tuple(aux)
 
     def input_offsets(self) -> dict[str, int]:
@@ -177,7 +204,7 @@ class NetworkSystem(eqx.Module):
             start += source.num_sources
         return offsets
 
-    def on_input(self, y, sources, valid):
+    def on_input(self, y, sources, valid, whole=False):
         pops = self.network.populations
         offsets = self.input_offsets()
         y = dict(y)
@@ -186,24 +213,25 @@ class NetworkSystem(eqx.Module):
                 continue
             local = sources - offsets[conn.pre]
             ok = valid & (local >= 0) & (local < conn.n_pre)
-            x = conn.rows(jnp.clip(local, 0, conn.n_pre - 1), ok)
+            x = conn.rows(jnp.clip(local, 0, conn.n_pre - 1), ok, whole=whole)
             y[conn.post] = _jump(pops[conn.post].neuron, y[conn.post], x, conn.target)
         return y
 
-    def next_internal_time(self, t, y, aux):
+    def next_internal_time(self, t, y, aux, whole=False):
         """The next scheduled change: a current jump, a delayed delivery, a model's own
-        schedule (the end of a refractory period)."""
+        schedule (the end of a refractory period). `whole`: see `on_spikes`."""
         times = []
         for name, pop in self.network.populations.items():
             times.append(jnp.asarray(pop.neuron.next_scheduled_time(y[name])))
             times.append(jnp.asarray(pop.current.next_jump(t)))
         for conn, queue in zip(self.network.connections, aux):
             if queue is not None:
-                times.append(jnp.min(self._arrivals(conn, queue)))
+                arrivals = self._arrivals(conn, queue)
+                times.append(smallest(arrivals) if whole else jnp.min(arrivals))
         dtype = jtu.tree_leaves(y)[0].dtype
         return jnp.min(jnp.stack([x.astype(dtype) for x in times]))
 
-    def apply_internal(self, t, y, aux):
+    def apply_internal(self, t, y, aux, whole=False):
         pops = self.network.populations
         y = {name: pop.neuron.apply_scheduled(t, y[name]) for name, pop in pops.items()}
         aux = list(aux)
@@ -212,9 +240,11 @@ class NetworkSystem(eqx.Module):
                 continue
             size = queue.emit_t.shape[0]
             due = self._arrivals(conn, queue) == t
-            slots = jnp.nonzero(
-                due, size=min(DELIVERIES_PER_ITERATION, size), fill_value=size
-            )[0]
+            per_iteration = min(DELIVERIES_PER_ITERATION, size)
+            if whole:
+                slots = nonzero(due, per_iteration, size)
+            else:
+                slots = jnp.nonzero(due, size=per_iteration, fill_value=size)[0]
             ok = slots < size
             slots = jnp.minimum(slots, size - 1)
             rows = queue.pre[slots]
@@ -225,7 +255,7 @@ class NetworkSystem(eqx.Module):
                     jnp.minimum(queue.cursor[slots], row_delays.shape[1] - 1),
                 ]
                 mask = row_delays == now[:, None]
-                x = conn.rows(rows, ok, synapse_mask=mask)
+                x = conn.rows(rows, ok, synapse_mask=mask, whole=whole)
                 next_cursor = jnp.sum(row_delays <= now[:, None], axis=1).astype(jnp.int32)
                 finished = (next_cursor >= row_delays.shape[1]) | ~jnp.isfinite(
                     row_delays[
@@ -234,18 +264,18 @@ class NetworkSystem(eqx.Module):
                     ]
                 )
             else:
-                x = conn.rows(rows, ok)
+                x = conn.rows(rows, ok, whole=whole)
                 next_cursor = queue.cursor[slots]
                 finished = jnp.ones_like(ok)
             write = jnp.where(ok, slots, size)
-            aux[k] = eqx.tree_at(
-                lambda q: (q.cursor, q.live),
-                queue,
-                (
-                    queue.cursor.at[write].set(next_cursor, mode="drop"),
-                    queue.live.at[write].set(~finished, mode="drop"),
-                ),
-            )
+            if whole:
+                count = jnp.sum(ok, dtype=jnp.int32)
+                cursor = set_rows(queue.cursor, write, next_cursor, count)
+                live = set_rows(queue.live, write, ~finished, count)
+            else:
+                cursor = queue.cursor.at[write].set(next_cursor, mode="drop")
+                live = queue.live.at[write].set(~finished, mode="drop")
+            aux[k] = eqx.tree_at(lambda q: (q.cursor, q.live), queue, (cursor, live))
             y[conn.post] = _jump(pops[conn.post].neuron, y[conn.post], x, conn.target)
         return y, tuple(aux)
 

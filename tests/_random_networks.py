@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import neurosim as ns
-from neurosim import _per_neuron
+from neurosim import _engine, _per_neuron
 from neurosim.inputs import Step, poisson_spikes
 
 RECURRENT = ("ee", "ei", "ie", "ii")
@@ -326,7 +326,8 @@ PATHS = (
     "dense",  # weights traced through jax.jit (dense rows), compiled whole
     "dense_usual",  # traced weights, usual form
     "dense_grad",  # traced weights, gradients=True
-    "ode",  # the ODE-solver path, exact=False (Tsit5, rtol = atol = ODE_TOL)
+    "ode",  # the ODE-solver path, exact=False (Tsit5, rtol = atol = ODE_TOL), compiled whole
+    "ode_usual",  # the same, the network clock's loop in its usual form
     "ode_grad",  # the same, gradients=True (each segment a diffeqsolve)
     "clocks",  # each neuron solved alone, exact=False, clocks="neuron" (ODE_TOL)
 )
@@ -339,22 +340,27 @@ def precision() -> str:
 
 @contextlib.contextmanager
 def loop_form(whole: bool):
-    """Trace the exact loop compiled whole (True, the CPU default) or in its usual
-    form (False), as tests/test_cpu.py does: patches `_per_neuron.compiles_whole`, and
-    checks through `_per_neuron.one_kernel` that the usual form is not compiled whole."""
+    """Trace the event loops (the exact loop and the network clock's) compiled whole
+    (True, the CPU default) or in their usual form (False), as tests/test_cpu.py does:
+    patches `compiles_whole` of `_per_neuron` and `_engine`, and checks through their
+    `one_kernel` that the usual form is not compiled whole."""
     calls = []
-    saved = _per_neuron.compiles_whole, _per_neuron.one_kernel
+    modules = (_per_neuron, _engine)
+    saved = [(m.compiles_whole, m.one_kernel) for m in modules]
 
-    def spy(fn):
-        calls.append(fn)
-        return saved[1](fn)
+    for module, (compiles, kernel) in zip(modules, saved):
 
-    _per_neuron.compiles_whole = lambda: whole and saved[0]()
-    _per_neuron.one_kernel = spy
+        def spy(fn, kernel=kernel):
+            calls.append(fn)
+            return kernel(fn)
+
+        module.compiles_whole = lambda compiles=compiles: whole and compiles()
+        module.one_kernel = spy
     try:
         yield
     finally:
-        _per_neuron.compiles_whole, _per_neuron.one_kernel = saved
+        for module, (compiles, kernel) in zip(modules, saved):
+            module.compiles_whole, module.one_kernel = compiles, kernel
     if not whole:
         assert not calls, "the usual form of the loop was compiled whole"
 
@@ -370,10 +376,13 @@ def _kwargs(structure: Structure, path: str) -> dict:
         throw=False,
         record=record_times(structure),
     )
-    if path in ("ode", "ode_grad", "clocks"):
+    if path in ("ode", "ode_usual", "ode_grad", "clocks"):
         tol = ODE_TOL[precision()]
         clocks = "neuron" if path == "clocks" else "network"
-        return dict(kwargs, exact=False, clocks=clocks, rtol=tol, atol=tol)
+        kwargs = dict(kwargs, exact=False, clocks=clocks, rtol=tol, atol=tol)
+        if path == "ode_usual":  # a static argument of its own: a trace of its own
+            kwargs["max_iterations"] = 1_000_001
+        return kwargs
     iterations = 8 * structure.max_spikes + 2 * structure.n_inputs * structure.input_slots
     iterations += 200_000 + (1 if path.endswith("_usual") else 0)
     return dict(kwargs, exact=True, max_iterations=iterations)
