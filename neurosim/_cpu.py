@@ -1,4 +1,4 @@
-"""The exact event loop as one compiled function on XLA's CPU backend.
+"""The event loops as one compiled function on XLA's CPU backend.
 
 XLA's CPU runtime runs the body of a loop as a sequence of small compiled kernels,
 with a dispatch between each. An event of the exact loop (`neurosim._per_neuron`) is
@@ -17,6 +17,12 @@ ODE models solved per neuron by the lean stepper of `neurosim._clock`); under
 call runs the usual loop (`_per_neuron.run`). The results are the same either way (bit
 for bit in tests/test_cpu.py); on the CUBA benchmark an event costs about 40% less
 (benchmarks/HISTORY.md).
+
+The network clock's loop (`neurosim._engine`, models without a closed form) is
+compiled whole the same way in forward runs on explicit Runge-Kutta solvers, with the
+updates below in place of its scatters (`whole_unless_batched` routes batched calls to
+its usual form): the Izhikevich (2003) network runs 2.2-2.5x faster
+(tests/test_engine_whole.py, benchmarks/HISTORY.md, stop 30).
 """
 
 import functools

@@ -22,7 +22,9 @@ root finder works on small numbers and its tolerance can match the resolution of
 absolute time; forward runs on an adaptive solver take the same steps in a plain loop
 instead (`neurosim._segment`). The step size is carried from one segment to the next.
 The outer loop is a checkpointed `equinox.internal.while_loop`, so reverse-mode
-gradients flow through spike times, resets and deliveries.
+gradients flow through spike times, resets and deliveries. Forward runs on an explicit
+Runge-Kutta solver compile the loop into one function on the CPU (`neurosim._cpu`),
+with its queue, delivery and buffer updates written without scatters.
 """
 
 from dataclasses import replace
