@@ -155,7 +155,7 @@ import jax.tree_util as jtu
 from jaxtyping import Array, Bool, Float, Int, PyTree
 
 from . import _clock, _replay
-from ._cpu import compiles_whole, one_kernel, set_rows, whole_unless_batched
+from ._cpu import compiles_whole, one_kernel, put_row, set_rows, whole_unless_batched
 from ._cpu import row_start as _row_start
 from ._currents import Constant, PiecewiseConstant, PulseTrain, Sum
 from ._engine import (
@@ -796,8 +796,7 @@ def _run(system, t0, t1, y0, input_times, input_sources, record_times, **options
     out = loop.output(final)
     if not loop.log_size:
         return out
-    size = loop.log_size
-    log = {field: buffer[:size] for field, buffer in final.log.items()}
+    log = dict(final.log)
     log["count"] = final.num_logged
     log["t_final_lo"] = jnp.where(out.t_final == loop.t1, 0.0, final.t_lo)
     return out, log
@@ -907,7 +906,6 @@ class _Loop:
         }
         # A loop compiled into one function (`neurosim._cpu`) holds no scatter: each
         # buffer has a last slot for the writes not stored.
-        self.spare = 1 if whole else 0
         self.cap = horizon_cap(network, dtype)
         # Populations without a closed form: one ODE solve per neuron (`_clock`).
         everywhere = clock is not None and clock.everywhere
@@ -1010,13 +1008,14 @@ class _Loop:
         are equinox's write-only buffers (kept out of the checkpoints), written with a
         predicate; in the plain loop an index past the end is dropped (a predicate
         would read the buffer first, and XLA would copy it), or in a loop compiled
-        whole, the spare last slot is written."""
+        whole, where it is updated in place, the entry is read and written back. (A
+        spare last entry written instead made every buffer one longer than asked, and
+        slicing the results to their sizes copied them: 30 MiB of spike buffers and
+        log at N = 64 000.)"""
         if self.gradients:
             return eqxi.buffer_at_set(buffer, slot, value, pred=pred)
         if self.whole:
-            slot = jnp.where(pred, slot, buffer.shape[0] - 1)
-            value = jnp.asarray(value, buffer.dtype)[None]
-            return lax.dynamic_update_slice(buffer, value, _row_start(slot, buffer.ndim))
+            return put_row(buffer, jnp.where(pred, slot, buffer.shape[0]), value)
         return buffer.at[jnp.where(pred, slot, buffer.shape[0])].set(value, mode="drop")
 
     # ----- the start ----------------------------------------------------------------
@@ -1034,7 +1033,7 @@ class _Loop:
             )
             table0[name] = self.layout[name].pack(y0[name], row)
             key0[name] = _keys_of(key)
-        size, spare = self.max_spikes + self.spare, self.spare
+        size = self.max_spikes
         return _Carry(
             t=self.t0,
             t_lo=zero,
@@ -1049,7 +1048,7 @@ class _Loop:
             num_spikes=jnp.asarray(0, jnp.int32),
             records=jtu.tree_map(
                 lambda leaf: jnp.full(
-                    (self.num_records + spare,) + leaf.shape, jnp.nan, leaf.dtype
+                    (self.num_records,) + leaf.shape, jnp.nan, leaf.dtype
                 ),
                 self.system.observe(y0),
             ),
@@ -1085,12 +1084,16 @@ class _Loop:
         return dict(fired=fired, t_end=jnp.where(now, t, carry.t_end))
 
     def init_log(self):
-        size = self.log_size + self.spare
+        """The log's buffers: the kind of each event (int8), what it refers to, its
+        time; for delayed deliveries, their row, cursor and emission time (fields a
+        network without delays does not hold: at 2.6 M entries each is 10 MiB)."""
+        size = self.log_size
         ints = jnp.zeros((size,), jnp.int32)
         floats = jnp.zeros((size,), self.dtype)
-        return dict(
-            kind=ints, a=ints, b=ints, cursor=ints, t=floats, t_lo=floats, emit=floats
-        )
+        log = dict(kind=jnp.zeros((size,), jnp.int8), a=ints, t=floats, t_lo=floats)
+        if self.delayed:
+            log.update(b=ints, cursor=ints, emit=floats)
+        return log
 
     def log_event(self, carry: _Carry, event: _Event, touched: _Touched, stored):
         """The log after this event (see `neurosim._replay`): its kind and what it
@@ -1113,7 +1116,7 @@ class _Loop:
                     ),
                 ),
             ),
-        ).astype(jnp.int32)
+        ).astype(jnp.int8)
         a = jnp.where(
             event.is_record,
             carry.record_ptr,
@@ -1139,7 +1142,7 @@ class _Loop:
         )
         log = {
             field: self.store(carry.log[field], slot, values[field], logged)
-            for field in values
+            for field in carry.log
         }
         return log, carry.num_logged + logged.astype(jnp.int32)
 

@@ -426,6 +426,7 @@ def replay_carriers(
     entries = {
         field: jnp.pad(log[field], (0, math.prod(shape) - size)).reshape(shape)
         for field in LOG_FIELDS
+        if field in log  # (the delay fields only where there are delays)
     }
     final, (slots, fired) = lax.scan(block, init, entries)
     # Each spike's carrier, from the step that logged it (a slot is logged once).
