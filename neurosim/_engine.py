@@ -582,11 +582,11 @@ def _run(
         )
         spike_times, spike_neurons, records = big
         if whole:
-            # The fired neurons' slots are consecutive from the lowest: one reduction
-            # and two row updates per spike.
+            # The spikes stored in this iteration fill the slots from the count before
+            # it: one reduction and two row updates per spike, none without one.
             slots = small.spike_slot
-            first = jnp.min(slots)
-            count = jnp.sum(slots < max_spikes, dtype=jnp.int32)
+            first = carry.num_spikes
+            count = small.num_spikes - carry.num_spikes
 
             def write(k, buffers):
                 times, neurons = buffers
