@@ -275,7 +275,10 @@ class _Population:
         """Per segment (flattened), whether it can hold a crossing: every segment but
         those where `v` provably stays at or below threshold. With `G` the synaptic
         drive, which moves monotonically between its values at the segment's ends,
-        `v` moves towards `v_inf + G` and stays below `max(v(start), v_inf + max G)`.
+        `v` moves towards `v_inf + G <= high = v_inf + max G`: by comparison with
+        `w' = (high - w) / tau_m` from `v(start)`, it stays below
+        `max(v(start), high + (v(start) - high) exp(-length / tau_m))`, far below
+        `high` on segments short against `tau_m` (many arrivals close together).
         The test keeps a margin of rounding (it only skips work: a kept segment is
         searched as before), and keeps refractory neurons and those without leak."""
         form = neuron.closed_form(states, current, starts, jnp.zeros_like(starts))
@@ -286,7 +289,9 @@ class _Population:
             scale = scale + jnp.abs(g)
         theta = neuron.v_th
         margin = 64 * jnp.finfo(starts.dtype).eps * (scale + jnp.abs(theta))
-        below = jnp.maximum(form.state.v, high) <= theta - margin
+        v = form.state.v
+        reach = high + (v - high) * jnp.exp(-length / form.tau_m)
+        below = jnp.maximum(v, reach) <= theta - margin
         return live & ((form.r > 0) | jnp.isinf(form.tau_m) | ~below)
 
     def _search(self, cap):

@@ -243,3 +243,93 @@ def test_projections_of_one_source_deliver_one_by_one(x64):
         jax.tree.leaves(layered.states), jax.tree.leaves(loop.states), strict=True
     ):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+def _sampled_maximum(form, length, samples=401):
+    """The largest `v` of each segment over `samples` evenly spaced times in
+    `[0, length]` (ends included), from the closed form."""
+    fractions = np.linspace(0.0, 1.0, samples)
+    return np.max([np.asarray(form.voltage(f * length)) for f in fractions], axis=0)
+
+
+@pytest.mark.parametrize("model", ["LIF", "CubaLIF"])
+def test_skipped_segments_hold_no_crossing(x64, model):
+    """The segments the search skips (`_Population._candidates`) on random states,
+    drives, time constants (equal ones included) and lengths from 1e-3 to 50 ms: none
+    has a sampled `v` above threshold; and the bound from `v(start)` over the segment's
+    length skips most of the segments that the asymptotic bound
+    `max(v(start), v_inf + max G)` must keep."""
+    from neurosim._layered import _Population
+
+    rng = np.random.default_rng(3)
+    m = 20_000
+    tau_mem = rng.uniform(2.0, 30.0, m)
+    length = 10.0 ** rng.uniform(-3.0, np.log10(50.0), m)
+    v = rng.uniform(-1.0, 1.05, m)
+    current = rng.uniform(-0.5, 0.5, m)
+    if model == "LIF":
+        tau_syn = np.where(rng.random(m) < 0.2, tau_mem, rng.uniform(1.0, 20.0, m))
+        neuron = ns.LIF(tau_mem=jnp.asarray(tau_mem), tau_syn=jnp.asarray(tau_syn))
+        drives = {"i": rng.uniform(-2.0, 4.0, m)}
+        taus = {"i": tau_syn}
+    else:
+        tau_exc = np.where(rng.random(m) < 0.2, tau_mem, rng.uniform(1.0, 20.0, m))
+        neuron = ns.CubaLIF(
+            tau_mem=jnp.asarray(tau_mem),
+            tau_exc=jnp.asarray(tau_exc),
+            tau_inh=jnp.asarray(rng.uniform(1.0, 20.0, m)),
+        )
+        drives = {"ge": rng.uniform(0.0, 4.0, m), "gi": rng.uniform(-3.0, 0.0, m)}
+        taus = {"ge": tau_exc, "gi": np.asarray(neuron.tau_inh)}
+    zeros = jnp.zeros(m)
+    state = neuron.init_state(m)
+    state = eqx.tree_at(
+        lambda s: [s.v, *(getattr(s, f) for f in drives)],
+        state,
+        [jnp.asarray(v), *(jnp.asarray(g) for g in drives.values())],
+    )
+    starts = jnp.asarray(rng.uniform(0.0, 20.0, m))
+    candidate = np.asarray(
+        _Population._candidates(
+            None,
+            neuron,
+            jnp.asarray(current),
+            state,
+            starts,
+            starts + length,
+            jnp.ones(m, bool),
+        )
+    )
+    form = neuron.closed_form(state, jnp.asarray(current), starts, zeros)
+    highest = _sampled_maximum(form, jnp.asarray(length))
+    v_th = float(neuron.v_th)
+    crossing = highest > v_th + 1e-9
+    assert 0.05 < crossing.mean() < 0.5, crossing.mean()
+    assert np.all(candidate[crossing]), np.flatnonzero(crossing & ~candidate)[:10]
+    # What the asymptotic bound keeps, and how much of it the search skips.
+    high = np.asarray(neuron.v_leak) + current
+    for name, g in drives.items():
+        high = high + np.maximum(g, g * np.exp(-length / taus[name]))
+    kept = np.maximum(v, high) > v_th
+    assert np.mean(~candidate[kept & ~crossing]) > 0.5
+
+
+def test_many_close_arrivals_take_few_rounds(x64):
+    """A fire-once LIF neuron receiving 300 small input spikes 0.05 ms apart (short
+    segments against tau_mem) crosses long after its asymptotic drive passes
+    threshold: the search skips the segments in between, so it takes a few rounds,
+    not one per segment, and its spike is the event loop's."""
+    times = 1.0 + 0.05 * jnp.arange(300.0)
+    net = ns.Network(
+        {"out": ns.Population(ns.LIF(tau_mem=20.0, tau_syn=20.0, t_ref=1e4), 1)},
+        [ns.Projection("in", "out", jnp.full((300, 1), 0.02))],
+        {"in": ns.SpikeTrains(times, jnp.arange(300), 300)},
+    )
+    layered = ns.simulate(net, t1=40.0, max_spikes=1, exact="layered")
+    loop = ns.simulate(net, t1=40.0, max_spikes=1, gradients=False)
+    spike = float(layered.first_spike_times()[0])
+    np.testing.assert_allclose(spike, float(loop.first_spike_times()[0]), rtol=1e-12)
+    # The drive v_inf + G passes threshold after 50 arrivals (G = 0.02 k, decaying
+    # little); the spike comes after more than 100 of them.
+    assert np.sum(np.asarray(times) < spike) > 100, spike
+    assert int(layered.iterations) <= 4, int(layered.iterations)
