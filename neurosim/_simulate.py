@@ -502,7 +502,9 @@ def simulate(
     - `max_solver_steps`: cap on ODE steps within one inter-event segment.
     - `max_iterations`: cap on event-loop iterations (spikes, inputs, records,
         scheduled changes; for independent neurons on their own clocks, see `clocks`,
-        a solver step of every neuron); the default is generous.
+        a solver step of every neuron); the default is generous. It is part of the
+        compiled program: on per-neuron clocks the default grows with `t1 - t0`, in
+        doublings, so a new `t1` within a doubling of the span does not compile again.
     - `locate_spikes`: True (default) finds each spike time by root finding within
         the solver step. False stops at the end of the step on which the condition
         turned positive and spikes there: the convention of clock-driven simulators
@@ -953,12 +955,17 @@ def _neuron_clocks_pay(system: NetworkSystem, clock) -> bool:
 
 def _checks_bound(network: Network, t0, t1, cap) -> int:
     """Room in `max_iterations` for the checks of neurons on their own clocks: about
-    four per neuron and horizon cap (a silent neuron is checked once per cap)."""
+    four per neuron and horizon cap (a silent neuron is checked once per cap).
+
+    The number of caps is rounded up to a power of two: `max_iterations` is part of
+    the compiled program, and a run that changes `t1` within a doubling of its span
+    (a notebook's 600 -> 1000 ms) reuses it instead of compiling again."""
     try:
         span = float(t1) - float(t0)
     except (TypeError, jax.errors.ConcretizationTypeError):
         span = 1000.0
-    return 4 * network.num_neurons * (int(span / cap) + 2)
+    caps = int(span / cap) + 2
+    return 4 * network.num_neurons * (1 << (caps - 1).bit_length())
 
 
 def _closed_form_path(exact, system, solver, stepsize_controller, locate_spikes) -> bool:

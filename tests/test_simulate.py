@@ -422,3 +422,24 @@ def test_callable_current_gives_the_closed_form(x64):
     third = 25 + 10 * np.log((3 - v25) / 2)
     expected = [10 * LN3, 20 * LN3, third, third + 10 * np.log(3 / 2)]
     np.testing.assert_allclose(sol.spike_train(0)[:4], expected, atol=1e-8)
+
+
+def test_the_room_for_checks_changes_only_at_doublings_of_t1():
+    """`max_iterations`'s default is compiled into the run: on per-neuron clocks it
+    holds about four checks per neuron and horizon cap, rounded up so that a new `t1`
+    within a doubling of the span reuses the compiled program."""
+    from neurosim._simulate import _checks_bound
+
+    class Network:
+        num_neurons = 10
+
+    cap = 20.0
+    spans = np.linspace(1.0, 10_000.0, 5000)
+    rooms = np.array([_checks_bound(Network, 0.0, t1, cap) for t1 in spans])
+    assert np.all(rooms >= 4 * 10 * (np.floor(spans / cap) + 2))
+    assert np.all(rooms <= 2 * 4 * 10 * (np.floor(spans / cap) + 2))
+    assert np.all(np.diff(rooms) >= 0)
+    assert len(np.unique(rooms)) == 9  # 2, 4, ..., 512 caps
+    assert _checks_bound(Network, 0.0, 650.0, cap) == _checks_bound(
+        Network, 0.0, 1200.0, cap
+    )
