@@ -136,7 +136,7 @@ class _Lanes:
         zero = jnp.zeros_like(t)
         # The current from here on (right-continuous), constant to its next jump.
         current = _lane_values(self.current, t, self.n).astype(self.dtype)
-        state, f = lean.init(current, t, y, jnp.full_like(t, 1e-3), first)
+        state, f = lean.init(current, t, y, jnp.full_like(t, 1e-3))
         stop = jnp.minimum(self.next_record(carry["r_ptr"]), t_end)
         stop = jnp.minimum(stop, self.scheduled_time(y))
         stop = jnp.minimum(stop, jax.vmap(self.current.next_jump)(t).astype(self.dtype))
@@ -149,6 +149,7 @@ class _Lanes:
             state=state,
             h=lean.first_step(y, f) if first else carry["h"],
             c=lean.condition(current, t, zero, y),
+            m=lean.slope(current, t, zero, y, f),
             current=current,
             stop=stop,
             stop_s=(stop - t) - t_lo,
@@ -175,7 +176,10 @@ class _Lanes:
         y1, error, dense, state1 = lean.step(current, tb, s, s1, y, carry["state"])
         accept, finite, factor = lean.control(stepping, y, y1, error)
         c1 = lean.condition(current, tb, s1, y1)
-        crossed, t_hi = lean.crossed(current, tb, s, s1, carry["c"], c1, dense, accept)
+        m1 = lean.end_slope(current, tb, s1, y1, state1)
+        crossed, t_hi = lean.crossed(
+            current, tb, s, s1, carry["c"], c1, dense, accept, carry["m"], m1
+        )
         # The crossings of at most CROSSINGS_PER_ITERATION lanes are located; the
         # others take the same step again next time.
         k = min(n, CROSSINGS_PER_ITERATION)
@@ -231,6 +235,7 @@ class _Lanes:
             y=_clock.leafwise_where(accept, y1, y),
             state=_clock.leafwise_where(accept, state1, carry["state"]),
             c=jnp.where(accept, c1, carry["c"]),
+            m=jnp.where(accept, m1, carry["m"]),
             h=jnp.where(stepping & ~retry, h * factor, carry["h"]),
             steps=carry["steps"] + jnp.sum(accept, dtype=jnp.int32),
             seg_steps=carry["seg_steps"] + stepping.astype(jnp.int32),
@@ -284,6 +289,7 @@ class _Lanes:
             state=state0,
             h=zeros,
             c=zeros,
+            m=zeros,
             current=current,
             stop=zeros,
             stop_s=zeros,

@@ -319,6 +319,46 @@ def test_a_graze_inside_one_step_is_found_at_its_crossing(interior, monkeypatch,
         np.testing.assert_allclose(float(root[0]), np.arcsin(0.999), atol=1e-8)
 
 
+@pytest.mark.parametrize("slopes", [True, False], ids=["cubic", "midpoint"])
+def test_an_off_centre_graze_is_read_at_the_cubics_maximum(slopes, x64):
+    """v = sin(t) over one step [pi/2 - 0.06, pi/2 + 0.14], v_th = 0.9995: below the
+    threshold at both ends (cos 0.06, cos 0.14) and at the midpoint (cos 0.04 =
+    0.9992), above it for 0.063 around pi/2, 30% into the step. With the condition's
+    slopes at the step's ends, it is read at the maximum of the cubic through the
+    ends' values and slopes (within 6e-5 of pi/2): the step holds a crossing, located
+    at arcsin(0.9995). Read at the midpoint (as before), the spike would be missed."""
+    neuron = _Wave(v_th=0.9995)
+    clock = _clock.OdeClock(
+        dfx.Tsit5(), dfx.PIDController(rtol=1e-10, atol=1e-10), 64, 20.0
+    )
+    lean = _clock.Lean(clock, neuron, _clock.per_neuron_mask(neuron, 1), jnp.float64)
+    t_a, t_b = jnp.asarray([np.pi / 2 - 0.06]), jnp.asarray([np.pi / 2 + 0.14])
+    y_a = _WaveState(v=jnp.sin(t_a), w=jnp.cos(t_a))
+    current, t_abs = jnp.zeros((1,)), jnp.zeros((1,))
+    state, f_a = lean.init(current, t_abs, y_a, t_b - t_a)
+    y_b, _, dense, state_b = lean.step(current, t_abs, t_a, t_b, y_a, state)
+    c_a = lean.condition(current, t_abs, t_a, y_a)
+    c_b = lean.condition(current, t_abs, t_b, y_b)
+    assert float(c_a[0]) < 0 and float(c_b[0]) < 0
+    # The slopes: the derivative of sin at the ends (from the state's derivative at
+    # the start, the solver's last stage at the end).
+    m_a = lean.slope(current, t_abs, t_a, y_a, f_a)
+    m_b = lean.end_slope(current, t_abs, t_b, y_b, state_b)
+    np.testing.assert_allclose([float(m_a[0]), float(m_b[0])], np.cos([t_a[0], t_b[0]]))
+    slope_args = (m_a, m_b) if slopes else ()
+    accept = jnp.asarray([True])
+    crossed, t_hi = lean.crossed(
+        current, t_abs, t_a, t_b, c_a, c_b, dense, accept, *slope_args
+    )
+    assert bool(crossed[0]) is slopes
+    if slopes:
+        assert abs(float(t_hi[0]) - np.pi / 2) < 6e-5
+        root, _ = lean.crossing(
+            current, t_abs, t_a, t_b, c_a, y_a, state, dense, crossed, t_hi=t_hi
+        )
+        np.testing.assert_allclose(float(root[0]), np.arcsin(0.9995), atol=1e-8)
+
+
 def test_the_default_takes_per_neuron_clocks_for_sparse_networks_in_forward_runs():
     """`clocks=None` takes per-neuron clocks for a forward run of a network with more
     than 50 neurons per target of a spike (120 Izhikevich neurons in a ring, each
