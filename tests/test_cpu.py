@@ -15,6 +15,12 @@ from neurosim._clock import OdeClock
 from neurosim._cpu import one_kernel
 from neurosim._system import NetworkSystem
 
+# The whole form is the CPU backend's (`_cpu.compiles_whole`): elsewhere the loops take
+# their usual form and these checks do not apply.
+pytestmark = pytest.mark.skipif(
+    jax.default_backend() != "cpu", reason="the whole form is compiled on the CPU only"
+)
+
 MARK = 'xla_cpu_small_call="true"'  # in a compiled program
 
 

@@ -13,6 +13,12 @@ import pytest
 import neurosim as ns
 from neurosim import _cpu, _engine, _segment
 
+# The whole form is the CPU backend's (`_cpu.compiles_whole`): elsewhere the loops take
+# their usual form and these checks do not apply.
+pytestmark = pytest.mark.skipif(
+    jax.default_backend() != "cpu", reason="the whole form is compiled on the CPU only"
+)
+
 # ----- the scatter-free updates, compiled whole ------------------------------------
 
 

@@ -11,6 +11,7 @@ def test_batch_sharded_over_four_devices_equals_separate_runs():
     script = Path(__file__).with_name("_sharded_run.py")
     env = dict(os.environ)
     env.pop("XLA_FLAGS", None)
+    env["JAX_PLATFORMS"] = "cpu"  # the four devices are host CPUs, also beside a GPU
     result = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=600
     )
