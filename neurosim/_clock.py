@@ -546,11 +546,10 @@ class Lean:
                 f = self._term(batched, current, t_abs, constant).vf(s, moving, None)
             else:
                 f = jtu.tree_map(_one, f)
-            neuron = _single(batched, self.rest)
 
             def condition(s, moving):
-                full = _joined(moving, constant)
-                return neuron.spike_condition(t_abs + s, full, current[None])[0]
+                full = _first(_joined(moving, constant))
+                return self._condition_one(batched, current, t_abs, s, full)
 
             return jax.jvp(condition, (s, moving), (jnp.ones_like(s), f))[1]
 

@@ -285,6 +285,39 @@ class _Wave(ns.AbstractNeuron):
         return s
 
 
+def _sine_step(v_th, t_a, t_b):
+    """One step of the lean stepper over `[t_a, t_b]` of v = sin(t) (a `_Wave` with
+    threshold `v_th`, Tsit5 at 1e-10; local times from t_abs = 0): the stepper, its
+    arguments, the step's start and end and what they hold."""
+    neuron = _Wave(v_th=v_th)
+    clock = _clock.OdeClock(
+        dfx.Tsit5(), dfx.PIDController(rtol=1e-10, atol=1e-10), 64, 20.0
+    )
+    lean = _clock.Lean(clock, neuron, _clock.per_neuron_mask(neuron, 1), jnp.float64)
+    t_a, t_b = jnp.asarray([t_a]), jnp.asarray([t_b])
+    y_a = _WaveState(v=jnp.sin(t_a), w=jnp.cos(t_a))
+    current, t_abs = jnp.zeros((1,)), jnp.zeros((1,))
+    state, f_a = lean.init(current, t_abs, y_a, t_b - t_a)
+    y_b, _, dense, state_b = lean.step(current, t_abs, t_a, t_b, y_a, state)
+    c_a = lean.condition(current, t_abs, t_a, y_a)
+    c_b = lean.condition(current, t_abs, t_b, y_b)
+    assert float(c_a[0]) < 0 and float(c_b[0]) < 0
+    return dict(
+        lean=lean, current=current, t_abs=t_abs, t_a=t_a, t_b=t_b, y_a=y_a, f_a=f_a,
+        state=state, y_b=y_b, state_b=state_b, dense=dense, c_a=c_a, c_b=c_b,
+    )  # fmt: skip
+
+
+def _located(step, crossed, t_hi):
+    """The crossing located inside `_sine_step`'s step (bracket end `t_hi`)."""
+    s = step
+    root, _ = s["lean"].crossing(
+        s["current"], s["t_abs"], s["t_a"], s["t_b"], s["c_a"], s["y_a"], s["state"],
+        s["dense"], crossed, t_hi=t_hi,
+    )  # fmt: skip
+    return float(root[0])
+
+
 @pytest.mark.parametrize("interior", [True, False], ids=["midpoint", "ends-only"])
 def test_a_graze_inside_one_step_is_found_at_its_crossing(interior, monkeypatch, x64):
     """A step of the lean stepper over [pi/2 - 0.1, pi/2 + 0.1] of v = sin(t), with
@@ -294,29 +327,14 @@ def test_a_graze_inside_one_step_is_found_at_its_crossing(interior, monkeypatch,
     would be missed."""
     if not interior:
         monkeypatch.setattr(_clock, "INTERIOR", ())
-    neuron = _Wave()
-    clock = _clock.OdeClock(
-        dfx.Tsit5(), dfx.PIDController(rtol=1e-10, atol=1e-10), 64, 20.0
-    )
-    lean = _clock.Lean(clock, neuron, _clock.per_neuron_mask(neuron, 1), jnp.float64)
-    t_a, t_b = jnp.asarray([np.pi / 2 - 0.1]), jnp.asarray([np.pi / 2 + 0.1])
-    y_a = _WaveState(v=jnp.sin(t_a), w=jnp.cos(t_a))
-    current, t_abs = jnp.zeros((1,)), jnp.zeros((1,))
-    state, _ = lean.init(current, t_abs, y_a, t_b - t_a, derivative=False)
-    # The step from t_a (local times from t_abs = 0).
-    y_b, _, dense, _ = lean.step(current, t_abs, t_a, t_b, y_a, state)
-    c_a = lean.condition(current, t_abs, t_a, y_a)
-    c_b = lean.condition(current, t_abs, t_b, y_b)
-    assert float(c_a[0]) < 0 and float(c_b[0]) < 0
-    crossed, t_hi = lean.crossed(
-        current, t_abs, t_a, t_b, c_a, c_b, dense, jnp.asarray([True])
-    )
+    s = _sine_step(0.999, np.pi / 2 - 0.1, np.pi / 2 + 0.1)
+    crossed, t_hi = s["lean"].crossed(
+        s["current"], s["t_abs"], s["t_a"], s["t_b"], s["c_a"], s["c_b"], s["dense"],
+        jnp.asarray([True]),
+    )  # fmt: skip
     assert bool(crossed[0]) is interior
     if interior:
-        root, _ = lean.crossing(
-            current, t_abs, t_a, t_b, c_a, y_a, state, dense, crossed, t_hi=t_hi
-        )
-        np.testing.assert_allclose(float(root[0]), np.arcsin(0.999), atol=1e-8)
+        np.testing.assert_allclose(_located(s, crossed, t_hi), np.arcsin(0.999), atol=1e-8)
 
 
 @pytest.mark.parametrize("slopes", [True, False], ids=["cubic", "midpoint"])
@@ -327,36 +345,24 @@ def test_an_off_centre_graze_is_read_at_the_cubics_maximum(slopes, x64):
     slopes at the step's ends, it is read at the maximum of the cubic through the
     ends' values and slopes (within 6e-5 of pi/2): the step holds a crossing, located
     at arcsin(0.9995). Read at the midpoint (as before), the spike would be missed."""
-    neuron = _Wave(v_th=0.9995)
-    clock = _clock.OdeClock(
-        dfx.Tsit5(), dfx.PIDController(rtol=1e-10, atol=1e-10), 64, 20.0
-    )
-    lean = _clock.Lean(clock, neuron, _clock.per_neuron_mask(neuron, 1), jnp.float64)
-    t_a, t_b = jnp.asarray([np.pi / 2 - 0.06]), jnp.asarray([np.pi / 2 + 0.14])
-    y_a = _WaveState(v=jnp.sin(t_a), w=jnp.cos(t_a))
-    current, t_abs = jnp.zeros((1,)), jnp.zeros((1,))
-    state, f_a = lean.init(current, t_abs, y_a, t_b - t_a)
-    y_b, _, dense, state_b = lean.step(current, t_abs, t_a, t_b, y_a, state)
-    c_a = lean.condition(current, t_abs, t_a, y_a)
-    c_b = lean.condition(current, t_abs, t_b, y_b)
-    assert float(c_a[0]) < 0 and float(c_b[0]) < 0
+    s = _sine_step(0.9995, np.pi / 2 - 0.06, np.pi / 2 + 0.14)
+    lean, current, t_abs = s["lean"], s["current"], s["t_abs"]
     # The slopes: the derivative of sin at the ends (from the state's derivative at
     # the start, the solver's last stage at the end).
-    m_a = lean.slope(current, t_abs, t_a, y_a, f_a)
-    m_b = lean.end_slope(current, t_abs, t_b, y_b, state_b)
-    np.testing.assert_allclose([float(m_a[0]), float(m_b[0])], np.cos([t_a[0], t_b[0]]))
-    slope_args = (m_a, m_b) if slopes else ()
-    accept = jnp.asarray([True])
-    crossed, t_hi = lean.crossed(
-        current, t_abs, t_a, t_b, c_a, c_b, dense, accept, *slope_args
+    m_a = lean.slope(current, t_abs, s["t_a"], s["y_a"], s["f_a"])
+    m_b = lean.end_slope(current, t_abs, s["t_b"], s["y_b"], s["state_b"])
+    np.testing.assert_allclose(
+        [float(m_a[0]), float(m_b[0])], np.cos([float(s["t_a"][0]), float(s["t_b"][0])])
     )
+    slope_args = (m_a, m_b) if slopes else ()
+    crossed, t_hi = lean.crossed(
+        current, t_abs, s["t_a"], s["t_b"], s["c_a"], s["c_b"], s["dense"],
+        jnp.asarray([True]), *slope_args,
+    )  # fmt: skip
     assert bool(crossed[0]) is slopes
     if slopes:
         assert abs(float(t_hi[0]) - np.pi / 2) < 6e-5
-        root, _ = lean.crossing(
-            current, t_abs, t_a, t_b, c_a, y_a, state, dense, crossed, t_hi=t_hi
-        )
-        np.testing.assert_allclose(float(root[0]), np.arcsin(0.9995), atol=1e-8)
+        np.testing.assert_allclose(_located(s, crossed, t_hi), np.arcsin(0.9995), atol=1e-8)
 
 
 def test_the_default_takes_per_neuron_clocks_for_sparse_networks_in_forward_runs():
