@@ -308,6 +308,15 @@ def _sine_step(v_th, t_a, t_b):
     )  # fmt: skip
 
 
+def _crossed(step, *slopes):
+    """`Lean.crossed` on `_sine_step`'s step (with the ends' slopes, if given)."""
+    s = step
+    return s["lean"].crossed(
+        s["current"], s["t_abs"], s["t_a"], s["t_b"], s["c_a"], s["c_b"], s["dense"],
+        jnp.asarray([True]), *slopes,
+    )  # fmt: skip
+
+
 def _located(step, crossed, t_hi):
     """The crossing located inside `_sine_step`'s step (bracket end `t_hi`)."""
     s = step
@@ -328,10 +337,7 @@ def test_a_graze_inside_one_step_is_found_at_its_crossing(interior, monkeypatch,
     if not interior:
         monkeypatch.setattr(_clock, "INTERIOR", ())
     s = _sine_step(0.999, np.pi / 2 - 0.1, np.pi / 2 + 0.1)
-    crossed, t_hi = s["lean"].crossed(
-        s["current"], s["t_abs"], s["t_a"], s["t_b"], s["c_a"], s["c_b"], s["dense"],
-        jnp.asarray([True]),
-    )  # fmt: skip
+    crossed, t_hi = _crossed(s)
     assert bool(crossed[0]) is interior
     if interior:
         np.testing.assert_allclose(_located(s, crossed, t_hi), np.arcsin(0.999), atol=1e-8)
@@ -355,10 +361,7 @@ def test_an_off_centre_graze_is_read_at_the_cubics_maximum(slopes, x64):
         [float(m_a[0]), float(m_b[0])], np.cos([float(s["t_a"][0]), float(s["t_b"][0])])
     )
     slope_args = (m_a, m_b) if slopes else ()
-    crossed, t_hi = lean.crossed(
-        current, t_abs, s["t_a"], s["t_b"], s["c_a"], s["c_b"], s["dense"],
-        jnp.asarray([True]), *slope_args,
-    )  # fmt: skip
+    crossed, t_hi = _crossed(s, *slope_args)
     assert bool(crossed[0]) is slopes
     if slopes:
         assert abs(float(t_hi[0]) - np.pi / 2) < 6e-5
