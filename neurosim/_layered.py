@@ -49,6 +49,7 @@ from ._per_neuron import (
     _elapsed,
     _finest,
     _predict,
+    forward_bound,
     horizon_cap,
     newton_step,
 )
@@ -277,21 +278,24 @@ class _Population:
         drive, which moves monotonically between its values at the segment's ends,
         `v` moves towards `v_inf + G <= high = v_inf + max G`: by comparison with
         `w' = (high - w) / tau_m` from `v(start)`, it stays below
-        `max(v(start), high + (v(start) - high) exp(-length / tau_m))`, far below
-        `high` on segments short against `tau_m` (many arrivals close together).
+        `max(v(start), high + (v(start) - high) exp(-length / tau_m))`
+        (`forward_bound`, also the loop's), far below `high` on segments short against
+        `tau_m` (many arrivals close together).
         The test keeps a margin of rounding (it only skips work: a kept segment is
         searched as before), and keeps refractory neurons and those without leak."""
         form = neuron.closed_form(states, current, starts, jnp.zeros_like(starts))
         length = ends - starts
-        high, scale = form.v_inf, jnp.abs(form.v_inf) + jnp.abs(form.state.v)
-        for g, tau in zip(form.g, form.taus, strict=True):
-            high = high + jnp.maximum(g, g * jnp.exp(-length / tau))
+        drives = [
+            (g, g * jnp.exp(-length / tau))
+            for g, tau in zip(form.g, form.taus, strict=True)
+        ]
+        scale = jnp.abs(form.v_inf) + jnp.abs(form.state.v)
+        for g in form.g:
             scale = scale + jnp.abs(g)
         theta = neuron.v_th
         margin = 64 * jnp.finfo(starts.dtype).eps * (scale + jnp.abs(theta))
-        v = form.state.v
-        reach = high + (v - high) * jnp.exp(-length / form.tau_m)
-        below = jnp.maximum(v, reach) <= theta - margin
+        ratio = jnp.exp(-length / form.tau_m)
+        below = forward_bound(form.v_inf, drives, form.state.v, ratio) <= theta - margin
         return live & ((form.r > 0) | jnp.isinf(form.tau_m) | ~below)
 
     def _search(self, cap):

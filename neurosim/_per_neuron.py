@@ -326,12 +326,14 @@ def _predict(neuron, state, current, t, t_lo, h, cap):
     v = jnp.where(held, form.state.v, free)
     # Bounds over each [a, b] = knots[j : j + 2]: forward from v(a), backward from
     # v(b) (see the module docstring); the smaller one.
-    high, low = form.v_inf, form.v_inf
-    for g, decay in zip(form.g, decays, strict=True):
-        high = high + jnp.maximum(g * decay[:-1], g * decay[1:])
-        low = low + jnp.minimum(g * decay[:-1], g * decay[1:])
+    ends = [
+        (g * decay[:-1], g * decay[1:]) for g, decay in zip(form.g, decays, strict=True)
+    ]
+    low = form.v_inf
+    for g_a, g_b in ends:
+        low = low + jnp.minimum(g_a, g_b)
     ratio = decay_m[1:] / decay_m[:-1]
-    forward = jnp.maximum(v[:-1], high + (v[:-1] - high) * ratio)
+    forward = forward_bound(form.v_inf, ends, v[:-1], ratio)
     backward = jnp.where(v[1:] < low, v[1:], low + (v[1:] - low) / ratio)
     possible = jnp.where(held[1:], form.state.v, jnp.minimum(forward, backward)) > theta
     due = (v[0] > theta) & (form.r <= 0)
@@ -373,6 +375,20 @@ def _predict(neuron, state, current, t, t_lo, h, cap):
     kind = jnp.where(spike, SPIKE, CHECK).astype(h.dtype)
     h_next = jnp.where(refine, sub, jnp.where(spike, h, jnp.minimum(2 * h, cap)))
     return key, key_lo, kind, h_next
+
+
+def forward_bound(v_inf, ends, v_a, ratio):
+    """A bound on `v` over an interval `[a, b]` from its value `v_a` at `a` (the
+    forward bound of the module docstring): `ends` holds each synaptic current's values
+    at `a` and `b` (monotone in between), `ratio` is `exp(-(b - a) / tau_m)`. `v` stays
+    below the solution driven by `G_hi`, the sum of the larger ends, which moves
+    monotonically from `v_a` towards `high = v_inf + G_hi`: below
+    `max(v_a, high + (v_a - high) ratio)`. Used by `_predict` on each sub-interval of a
+    horizon and by `neurosim._layered` on each segment between arrivals."""
+    high = v_inf
+    for g_a, g_b in ends:
+        high = high + jnp.maximum(g_a, g_b)
+    return jnp.maximum(v_a, high + (v_a - high) * ratio)
 
 
 def _finest(t, cap):
