@@ -25,11 +25,12 @@ demo: $(STAMP)
 # The tests are mostly compilation, one thread each: TEST_WORKERS processes (default 2,
 # pytest-xdist) share them out file by file, so that module-scoped compiled functions
 # are built once per file. TEST_WORKERS=0 runs them in this process. The 30 longest
-# tests are listed at the end (where the suite's time goes, in every CI log).
+# tests, and JAX's tracing and compile time per module, are listed at the end (where
+# the suite's time goes, in every CI log).
 TEST_WORKERS ?= 2
 test: $(STAMP)
 	ulimit -s 65536 2>/dev/null || true; \
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=30
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=30 --compile-report
 
 # Executes every notebook (about a minute each on 2 CPU cores; the seventh, about 4).
 test-notebooks: $(STAMP)

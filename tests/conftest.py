@@ -41,3 +41,79 @@ def _release_compiled_programs():
     thousand, and holding them all grows the process by gigabytes."""
     yield
     jax.clear_caches()
+
+
+# ----- `--compile-report`: where the suite's time goes, per test module -------------
+# JAX reports the duration of each trace, lowering and XLA compilation through
+# `jax.monitoring`; summed per module (and over the pytest-xdist workers), they are
+# printed at the end. `make test` asks for it: compilation is most of the suite's time.
+_PHASES = {
+    "jaxpr_trace_duration": "trace",
+    "jaxpr_to_mlir_module_duration": "lower",
+    "backend_compile_duration": "compile",
+}
+_report: dict = {}
+_module = ["(outside tests)"]
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--compile-report",
+        action="store_true",
+        help="print JAX's tracing, lowering and XLA compile time per test module",
+    )
+
+
+def _listen(event, duration, **_):
+    phase = _PHASES.get(event.rsplit("/", 1)[-1])
+    if phase is not None:
+        row = _report.setdefault(_module[0], {"trace": 0.0, "lower": 0.0, "compile": 0.0})
+        row[phase] += duration
+        row["programs"] = row.get("programs", 0) + (phase == "compile")
+
+
+def pytest_configure(config):
+    if config.getoption("--compile-report"):
+        jax.monitoring.register_event_duration_secs_listener(_listen)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    _module[0] = item.nodeid.split("::")[0]
+    yield
+
+
+def pytest_sessionfinish(session):
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # a pytest-xdist worker: hand the sums to the controller
+        workeroutput["compile_report"] = _report
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    for module, row in getattr(node, "workeroutput", {}).get("compile_report", {}).items():
+        mine = _report.setdefault(module, {})
+        for key, value in row.items():
+            mine[key] = mine.get(key, 0) + value
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if not config.getoption("--compile-report") or not _report:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("JAX: trace, lowering and XLA compile time per module (s)")
+    rows = sorted(_report.items(), key=lambda item: -item[1].get("compile", 0.0))
+    write(f"{'compile':>8} {'trace':>7} {'lower':>7} {'programs':>8}  module")
+    for module, row in [("(all)", _total(_report)), *rows[:15]]:
+        write(
+            f"{row.get('compile', 0):8.1f} {row.get('trace', 0):7.1f} "
+            f"{row.get('lower', 0):7.1f} {int(row.get('programs', 0)):8d}  {module}"
+        )
+
+
+def _total(report):
+    total = {}
+    for row in report.values():
+        for key, value in row.items():
+            total[key] = total.get(key, 0) + value
+    return total
