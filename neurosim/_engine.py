@@ -375,13 +375,13 @@ def _run(
             status=jnp.where(finished, FINISHED, carry.status),
         )
 
-    def advance(carry: _Carry, hold: Bool[Array, ""]) -> _Carry:
+    def advance(carry: _Carry, hold: Bool[Array, ""], internal) -> _Carry:
         """One segment; a zero-length one where `hold` (a batch element that runs
-        `advance` only because another one needs it: see `body`)."""
+        `advance` only because another one needs it: see `body`). `internal`: the next
+        scheduled change (`next_internal_time`, read once by `body`)."""
         t = carry.t
         t_next = jnp.minimum(
-            jnp.minimum(end_of(carry), next_input_time(carry.input_ptr)),
-            system.next_internal_time(t, carry.y, carry.aux, whole),
+            jnp.minimum(end_of(carry), next_input_time(carry.input_ptr)), internal
         )
         if num_records > 0:
             record_t, record_slots = pending_records(carry.record_ptr)
@@ -535,9 +535,8 @@ def _run(
         # Everything that happens at this instant (input spikes, delayed deliveries,
         # scheduled changes, a few per iteration) is applied before the neurons above
         # threshold fire, as in the exact loop.
-        pending_now = (next_input_time(carry.input_ptr) <= carry.t) | (
-            system.next_internal_time(carry.t, carry.y, carry.aux, whole) <= carry.t
-        )
+        internal = system.next_internal_time(carry.t, carry.y, carry.aux, whole)
+        pending_now = (next_input_time(carry.input_ptr) <= carry.t) | (internal <= carry.t)
         any_due = any_due & ~pending_now
         # A record at this instant takes the state before the neurons above threshold
         # fire (the left limit; at `t0` they may be above it from the start): a
@@ -570,7 +569,7 @@ def _run(
         # Without vmap exactly one of `handle_due` and `advance` runs, as before.
         advanced = lax.cond(
             eqxi.unvmap_any(~any_due),
-            lambda c: advance(c, hold=any_due | hold_for_record),
+            lambda c: advance(c, hold=any_due | hold_for_record, internal=internal),
             lambda c: c,
             small,
         )
