@@ -67,9 +67,7 @@ def pytest_addoption(parser):
 def _listen(event, duration, **_):
     phase = _PHASES.get(event.rsplit("/", 1)[-1])
     if phase is not None:
-        row = _report.setdefault(_module[0], {"trace": 0.0, "lower": 0.0, "compile": 0.0})
-        row[phase] += duration
-        row["programs"] = row.get("programs", 0) + (phase == "compile")
+        _add(_report, _module[0], {phase: duration, "programs": int(phase == "compile")})
 
 
 def pytest_configure(config):
@@ -92,9 +90,7 @@ def pytest_sessionfinish(session):
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node, error):
     for module, row in getattr(node, "workeroutput", {}).get("compile_report", {}).items():
-        mine = _report.setdefault(module, {})
-        for key, value in row.items():
-            mine[key] = mine.get(key, 0) + value
+        _add(_report, module, row)
 
 
 def pytest_terminal_summary(terminalreporter, config):
@@ -111,9 +107,15 @@ def pytest_terminal_summary(terminalreporter, config):
         )
 
 
+def _add(report, module, row):
+    """Adds `row` (seconds per phase, programs) to `report[module]`."""
+    mine = report.setdefault(module, {})
+    for key, value in row.items():
+        mine[key] = mine.get(key, 0) + value
+
+
 def _total(report):
     total = {}
     for row in report.values():
-        for key, value in row.items():
-            total[key] = total.get(key, 0) + value
-    return total
+        _add(total, "(all)", row)
+    return total["(all)"]
