@@ -38,6 +38,10 @@ from jax.experimental.xla_metadata import set_xla_metadata
 MIN_JAX = (0, 10)
 
 
+# XLA's CPU backend compiles a call so marked into one function (and does not inline it).
+_MARK = {"xla_cpu_small_call": "true", "inlineable": "false"}
+
+
 def compiles_whole() -> bool:
     """Whether a call marked by `one_kernel` is compiled into one function here: XLA's
     CPU backend, in a JAX recent enough."""
@@ -45,10 +49,16 @@ def compiles_whole() -> bool:
     return recent and jax.default_backend() == "cpu"
 
 
-def one_kernel(fn):
+def one_kernel(fn, *, differentiable=False):
     """`fn` (a function of pytrees of arrays) called as one function that XLA's CPU
     backend compiles whole. `fn` must hold no scatter (XLA cannot compile one into such
-    a function: a compile error says so)."""
+    a function: a compile error says so).
+
+    `differentiable=True` marks the call through JAX's metadata context instead of its
+    outputs: JAX keeps the context's mark on the calls it derives when it
+    differentiates, partially evaluates or transposes the call, so that forward mode,
+    and reverse mode's forward and backward passes, are compiled whole too. Their
+    forms must then hold no scatter either (a gather's transpose is one)."""
 
     def marked(*args):
         closed, shapes = jax.make_jaxpr(fn, return_shape=True)(*args)
@@ -67,8 +77,11 @@ def one_kernel(fn):
             consts, leaves = operands[:num_consts], operands[num_consts:]
             return jax.core.eval_jaxpr(closed.jaxpr, consts, *leaves)
 
-        out = jax.jit(call)(*operands)
-        out = set_xla_metadata(out, xla_cpu_small_call="true", inlineable="false")
+        if differentiable:
+            with set_xla_metadata(**_MARK):
+                out = jax.jit(call)(*operands)
+        else:
+            out = set_xla_metadata(jax.jit(call)(*operands), **_MARK)
         return jtu.tree_unflatten(jtu.tree_structure(shapes), out)
 
     return marked

@@ -53,6 +53,8 @@ class Structure:
       in 0.5-2.5 ms) or `"per_synapse"` (one per synapse, from a table fixed per
       structure in 0.3-3 ms: per-synapse delays must be concrete, also where the
       weights are traced and pass through `jax.jit`).
+    - `stepped`: the excitatory drive steps up and back down (`Step`, two jumps), or
+      stays at its baseline (a constant current).
     """
 
     name: str
@@ -70,6 +72,7 @@ class Structure:
     input_slots: int = 48  # Poisson spikes per source (padded with +inf)
     t1: float = 200.0
     max_spikes: int = 16_000
+    stepped: bool = True
 
     @property
     def n(self) -> int:
@@ -186,9 +189,11 @@ def _neuron(model: str, arrays, pop: str):
 def build(structure: Structure, arrays, delay_table) -> ns.Network:
     """The network of `structure` with the values `arrays` (concrete or traced)."""
     s = structure
-    current = Step(
-        arrays["t_on"], arrays["step_e"], t_off=arrays["t_off"], baseline=arrays["drive_e"]
-    )
+    current = arrays["drive_e"]
+    if s.stepped:
+        current = Step(
+            arrays["t_on"], arrays["step_e"], t_off=arrays["t_off"], baseline=current
+        )
     populations = {
         "e": ns.Population(_neuron(s.models[0], arrays, "e"), s.n_exc, current),
         "i": ns.Population(_neuron(s.models[1], arrays, "i"), s.n_inh, arrays["drive_i"]),
@@ -216,6 +221,17 @@ def build(structure: Structure, arrays, delay_table) -> ns.Network:
         )
     }
     return ns.Network(populations, projections, inputs)
+
+
+def scale_tau_mem(network: ns.Network, scale) -> ns.Network:
+    """`network` with the membrane time constants of both populations times `scale`
+    (a derivative with respect to `scale` where the weights stay concrete, stored by
+    their synapses)."""
+    return eqx.tree_at(
+        lambda m: (m.populations["e"].neuron.tau_mem, m.populations["i"].neuron.tau_mem),
+        network,
+        replace_fn=lambda tau: tau * scale,
+    )
 
 
 def initial_state(structure: Structure, arrays):

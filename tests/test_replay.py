@@ -216,14 +216,7 @@ def test_synapse_lists_match_an_independent_derivative(structure, reference, x64
     assert any(conn.post_index is not None for conn in network.connections)
 
     def loss(scale, gradients):
-        scaled = eqx.tree_at(
-            lambda m: (
-                m.populations["e"].neuron.tau_mem,
-                m.populations["i"].neuron.tau_mem,
-            ),
-            network,
-            replace_fn=lambda tau: tau * scale,
-        )
+        scaled = rn.scale_tau_mem(network, scale)
         sol = ns.simulate(
             scaled, y0=net.y0(), t1=s.t1, max_spikes=s.max_spikes, gradients=gradients
         )
