@@ -18,6 +18,12 @@ call runs the usual loop (`_per_neuron.run`). The results are the same either wa
 for bit in tests/test_cpu.py); on the CUBA benchmark an event costs about 40% less
 (benchmarks/HISTORY.md).
 
+The replay that differentiates the exact loop (`neurosim._replay`) compiles each of its
+steps whole, with the step's derivative and transpose (`one_kernel(...,
+differentiable=True)`): its steps are written so that neither reverse mode nor
+`jax.vmap` makes a scatter of them, since a batched call cannot be routed to another
+form once it is differentiated.
+
 The network clock's loop (`neurosim._engine`, models without a closed form) is
 compiled whole the same way in forward runs on explicit Runge-Kutta solvers, with the
 updates below in place of its scatters (`whole_unless_batched` routes batched calls to

@@ -124,13 +124,14 @@ def log_size(system, max_spikes, num_inputs, num_records, max_iterations) -> int
 WHOLE_BYTES = 32 << 20
 
 
-def compiled_whole(system, log_length, dtype) -> bool:
+def compiled_whole(system, log_length, dtype, record_bytes=0) -> bool:
     """Whether the replay's steps are compiled whole with their derivatives
     (`_cpu.one_kernel`): on XLA's CPU backend, for networks without delays (a delayed
     delivery reads and writes the carried spikes' carriers at positions known only in
     the loop, which reverse mode or `vmap` turns into scatters) and whose currents do
     not jump (the same for their values), where the deliveries gathered before the
-    loop fit in `WHOLE_BYTES`."""
+    loop and the records put out per step (`record_bytes` per log entry) fit in
+    `WHOLE_BYTES`."""
     network = system.network
     if not compiles_whole():
         return False
@@ -140,7 +141,7 @@ def compiled_whole(system, log_length, dtype) -> bool:
         return False
     itemsize = jnp.dtype(dtype).itemsize
     per_entry = sum(conn.n_post * (itemsize + 1) for conn in network.connections)
-    return log_length * per_entry <= WHOLE_BYTES
+    return log_length * (per_entry + record_bytes) <= WHOLE_BYTES
 
 
 def _padded(x, length):
@@ -218,8 +219,13 @@ def replay_carriers(
     num_inputs, num_records = input_times.shape[0], record_times.shape[0]
     num_spikes = out.spike_times.shape[0]
     eps = jnp.finfo(dtype).eps
-    log_fields = [field for field in LOG_FIELDS if field in log]  # (delays: all)
-    whole = compiled_whole(system, log["kind"].shape[0], dtype)
+    # (the delay fields only where there are delays)
+    log_fields = [field for field in LOG_FIELDS if field in log]
+    record_bytes = sum(
+        math.prod(buf.shape[1:]) * buf.dtype.itemsize
+        for buf in jtu.tree_leaves(out.records)
+    )
+    whole = compiled_whole(system, log["kind"].shape[0], dtype, record_bytes)
 
     def current_at(name, t):
         pop = pops[name]
