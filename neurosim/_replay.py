@@ -132,12 +132,15 @@ def compiled_whole(system, log_length, dtype, record_bytes=0) -> bool:
     not jump (the same for their values), where the deliveries gathered before the
     loop and the records put out per step (`record_bytes` per log entry) fit in
     `WHOLE_BYTES`."""
+    from . import _per_neuron as pn
+
     network = system.network
     if not compiles_whole():
         return False
     if any(conn.delay is not None for conn in network.connections):
         return False
-    if not all(_jump_bound(pop.current) == 0 for pop in network.populations.values()):
+    # The replay's own test of a current that jumps (its `jumping` populations).
+    if not all(pn._constant(pop.current) for pop in network.populations.values()):
         return False
     itemsize = jnp.dtype(dtype).itemsize
     per_entry = sum(conn.n_post * (itemsize + 1) for conn in network.connections)
