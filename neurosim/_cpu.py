@@ -22,7 +22,10 @@ The replay that differentiates the exact loop (`neurosim._replay`) compiles each
 steps whole, with the step's derivative and transpose (`one_kernel(...,
 differentiable=True)`): its steps are written so that neither reverse mode nor
 `jax.vmap` makes a scatter of them, since a batched call cannot be routed to another
-form once it is differentiated.
+form once it is differentiated. Only where asked (`gradients="whole"`): a function
+compiled whole cannot hold a reduction of 4096 entries or more either (XLA hands those
+to a library kernel: "Fusion kind not implemented on CPU"), and a batch multiplies the
+reductions of a step, reverse mode's included.
 
 The network clock's loop (`neurosim._engine`, models without a closed form) is
 compiled whole the same way in forward runs on explicit Runge-Kutta solvers, with the

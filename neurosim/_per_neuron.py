@@ -728,7 +728,7 @@ def run(
     them (`neurosim._replay`); elsewhere the loop is checkpointed and differentiated
     itself (also with `gradients="checkpointed"`)."""
     args = (t0, t1, y0, input_times, input_sources, record_times)
-    if gradients is True and _replay.supported(system) and clock is None:
+    if gradients in (True, "whole") and _replay.supported(system) and clock is None:
         size = _replay.log_size(
             system,
             max_spikes,
@@ -746,7 +746,7 @@ def run(
             log_size=size,
             until=until,
         )
-        return _replay.apply(out, system, *args, log)
+        return _replay.apply(out, system, *args, log, whole=gradients == "whole")
     return _forward(
         system,
         *args,

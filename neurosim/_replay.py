@@ -36,8 +36,8 @@ iterations. Because the replay is plain JAX code
 wrapped in a custom JVP whose primal is zero, so that a run that is not differentiated
 pays for the forward loop only.
 
-**Compiled whole** (`compiled_whole`). On XLA's CPU backend each step of the replay
-is one call that XLA compiles into a single function (`neurosim._cpu.one_kernel`),
+**Compiled whole** (`compiled_whole`, asked for with `gradients="whole"`). On XLA's
+CPU backend each step of the replay is one call that XLA compiles into a single function (`neurosim._cpu.one_kernel`),
 and so are its derivative and its transpose: reverse mode's backward pass runs a
 function per step instead of a kernel per operation (the value and gradient of a
 100-neuron recurrent network in 21-24 ms instead of 34-45; its forward run takes 6
@@ -46,6 +46,13 @@ one: what each log entry delivers (the connections' rows, the input and record t
 is gathered before the loop for all entries at once, records are put out per step and
 written after it, and networks with delays or jumping currents (whose steps read and
 write at positions known only in the loop) take the usual form, as do other backends.
+It is not the default: XLA takes a reduction of 4096 entries or more out of a function
+compiled whole (a library kernel such a function cannot call), and under `jax.vmap`
+the batch multiplies every reduction of a step, also those reverse mode makes where a
+value shared by the batch meets it. A batch of 35 Yin-Yang networks (120 hidden
+neurons) failed to compile so, and from inside its `jit` the replay cannot see the
+batch to avoid it. Batches gain nothing from the whole form anyway (stop 36's figures
+in benchmarks/HISTORY.md).
 
 **Scope** (`supported`). Projections that jump a synaptic current (the models'
 `receive`, as every model of the family does), and currents that are constant or
@@ -122,6 +129,9 @@ def log_size(system, max_spikes, num_inputs, num_records, max_iterations) -> int
 # Where the replay is compiled whole, what each log entry delivers is gathered before
 # the loop for every entry at once: at most this many bytes of it per run.
 WHOLE_BYTES = 32 << 20
+# The largest population (and connection row) whose steps are compiled whole: half of
+# the 4096 entries from which XLA takes a reduction out of a function compiled whole.
+MAX_ROW = 2048
 
 
 def compiled_whole(system, log_length, dtype, record_bytes=0) -> bool:
@@ -136,6 +146,13 @@ def compiled_whole(system, log_length, dtype, record_bytes=0) -> bool:
 
     network = system.network
     if not compiles_whole():
+        return False
+    # XLA's CPU backend hands a reduction of 4096 entries or more to a library kernel
+    # that a function compiled whole cannot hold ("Fusion kind not implemented on
+    # CPU"); reverse mode sums over a population wherever a scalar meets its neurons.
+    sizes = [pop.n for pop in network.populations.values()]
+    sizes += [conn.n_post for conn in network.connections]
+    if max(sizes) > MAX_ROW:
         return False
     if any(conn.delay is not None for conn in network.connections):
         return False
@@ -194,7 +211,7 @@ class _Replay(eqx.Module):
 
 
 def replay_carriers(
-    system, t0, t1, y0, input_times, input_sources, record_times, *, out, log
+    system, t0, t1, y0, input_times, input_sources, record_times, *, out, log, whole
 ):
     """The carriers (zero values, the derivatives of the run) of the spike times, the
     final state and the records, from the forward run's output `out` and event
@@ -228,7 +245,7 @@ def replay_carriers(
         math.prod(buf.shape[1:]) * buf.dtype.itemsize
         for buf in jtu.tree_leaves(out.records)
     )
-    whole = compiled_whole(system, log["kind"].shape[0], dtype, record_bytes)
+    whole = whole and compiled_whole(system, log["kind"].shape[0], dtype, record_bytes)
 
     def current_at(name, t):
         pop = pops[name]
@@ -546,7 +563,7 @@ def replay_carriers(
     return spikes, final_state, records
 
 
-def apply(output, system, t0, t1, y0, input_times, input_sources, record_times, log):
+def apply(output, system, t0, t1, y0, input_times, input_sources, record_times, log, whole):
     """The forward run's `output` with the replay's derivatives attached: each is
     added as a carrier (zero) from a custom JVP whose primal costs nothing, so that the
     replay runs only when the run is differentiated (forward or reverse mode)."""
@@ -559,7 +576,9 @@ def apply(output, system, t0, t1, y0, input_times, input_sources, record_times, 
 
     def replay(diff, fixed):
         arrays, output, log = fixed
-        return replay_carriers(*eqx.combine(diff, arrays, static), out=output, log=log)
+        return replay_carriers(
+            *eqx.combine(diff, arrays, static), out=output, log=log, whole=whole
+        )
 
     @jax.custom_jvp
     def carriers(diff, fixed):

@@ -53,7 +53,9 @@ _PHASES = {
     "backend_compile_duration": "compile",
 }
 _report: dict = {}
+_tests: dict = {}
 _module = ["(outside tests)"]
+_test = ["(outside tests)"]
 
 
 def pytest_addoption(parser):
@@ -67,7 +69,9 @@ def pytest_addoption(parser):
 def _listen(event, duration, **_):
     phase = _PHASES.get(event.rsplit("/", 1)[-1])
     if phase is not None:
-        _add(_report, _module[0], {phase: duration, "programs": int(phase == "compile")})
+        row = {phase: duration, "programs": int(phase == "compile")}
+        _add(_report, _module[0], row)
+        _add(_tests, _test[0], row)
 
 
 def pytest_configure(config):
@@ -78,6 +82,7 @@ def pytest_configure(config):
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
     _module[0] = item.nodeid.split("::")[0]
+    _test[0] = item.nodeid
     yield
 
 
@@ -85,12 +90,15 @@ def pytest_sessionfinish(session):
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:  # a pytest-xdist worker: hand the sums to the controller
         workeroutput["compile_report"] = _report
+        workeroutput["compile_report_tests"] = _tests
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node, error):
-    for module, row in getattr(node, "workeroutput", {}).get("compile_report", {}).items():
-        _add(_report, module, row)
+    output = getattr(node, "workeroutput", {})
+    for report, key in ((_report, "compile_report"), (_tests, "compile_report_tests")):
+        for name, row in output.get(key, {}).items():
+            _add(report, name, row)
 
 
 def pytest_terminal_summary(terminalreporter, config):
@@ -101,10 +109,24 @@ def pytest_terminal_summary(terminalreporter, config):
     rows = sorted(_report.items(), key=lambda item: -item[1].get("compile", 0.0))
     write(f"{'compile':>8} {'trace':>7} {'lower':>7} {'programs':>8}  module")
     for module, row in [("(all)", _total(_report)), *rows[:15]]:
-        write(
-            f"{row.get('compile', 0):8.1f} {row.get('trace', 0):7.1f} "
-            f"{row.get('lower', 0):7.1f} {int(row.get('programs', 0)):8d}  {module}"
-        )
+        write(_row(row, module))
+    # Module-scoped fixtures count toward the first test that asks for them.
+    write("")
+    write("the 20 tests with the most tracing, lowering and compile time:")
+    tests = sorted(_tests.items(), key=lambda item: -_jax_time(item[1]))
+    for test, row in tests[:20]:
+        write(_row(row, test))
+
+
+def _jax_time(row):
+    return sum(row.get(phase, 0.0) for phase in _PHASES.values())
+
+
+def _row(row, name):
+    return (
+        f"{row.get('compile', 0):8.1f} {row.get('trace', 0):7.1f} "
+        f"{row.get('lower', 0):7.1f} {int(row.get('programs', 0)):8d}  {name}"
+    )
 
 
 def _add(report, module, row):

@@ -1,8 +1,10 @@
-"""The replay compiled whole with its derivatives (`neurosim._replay.compiled_whole`:
-on XLA's CPU backend, networks without delays or jumping currents) against its usual
-form, on random recurrent networks with input spikes and records: reverse mode with
-respect to every drawn value in float64 and float32, forward mode, a batch under
-`vmap`, and the synapse lists of concrete weights."""
+"""The replay compiled whole with its derivatives (`gradients="whole"`,
+`neurosim._replay.compiled_whole`: on XLA's CPU backend, networks without delays or
+jumping currents) against its usual form (the default), on random recurrent networks
+with input spikes and records: reverse mode with respect to every drawn value in
+float64 and float32, forward mode, a small batch under `vmap`, and the synapse lists of
+concrete weights. Also: the default never compiles the replay whole (under `vmap` a
+large batch could not be), nor `"whole"` a population too large for it."""
 
 import contextlib
 
@@ -41,6 +43,7 @@ def _form(whole):
     form (no marked call allowed)."""
     calls = []
     saved_bytes, saved_kernel = _replay.WHOLE_BYTES, _replay.one_kernel
+    GRADIENTS[0] = "whole" if whole else True
 
     def spy(fn, **kwargs):
         calls.append(kwargs)
@@ -53,6 +56,9 @@ def _form(whole):
         yield calls
     finally:
         _replay.WHOLE_BYTES, _replay.one_kernel = saved_bytes, saved_kernel
+
+
+GRADIENTS = [True]  # simulate's `gradients` while a function is traced (`_form`)
 
 
 def _draw(seed):
@@ -80,6 +86,7 @@ def _loss(arrays, spike_weights):
         t1=STRUCTURE.t1,
         max_spikes=STRUCTURE.max_spikes,
         record=RECORD,
+        gradients=GRADIENTS[0],
     )
     return _summary(sol, spike_weights), sol.num_spikes
 
@@ -213,6 +220,7 @@ def test_synapse_lists_match_usual_form(x64):
             t1=STRUCTURE.t1,
             max_spikes=STRUCTURE.max_spikes,
             record=RECORD,
+            gradients=GRADIENTS[0],
         )
         return _summary(sol, weights)
 
@@ -221,3 +229,41 @@ def test_synapse_lists_match_usual_form(x64):
     usual = _gradients(jax.jit(jax.grad(loss)), False, scale)
     assert np.isfinite(whole) and abs(usual) > 0
     np.testing.assert_allclose(whole, usual, rtol=1e-9)
+
+
+def test_the_default_replay_and_large_populations_are_not_compiled_whole():
+    """Under `jax.vmap` a batch multiplies a step's reductions, and XLA cannot compile
+    one of 4096 entries or more into a function compiled whole (a batch of 35 networks
+    of 120 neurons failed to compile): the default replay (`gradients=True`) is never
+    compiled whole, and `"whole"` leaves populations above `MAX_ROW` to the usual
+    form."""
+    calls = []
+    saved = _replay.one_kernel
+    _replay.one_kernel = lambda fn, **kwargs: calls.append(kwargs) or saved(fn, **kwargs)
+    try:
+
+        def first(current, gradients, n=20):
+            sol = ns.simulate(
+                ns.LIF(),
+                n=n,
+                t1=20.0,
+                current=current,
+                max_spikes=4 * n,
+                gradients=gradients,
+            )
+            return jnp.sum(jnp.where(jnp.isfinite(sol.spike_times), sol.spike_times, 0))
+
+        batch = jnp.linspace(1.2, 2.0, 3)
+        jax.make_jaxpr(jax.grad(lambda c: jnp.sum(jax.vmap(first, (0, None))(c, True))))(
+            batch
+        )
+        jax.make_jaxpr(jax.grad(first), static_argnums=(1, 2))(1.5, True, 20)
+        assert not calls
+        jax.make_jaxpr(jax.grad(first), static_argnums=(1, 2))(1.5, "whole", 20)
+        assert calls  # the check above can fail
+        calls.clear()
+        n = _replay.MAX_ROW + 1
+        jax.make_jaxpr(jax.grad(first), static_argnums=(1, 2))(1.5, "whole", n)
+        assert not calls
+    finally:
+        _replay.one_kernel = saved
