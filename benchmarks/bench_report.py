@@ -617,7 +617,8 @@ def gradient_row(g, name):
 def gradients(results):
     g = results["neurosim"]["gradients"]
     names = ("forward, gradients=False", "forward, gradients=True", "value_and_grad")
-    names += tuple(k for k in ("value_and_grad, checkpointed",) if k in g)
+    more = ("value_and_grad, gradients='whole'", "value_and_grad, checkpointed")
+    names += tuple(k for k in more if k in g)
     rows = [gradient_row(g, name) for name in names]
     gradient = "not computed (failed)"
     if "grad_norm" in g:

@@ -35,7 +35,8 @@ Workloads (simulated time in ms, wall times in s):
    against the plain diffrax loop of `plain_diffrax.py`.
 6. Gradients: value and gradient of the sum of all spike times of a 100-neuron
    recurrent LIF network driven by Poisson input for 100 ms, against its forward runs,
-   by the replay of its events (the default) and by the checkpointed loop.
+   by the replay of its events (the default), by the replay compiled whole
+   (`gradients="whole"`) and by the checkpointed loop.
 7. Long runs (`drift.py`): one LIF firing every 10 ln 3 ms, the k-th spike against
    k * 10 ln 3 for k = 1e3, 1e4, 1e5, float32 and float64.
 8. Agreement (`agreement.py`): random recurrent E/I networks, every pair of paths
@@ -474,10 +475,16 @@ def gradients(repeats, n=100, n_in=50, t1=100.0):
     def checkpointed(w, w_in):
         return loss(w, w_in, "checkpointed")
 
+    def whole(w, w_in):
+        return loss(w, w_in, "whole")
+
     functions = {
         "forward, gradients=False": jax.jit(lambda *ws: forward(*ws, False).num_spikes),
         "forward, gradients=True": jax.jit(lambda *ws: forward(*ws, True).num_spikes),
         "value_and_grad": jax.jit(jax.value_and_grad(loss, argnums=(0, 1))),
+        "value_and_grad, gradients='whole'": jax.jit(
+            jax.value_and_grad(whole, argnums=(0, 1))
+        ),
         "value_and_grad, checkpointed": jax.jit(
             jax.value_and_grad(checkpointed, argnums=(0, 1))
         ),
