@@ -50,6 +50,13 @@ MIN_JAX = (0, 10)
 # XLA's CPU backend compiles a call so marked into one function (and does not inline it).
 _MARK = {"xla_cpu_small_call": "true", "inlineable": "false"}
 
+# XLA's CPU backend hands a reduction of this many entries or more to a library kernel
+# (XNNPACK's), which a function compiled whole cannot call: its compilation then fails
+# ("Fusion kind not implemented on CPU"; measured with jax 0.10.2, float32 and float64:
+# 4095 entries compile, 4096 do not, whatever the shape). `reduce` stays below it; a
+# loop whose own reductions (or reverse mode's) reach it is not compiled whole.
+REDUCE_LIMIT = 4096
+
 
 def compiles_whole() -> bool:
     """Whether a call marked by `one_kernel` is compiled into one function here: XLA's

@@ -40,7 +40,14 @@ from jaxtyping import Array, Bool, Float, Int, PyTree
 
 from . import _clock, _segment
 from ._clip_floor import diffeqsolve
-from ._cpu import compiles_whole, one_kernel, put_row, set_rows, whole_unless_batched
+from ._cpu import (
+    REDUCE_LIMIT,
+    compiles_whole,
+    one_kernel,
+    put_row,
+    set_rows,
+    whole_unless_batched,
+)
 from ._root import event_root_finder
 from ._solvers import GridStepSize
 from ._system import NetworkSystem
@@ -240,12 +247,15 @@ def run(
     )
     args = (t0, t1, y0, input_times, input_sources, record_times, dt0, until)
     can = compilable_whole(solver, stepsize_controller, adaptive, locate_spikes, gradients)
+    # The solver's steps reduce over every neuron (`_cpu.REDUCE_LIMIT`).
+    can = can and system.num_neurons < REDUCE_LIMIT
     if whole is None:
         whole = can and compiles_whole()
     elif whole and not can:
         raise ValueError(
             "whole=True: this loop cannot be compiled whole (it needs a forward run, "
-            "gradients=False, on an explicit Runge-Kutta solver with an adaptive step)."
+            "gradients=False, on an explicit Runge-Kutta solver with an adaptive step, "
+            f"of fewer than {REDUCE_LIMIT} neurons)."
         )
     if not whole:
         return _run(system, *args, whole=False, **options)

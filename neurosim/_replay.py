@@ -79,7 +79,7 @@ import jax.lax as lax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 
-from ._cpu import compiles_whole, one_kernel, reduce
+from ._cpu import REDUCE_LIMIT, compiles_whole, one_kernel, reduce
 from ._currents import Constant, PiecewiseConstant, Sum
 
 # Kinds of logged event.
@@ -130,8 +130,9 @@ def log_size(system, max_spikes, num_inputs, num_records, max_iterations) -> int
 # the loop for every entry at once: at most this many bytes of it per run.
 WHOLE_BYTES = 32 << 20
 # The largest population (and connection row) whose steps are compiled whole: half of
-# the 4096 entries from which XLA takes a reduction out of a function compiled whole.
-MAX_ROW = 2048
+# the entries from which XLA takes a reduction out of such a function
+# (`_cpu.REDUCE_LIMIT`).
+MAX_ROW = REDUCE_LIMIT // 2
 
 
 def compiled_whole(system, log_length, dtype, record_bytes=0) -> bool:

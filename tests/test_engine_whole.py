@@ -208,3 +208,37 @@ def test_vmap_of_the_network_clock_runs_the_usual_loop_with_the_same_results(x64
         np.testing.assert_allclose(
             np.asarray(times[k])[:count], np.asarray(ref_times)[:count], atol=1e-8
         )
+
+
+def test_populations_of_4096_neurons_keep_the_usual_form(monkeypatch):
+    """XLA's CPU backend takes a reduction of 4096 entries or more out of a function
+    compiled whole, and the compilation then fails (`_cpu.REDUCE_LIMIT`; an
+    Izhikevich (2003) network of 5000 neurons did): from that size the network clock's
+    loop keeps its usual form. Its spikes are those of the same neurons on their own
+    clocks (they do not reach each other)."""
+    n = _cpu.REDUCE_LIMIT
+    marked = []
+    monkeypatch.setattr(_engine, "one_kernel", lambda fn: marked.append(fn))
+    currents = jnp.asarray(np.random.default_rng(0).uniform(5.0, 15.0, n), jnp.float32)
+
+    def run(clocks):
+        sol = ns.simulate(
+            ns.Izhikevich(),
+            n=n,
+            t1=5.0,
+            current=currents,
+            max_spikes=2 * n,
+            gradients=False,
+            clocks=clocks,
+        )
+        return int(sol.num_spikes), np.asarray(sol.spike_neurons), sol.spike_times
+
+    count, neurons, times = run("network")
+    assert not marked
+    ref_count, ref_neurons, ref_times = run("neuron")
+    assert count == ref_count > n // 2
+    got = neurons[:count], np.asarray(times)[:count]
+    ref = ref_neurons[:count], np.asarray(ref_times)[:count]
+    order, ref_order = np.lexsort(got[::-1]), np.lexsort(ref[::-1])
+    np.testing.assert_array_equal(got[0][order], ref[0][ref_order])
+    np.testing.assert_allclose(got[1][order], ref[1][ref_order], atol=1e-3)
