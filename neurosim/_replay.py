@@ -38,10 +38,10 @@ pays for the forward loop only.
 
 **Compiled whole** (`compiled_whole`, asked for with `gradients="whole"`). On XLA's
 CPU backend each step of the replay is one call that XLA compiles into a single
-function (`neurosim._cpu.one_kernel`), and so are its derivative and its transpose: reverse mode's backward pass runs a
-function per step instead of a kernel per operation (the value and gradient of a
-100-neuron recurrent network in 21-24 ms instead of 34-45; its forward run takes 6
-ms). Such a function holds no scatter, also where reverse mode or `vmap` would make
+function (`neurosim._cpu.one_kernel`), and so are its derivative and its transpose:
+reverse mode's backward pass runs a function per step instead of a kernel per
+operation (the value and gradient of a 100-neuron recurrent network in 21-24 ms
+instead of 34-45; its forward run takes 6 ms). Such a function holds no scatter, also where reverse mode or `vmap` would make
 one: what each log entry delivers (the connections' rows, the input and record times)
 is gathered before the loop for all entries at once, records are put out per step and
 written after it, and networks with delays or jumping currents (whose steps read and
