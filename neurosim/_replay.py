@@ -36,23 +36,23 @@ iterations. Because the replay is plain JAX code
 wrapped in a custom JVP whose primal is zero, so that a run that is not differentiated
 pays for the forward loop only.
 
-**Compiled whole** (`compiled_whole`, asked for with `gradients="whole"`). On XLA's
-CPU backend each step of the replay is one call that XLA compiles into a single
-function (`neurosim._cpu.one_kernel`), and so are its derivative and its transpose:
-reverse mode's backward pass runs a function per step instead of a kernel per
-operation (the value and gradient of a 100-neuron recurrent network in 21-24 ms
-instead of 34-45; its forward run takes 6 ms). Such a function holds no scatter, also where reverse mode or `vmap` would make
-one: what each log entry delivers (the connections' rows, the input and record times)
-is gathered before the loop for all entries at once, records are put out per step and
-written after it, and networks with delays or jumping currents (whose steps read and
-write at positions known only in the loop) take the usual form, as do other backends.
-It is not the default: XLA takes a reduction of 4096 entries or more out of a function
-compiled whole (a library kernel such a function cannot call), and under `jax.vmap`
-the batch multiplies every reduction of a step, also those reverse mode makes where a
-value shared by the batch meets it. A batch of 35 Yin-Yang networks (120 hidden
-neurons) failed to compile so, and from inside its `jit` the replay cannot see the
-batch to avoid it. Batches gain nothing from the whole form anyway (stop 36's figures
-in benchmarks/HISTORY.md).
+**Compiled whole** (`compiled_whole`, asked for with `gradients="whole"`). On XLA's CPU
+backend each step of the replay is one call that XLA compiles into a single function
+(`neurosim._cpu.one_kernel`), and so are its derivative and its transpose: reverse
+mode's backward pass runs a function per step instead of a kernel per operation (the
+value and gradient of a 100-neuron recurrent network in 21-24 ms instead of 34-45; its
+forward run takes 6 ms). Such a function holds no scatter, also where reverse mode or
+`vmap` would make one: what each log entry delivers (the connections' rows, the input
+and record times) is gathered before the loop for all entries at once, records are put
+out per step and written after it, and networks with delays or jumping currents (whose
+steps read and write at positions known only in the loop) take the usual form, as do
+other backends. It is not the default: XLA takes a reduction of 4096 entries or more out
+of a function compiled whole (a library kernel such a function cannot call), and under
+`jax.vmap` the batch multiplies every reduction of a step, also those reverse mode makes
+where a value shared by the batch meets it. A batch of 35 Yin-Yang networks (120 hidden
+neurons) failed to compile so, and from inside its `jit` the replay cannot see the batch
+to avoid it. Batches gain nothing from the whole form anyway (stop 36's figures in
+benchmarks/HISTORY.md).
 
 **Scope** (`supported`). Projections that jump a synaptic current (the models'
 `receive`, as every model of the family does), and currents that are constant or
