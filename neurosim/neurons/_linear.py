@@ -87,8 +87,13 @@ def phi(x):
     x_large = jnp.where(small, 2.0, x)
     large = jnp.expm1(x_large) / x_large
     x_small = jnp.where(small, x, 0.0)
-    series = jnp.zeros_like(x_small)
-    for k in range(_phi_taylor_terms(x.dtype), -1, -1):
+    # Horner's scheme from the highest term. It starts from that term's coefficient,
+    # not from `0 * x + c`: the same values, and no multiplication by a constant
+    # zero, which (with other constant zeros of a folded network) sent LLVM's
+    # instruction combiner into an endless loop in XLA's CPU compiler.
+    terms = _phi_taylor_terms(x.dtype)
+    series = jnp.full_like(x_small, 1.0 / math.factorial(terms + 1))
+    for k in range(terms - 1, -1, -1):
         series = series * x_small + 1.0 / math.factorial(k + 1)
     return jnp.where(small, series, large)
 
