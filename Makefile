@@ -26,11 +26,15 @@ demo: $(STAMP)
 # pytest-xdist) share them out file by file, so that module-scoped compiled functions
 # are built once per file. TEST_WORKERS=0 runs them in this process. The 30 longest
 # tests, and JAX's tracing and compile time per module, are listed at the end (where
-# the suite's time goes, in every CI log).
+# the suite's time goes, in every CI log). The suite compiles at LLVM's optimisation
+# level 0 (tests/conftest.py); the tests marked default_compile then run at XLA's
+# default level.
 TEST_WORKERS ?= 2
 test: $(STAMP)
 	ulimit -s 65536 2>/dev/null || true; \
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=30 --compile-report
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=30 --compile-report && \
+	NEUROSIM_TEST_XLA_OPT=default $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile \
+		-m default_compile
 
 # Executes every notebook (about a minute each on 2 CPU cores; the seventh, about 4).
 test-notebooks: $(STAMP)

@@ -77,6 +77,7 @@ def _assert_forms_agree(monkeypatch, run, at_least, tol=None):
             np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.default_compile
 def test_reduced_cuba_compiled_whole_equals_the_usual_loop(monkeypatch):
     """Merged excitatory/inhibitory delivery, self-connections, records."""
     n = 400
@@ -95,6 +96,7 @@ def test_reduced_cuba_compiled_whole_equals_the_usual_loop(monkeypatch):
     _assert_forms_agree(monkeypatch, run, at_least=500)
 
 
+@pytest.mark.default_compile
 def test_layer_with_stepped_current_and_inputs_compiled_whole_equals_the_usual_loop(
     monkeypatch,
 ):
@@ -199,6 +201,7 @@ def test_vmap_runs_the_usual_loop_with_the_same_results():
         np.testing.assert_allclose(np.asarray(times[k]), np.asarray(ref_times), rtol=1e-5)
 
 
+@pytest.mark.default_compile
 def test_delayed_network_compiled_whole_equals_the_usual_loop(monkeypatch):
     """Delay queues (per-synapse delays within a population, one delay between two)
     written without scatters, against the usual form."""

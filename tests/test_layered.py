@@ -202,10 +202,20 @@ def test_refusals():
     _refused(net(), "`exact` must be", exact="layers")
     _refused(net(), "`solver` is not used", solver=__import__("diffrax").Euler(), **layered)
 
-    # A traced refractory period is checked when the run executes.
+
+@pytest.mark.default_compile
+def test_a_traced_refractory_period_is_checked_when_the_run_executes():
+    """Also a program that, at XLA's default level, once sent LLVM's instruction
+    combiner into an endless loop (a series in `phi` that started from `0 * x`, next
+    to the folded constants of the input layer's solve): it must compile."""
+    once = ns.LIF(t_ref=100.0)
+    inputs = {"in": ns.SpikeTrains(jnp.array([1.0]), jnp.array([0]), 1)}
+
     @jax.jit
     def traced(t_ref):
-        return ns.simulate(net(ns.LIF(t_ref=t_ref)), t1=10.0, max_spikes=4, **layered)
+        pops = {"a": ns.Population(ns.LIF(t_ref=t_ref), 2), "b": ns.Population(once, 2)}
+        net = ns.Network(pops, [ns.Projection("in", "a", jnp.ones((1, 2)))], inputs)
+        return ns.simulate(net, t1=10.0, max_spikes=4, exact="layered")
 
     assert np.isfinite(traced(20.0).final_state["a"].v).all()
     with pytest.raises(Exception, match="population 'a' has t_ref shorter"):

@@ -135,6 +135,7 @@ def test_a_recurrent_run_ends_once_every_neuron_has_fired():
         _check_against_full(sol, full, np.arange(15), TOLERANCE[path])
 
 
+@pytest.mark.default_compile
 @pytest.mark.parametrize("path", list(FEED_FORWARD_PATHS))
 def test_an_incomplete_population_runs_to_t1_unchanged(path):
     """An output neuron stays silent, so the run is the full one."""
