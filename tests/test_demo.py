@@ -1,6 +1,7 @@
 """The README's main command: `make demo` runs `python -m neurosim demo`, tested here
 as a user runs it (a fresh process, float32, concrete weights: the synapse-list path
-of the exact loop)."""
+of the exact loop), and at XLA's default optimisation level, as `make demo` compiles
+it (`default_compile`: `make test` runs it after the rest of the suite)."""
 
 import csv
 import os
@@ -8,10 +9,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from neurosim._demo import T1, N
 
 
+@pytest.mark.default_compile
 def test_demo_finishes_and_writes_its_outputs(tmp_path):
     out = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
