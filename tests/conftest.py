@@ -4,12 +4,13 @@ import os
 # Most of the suite's time is XLA compiling (`--compile-report`), and 40% of that is
 # LLVM optimising machine code that a test then runs for a moment. Unless
 # NEUROSIM_TEST_XLA_OPT=default (or XLA_FLAGS sets a level), the suite compiles at
-# LLVM's level 0: the same programs and the same IEEE arithmetic, without fused
-# multiply-adds and without the optimiser's time (on 2 cores the suite took 28 minutes
-# where it took 36 to 39). Tests marked `default_compile` are about the code XLA builds by
-# default (two forms of a program that agree to a few ulps because XLA fuses them
-# alike; a program that once hung LLVM's optimiser; the demo as `make demo` builds it); they are skipped at level 0, and
-# `make test` runs them at the default level after the rest.
+# LLVM's level 0: the same programs and operations, without the optimiser's time (on
+# 2 cores the suite took 28 minutes where it took 36 to 39), whose results can differ
+# from the default build's in the last bits. Tests marked `default_compile` are about
+# the code XLA builds by default (two forms of a program that agree to a few ulps
+# because XLA builds them alike; a program that once hung LLVM's optimiser; the demo as
+# `make demo` builds it): they are skipped at level 0, and `make test` runs them at the
+# default level after the rest.
 _OPT = "--xla_backend_optimization_level"
 if os.environ.get("NEUROSIM_TEST_XLA_OPT") != "default" and _OPT not in os.environ.get(
     "XLA_FLAGS", ""
