@@ -7,6 +7,7 @@ from . import inputs as inputs
 from . import losses as losses
 from . import networks as networks
 from . import neurons as neurons
+from ._batch import batch_map as batch_map
 from ._io import load as load
 from ._io import load_solution as load_solution
 from ._io import save as save
@@ -50,6 +51,7 @@ __all__ = [
     "SpikeTrains",
     "SimulationError",
     "simulate",
+    "batch_map",
     "fit",
     "Solution",
     "save",

@@ -1,5 +1,6 @@
-"""Run by tests/test_sharding.py in a fresh process: XLA must see 4 host devices
-before JAX starts, so this cannot run inside the test process itself."""
+"""Run by tests/test_sharding.py in a fresh process (also `neurosim.batch_map` over
+the mesh): XLA must see 4 host devices before JAX starts, so this cannot run inside the
+test process itself."""
 
 import os
 
@@ -49,6 +50,21 @@ def main():
         assert np.array_equal(np.isfinite(got), np.isfinite(ref))
         finite = np.isfinite(ref)
         assert np.max(np.abs(got[finite] - ref[finite])) < 1e-3, k
+    # `batch_map` over the mesh: each device runs its two trials one after the other,
+    # each the run alone bit for bit, and the results stay split the same way.
+    seq_times, seq_counts = jax.jit(ns.batch_map(trial, mesh=mesh))(keys, taus)
+    assert len(seq_times.sharding.device_set) == 4, seq_times.sharding
+    assert {shard.data.shape[0] for shard in seq_times.addressable_shards} == {2}
+    for k in range(8):
+        ref_times, ref_count = jax.jit(trial)(keys[k], taus[k])
+        assert int(seq_counts[k]) == int(ref_count), k
+        assert np.array_equal(np.asarray(seq_times[k]), np.asarray(ref_times)), k
+    try:
+        ns.batch_map(trial, mesh=mesh)(keys[:6], taus[:6])
+    except ValueError as error:
+        assert "a batch of 6 cannot be split evenly" in str(error), error
+    else:
+        raise AssertionError("a batch of 6 over 4 devices was not refused")
     print("sharded ok", [int(c) for c in counts])
 
 
