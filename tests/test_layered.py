@@ -177,16 +177,22 @@ def _refused(net, match, **kwargs):
         ns.simulate(net, t1=10.0, max_spikes=kwargs.pop("max_spikes", 10), **kwargs)
 
 
-def test_refusals():
+def _small(neuron=None, projections=(), current=None):
+    """Populations `a` (2 neurons, `neuron`, default a LIF that fires once) and `b`
+    (2 LIF that fire once), `a` driven by one input spike at 1 ms."""
     once = ns.LIF(t_ref=100.0)
-    inputs = {"in": ns.SpikeTrains(jnp.array([1.0]), jnp.array([0]), 1)}
-    w = jnp.ones((2, 2))
+    pops = {
+        "a": ns.Population(once if neuron is None else neuron, 2, current),
+        "b": ns.Population(once, 2),
+    }
     drive = ns.Projection("in", "a", jnp.ones((1, 2)))
+    inputs = {"in": ns.SpikeTrains(jnp.array([1.0]), jnp.array([0]), 1)}
+    return ns.Network(pops, [drive, *projections], inputs)
 
-    def net(neuron=once, projections=(), current=None):
-        pops = {"a": ns.Population(neuron, 2, current), "b": ns.Population(once, 2)}
-        return ns.Network(pops, [drive, *projections], inputs)
 
+def test_refusals():
+    net = _small
+    w = jnp.ones((2, 2))
     layered = dict(exact="layered")
     _refused(
         net(projections=[ns.Projection("a", "a", w)]), "'a' -> 'a' is recurrent", **layered
@@ -208,13 +214,10 @@ def test_a_traced_refractory_period_is_checked_when_the_run_executes():
     """Also a program that, at XLA's default level, once sent LLVM's instruction
     combiner into an endless loop (a series in `phi` that started from `0 * x`, next
     to the folded constants of the input layer's solve): it must compile."""
-    once = ns.LIF(t_ref=100.0)
-    inputs = {"in": ns.SpikeTrains(jnp.array([1.0]), jnp.array([0]), 1)}
 
     @jax.jit
     def traced(t_ref):
-        pops = {"a": ns.Population(ns.LIF(t_ref=t_ref), 2), "b": ns.Population(once, 2)}
-        net = ns.Network(pops, [ns.Projection("in", "a", jnp.ones((1, 2)))], inputs)
+        net = _small(ns.LIF(t_ref=t_ref))
         return ns.simulate(net, t1=10.0, max_spikes=4, exact="layered")
 
     assert np.isfinite(traced(20.0).final_state["a"].v).all()
