@@ -24,6 +24,7 @@ from jaxtyping import Array, Bool, Float, Int
 from ._checks import as_count, check_finite, check_positive, is_concrete
 from ._cpu import add_at, nonzero, set_rows
 from ._currents import AbstractCurrent, as_current
+from ._memory import RELEASE_ENTRIES, release_free_memory
 from .neurons.base import AbstractNeuron
 
 # Fired neurons handled by gathering their rows; more at once use one pass over all rows.
@@ -630,6 +631,9 @@ class Network(eqx.Module):
         self.connections = tuple(connections)
         self.inputs = inputs
         self.plans = _delivery_plans(populations, self.connections)
+        entries = sum(int(np.prod(conn.post_index.shape)) for conn in self.connections)
+        if entries >= RELEASE_ENTRIES:
+            release_free_memory()  # the building's temporaries (`neurosim._memory`)
 
     @property
     def distinct_targets(self) -> bool:

@@ -1,0 +1,35 @@
+"""A network of a million connection entries or more hands the allocator's free pages
+back to the system once it is built (`neurosim._memory`); smaller ones do not call it.
+(The effect on the peak memory is measured by benchmarks/cuba_scaling.py.)"""
+
+import platform
+import sys
+
+import numpy as np
+import pytest
+
+import neurosim as ns
+from neurosim import _memory, _network
+
+
+def _network_of(n, fan_out):
+    pre = np.repeat(np.arange(n), fan_out)
+    post = (pre + 1 + np.tile(np.arange(fan_out), n)) % n
+    projection = ns.Projection("a", "a", (pre, post, np.full(pre.shape, 0.1)))
+    return ns.Network({"a": ns.Population(ns.LIF(), n)}, [projection])
+
+
+def test_large_networks_release_free_memory_once_built(monkeypatch):
+    calls = []
+    monkeypatch.setattr(_network, "release_free_memory", lambda: calls.append(1))
+    _network_of(1024, 1023)  # 1 047 552 entries: below 2**20
+    assert calls == []
+    net = _network_of(1024, 1024)  # 2**20 entries (every pair)
+    assert calls == [1]
+    assert net.connections[0].post_index.shape == (1024, 1024)
+
+
+def test_release_is_available_with_glibc():
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        pytest.skip("malloc_trim is glibc's")
+    assert _memory.release_free_memory() is True
