@@ -75,3 +75,24 @@ def test_gradients_equal_those_of_vmap(x64):
 def test_arguments_without_a_common_batch_are_refused_by_name(args, kwargs, error, match):
     with pytest.raises(error, match=match):
         ns.batch_map(trial, **kwargs)(*args)
+
+
+def test_a_model_without_closed_form_runs_alone_in_the_sequence_too():
+    """Izhikevich populations (the ODE solver's loop) with different reset increments:
+    each run of the sequence equals the run alone bit for bit."""
+
+    def run(d):
+        sol = ns.simulate(
+            ns.Izhikevich(d=d), n=5, t1=60.0, current=jnp.linspace(6.0, 14.0, 5),
+            max_spikes=200, gradients=False,
+        )  # fmt: skip
+        return sol.spike_times, sol.num_spikes
+
+    ds = jnp.array([2.0, 5.0, 8.0])
+    times, counts = jax.jit(ns.batch_map(run))(ds)
+    alone = jax.jit(run)
+    for k in range(3):
+        alone_times, alone_count = alone(ds[k])
+        assert int(counts[k]) == int(alone_count) > 5, k
+        np.testing.assert_array_equal(np.asarray(times[k]), np.asarray(alone_times))
+    assert len(set(np.asarray(counts).tolist())) > 1
