@@ -631,7 +631,7 @@ class Network(eqx.Module):
         self.connections = tuple(connections)
         self.inputs = inputs
         self.plans = _delivery_plans(populations, self.connections)
-        entries = sum(int(np.prod(conn.post_index.shape)) for conn in self.connections)
+        entries = sum(int(np.prod(conn.weight.shape)) for conn in self.connections)
         if entries >= RELEASE_ENTRIES:
             release_free_memory()  # the building's temporaries (`neurosim._memory`)
 

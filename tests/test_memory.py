@@ -27,6 +27,13 @@ def test_large_networks_release_free_memory_once_built(monkeypatch):
     net = _network_of(1024, 1024)  # 2**20 entries (every pair)
     assert calls == [1]
     assert net.connections[0].post_index.shape == (1024, 1024)
+    # Dense rows (no `post_index`) count their weights' entries.
+    dense = ns.Projection("a", "a", np.full((1024, 1024), 0.1))
+    net = ns.Network({"a": ns.Population(ns.LIF(), 1024)}, [dense])
+    assert net.connections[0].post_index is None and calls == [1, 1]
+    small = ns.Projection("a", "a", np.full((4, 4), 0.1))
+    ns.Network({"a": ns.Population(ns.LIF(), 4)}, [small])
+    assert calls == [1, 1]
 
 
 def test_release_is_available_with_glibc():
