@@ -31,10 +31,11 @@ closed form: between stored events the adjoint of each neuron is carried backwar
 the transpose of the closed form, and jumped at each spike by the transpose of its
 Newton step. Memory grows with the number of events (the carry at the start of each
 chunk of `CHUNK` events; the backward pass recomputes a chunk's steps), not with loop
-iterations. Because the replay is plain JAX code
-(a scan of closed forms), forward mode (`jax.jvp`, `jax.jacfwd`) works too. It is
-wrapped in a custom JVP whose primal is zero, so that a run that is not differentiated
-pays for the forward loop only.
+iterations; what the steps read (weights, delivery lists, the spike buffer) is kept
+once. Because the replay is plain JAX code (a scan of closed forms), forward mode
+(`jax.jvp`, `jax.jacfwd`) works too. It is wrapped in a custom JVP whose primal is
+zero, so that a run that is not differentiated pays for the forward loop only, and
+which carries tangents only for what is differentiated.
 
 **Compiled whole** (`compiled_whole`, asked for with `gradients="whole"`). On XLA's CPU
 backend each step of the replay is one call that XLA compiles into a single function
@@ -78,6 +79,8 @@ import jax
 import jax.lax as lax
 import jax.numpy as jnp
 import jax.tree_util as jtu
+from jax.ad_checkpoint import checkpoint_name
+from jax.custom_derivatives import SymbolicZero
 
 from ._cpu import REDUCE_LIMIT, compiles_whole, one_kernel, reduce
 from ._currents import Constant, PiecewiseConstant, Sum
@@ -87,6 +90,8 @@ NONE, SPIKE, INPUT, DELAY, JUMP, RECORD = 0, 1, 2, 3, 4, 5
 CHUNK = 16  # log entries per chunk of the replay
 BLOCK = 16  # chunks per block (an unused block is skipped whole)
 LOG_FIELDS = ("kind", "a", "b", "cursor", "t", "t_lo", "emit")
+_CHUNK_CARRY = "neurosim replay chunk carry"
+_KEEP_CHUNK_CARRIES = jax.checkpoint_policies.save_only_these_names(_CHUNK_CARRY)
 
 
 def _jump_bound(current):
@@ -176,6 +181,10 @@ def _stop_floats(tree):
     )
 
 
+def _symbolic_zero(x):
+    return isinstance(x, SymbolicZero)
+
+
 def _carrier(x):
     """`x - stop_gradient(x)`: zero, with the derivative of `x`."""
     return x - lax.stop_gradient(x)
@@ -221,9 +230,13 @@ def replay_carriers(
     Each step is one logged event, written over whole populations with elementwise
     operations (a neuron the event does not touch keeps its row): one closed form per
     population and step, no gather or scatter of rows, so that XLA fuses a step into
-    few kernels. Its cost is O(N) per event, which for the networks that are trained
-    (hundreds to a few thousand neurons) is less than that of gathering the touched
-    rows."""
+    few kernels. Its cost is O(N) per event. Where the weights are differentiated they
+    are dense rows, and the forward loop's touch is O(N) too; for a network stored by
+    its synapse lists it is not, and the replay's share grows with N (CUBA with 80
+    targets per neuron, gradient with respect to the initial potentials: 18 times the
+    forward run at 1000 neurons, 65 times at 4000). Touching only the neurons an event
+    reaches would take gathers and scatters of rows, which a step compiled whole
+    cannot hold."""
     from . import _per_neuron as pn
 
     network = system.network
@@ -502,23 +515,36 @@ def replay_carriers(
     size = log["kind"].shape[0]
     shape = (-(-size // (CHUNK * BLOCK)), BLOCK, CHUNK)
 
+    # Reverse mode keeps what a checkpoint takes in, and a `lax.cond` hands on to the
+    # loop around it whatever its branches keep. So each `cond` is inside its
+    # checkpoint: the values the steps close over (weights, delivery lists, the spike
+    # buffer) are then inputs of the loops, kept once, not once per chunk (a
+    # 1000-neuron network's dense weights were kept 256 times, 1 GiB).
+    @jax.checkpoint
     def chunk(carry, entries):
-        # Checkpointed: reverse mode keeps a chunk's starting carry, not every
-        # step's intermediate values (a skipped chunk would store them as zeros).
-        @jax.checkpoint
-        def walk(carry):
-            return lax.scan(step, carry, entries)
-
+        # Reverse mode keeps a chunk's starting carry, not every step's intermediate
+        # values (a skipped chunk would store them as zeros): its backward pass
+        # computes the chunk's steps again.
         used = eqxi.unvmap_any(entries["kind"][0] != NONE)
-        return lax.cond(used, walk, lambda c: (c, skipped((CHUNK,))), carry)
+        return lax.cond(
+            used,
+            lambda c: lax.scan(step, c, entries),
+            lambda c: (c, skipped((CHUNK,))),
+            carry,
+        )
 
+    # A block keeps its chunks' starting carries (named), nothing else: it is not
+    # computed again before its chunks are.
+    @functools.partial(jax.checkpoint, policy=_KEEP_CHUNK_CARRIES)
     def block(carry, entries):
         # Unused blocks of chunks are skipped whole: a skipped iteration costs
         # microseconds forward and backward, and most of the log can be unused.
         used = eqxi.unvmap_any(entries["kind"][0, 0] != NONE)
         return lax.cond(
             used,
-            lambda c: lax.scan(chunk, c, entries),
+            lambda c: lax.scan(
+                lambda c, e: chunk(checkpoint_name(c, _CHUNK_CARRY), e), c, entries
+            ),
             lambda c: (c, skipped((BLOCK, CHUNK))),
             carry,
         )
@@ -586,11 +612,21 @@ def apply(output, system, t0, t1, y0, input_times, input_sources, record_times, 
         output = fixed[1]
         return _zeros_like((output.spike_times, output.final_state, output.records))
 
-    @carriers.defjvp
+    @functools.partial(carriers.defjvp, symbolic_zeros=True)
     def _carriers_jvp(primals, tangents):
         diff, fixed = primals
         tangent, _ = tangents
-        return jax.jvp(lambda diff: replay(diff, fixed), (diff,), (tangent,))
+        # Only what is differentiated moves; the rest (the weights, where the gradient
+        # is taken with respect to parameters of the neurons alone) stays a constant
+        # of the replay, with no tangent to carry through its steps.
+        moves = jtu.tree_map(
+            lambda t: not _symbolic_zero(t), tangent, is_leaf=_symbolic_zero
+        )
+        moving, still = eqx.partition(diff, moves)
+        tangent = eqx.filter(tangent, moves, is_leaf=_symbolic_zero)
+        return jax.jvp(
+            lambda moving: replay(eqx.combine(moving, still), fixed), (moving,), (tangent,)
+        )
 
     spikes, final_state, records = carriers(diff, _stop_floats(fixed))
     add = lambda a, b: a + b  # noqa: E731

@@ -190,6 +190,31 @@ def test_undifferentiated_run_skips_the_replay():
         _replay.replay_carriers = saved
 
 
+def test_reverse_mode_keeps_the_weights_once(float32):
+    """Reverse mode through the replay keeps what its steps close over (here the dense
+    weights of 300 LIF neurons, differentiated) once, not once per chunk of the log:
+    the compiled value and gradient needs temporary memory of less than 16 times the
+    weights (seen: 11.4 times with a log of 2000 spikes; 180 times when each chunk
+    kept them, 1 GiB at 1000 neurons)."""
+    n = 300
+    rng = np.random.default_rng(0)
+    weights = (rng.random((n, n)) < 0.05) * rng.normal(0.1, 0.05, (n, n))
+    weights = jnp.asarray(weights, jnp.float32)
+    drive = jnp.asarray(rng.uniform(1.0, 1.3, n), jnp.float32)
+
+    def loss(weights):
+        sol = ns.simulate(
+            ns.LIF(), n=n, t1=50.0, current=drive, weights=weights, max_spikes=2000
+        )
+        return jnp.sum(sol.spike_times, where=jnp.isfinite(sol.spike_times))
+
+    compiled = jax.jit(jax.value_and_grad(loss)).lower(weights).compile()
+    memory = compiled.memory_analysis()
+    assert memory.temp_size_in_bytes < 16 * weights.nbytes, (
+        memory.temp_size_in_bytes / weights.nbytes
+    )
+
+
 @pytest.mark.parametrize(
     "structure, reference",
     [
