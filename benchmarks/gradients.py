@@ -9,7 +9,11 @@ Workloads:
   a batch of 256 points under `jax.vmap`, first-spike cross-entropy;
 - `recurrent`: one random recurrent E/I network (tests/_random_networks.py, 80 + 20
   neurons, a scalar delay, a stepped current, Poisson input), a loss on every spike
-  time and the final state, float64.
+  time and the final state, float64;
+- `sizes`: a recurrent LIF population of 250, 500 and 1000 neurons whose dense weights
+  are differentiated (the usual case in training), float32: also the temporary memory
+  of the compiled value and gradient (XLA's `memory_analysis`), in MiB and in copies
+  of the weight matrix.
 
 Prints, per workload and path, the first call (compile and run) and the best of
 `--repeats` (5) warm calls, in seconds, and the ratio to the forward run.
@@ -23,7 +27,7 @@ beside neurosim's with the ratios neurosim / jaxsnn: forward (`exact="layered"`
 against jaxsnn's forward) and value+grad (`exact="layered"` against jaxsnn's
 EventProp). `--json` prints the figures as one JSON line at the end (for `run_all.py`).
 
-Run: `python benchmarks/gradients.py [--only yinyang|recurrent] [--jaxsnn-python
+Run: `python benchmarks/gradients.py [--only yinyang|recurrent|sizes] [--jaxsnn-python
 PYTHON] [--repeats 5] [--json]`.
 """
 
@@ -244,9 +248,50 @@ def recurrent(repeats=REPEATS):
     )
 
 
+def sizes(repeats=REPEATS, ns_=(250, 500, 1000), t1=100.0):
+    import numpy as np
+
+    import neurosim as ns
+
+    print(
+        "\nsizes: recurrent LIF, dense weights (10% non-zero, N(0, 0.2)), 100 ms, float32"
+    )
+    print(
+        f"  {'N':>5s} {'spikes':>7s} {'forward s':>10s} {'value+grad s':>13s} "
+        f"{'x forward':>10s} {'first call s':>13s} {'temp MiB':>9s} {'x weights':>10s}"
+    )
+    for n in ns_:
+        rng = np.random.default_rng(0)
+        weights = rng.normal(0.0, 0.2, (n, n)) * (rng.random((n, n)) < 0.1)
+        weights = jnp.asarray(weights, jnp.float32)
+        drive = jnp.asarray(rng.uniform(1.05, 1.5, n), jnp.float32)
+
+        def run(weights, gradients=True, n=n, drive=drive):
+            return ns.simulate(
+                ns.LIF(), n=n, t1=t1, current=drive, weights=weights,
+                max_spikes=40 * n, gradients=gradients,
+            )  # fmt: skip
+
+        def loss(weights, run=run):
+            times = run(weights).spike_times
+            return jnp.sum(times, where=jnp.isfinite(times))
+
+        forward = jax.jit(lambda w, run=run: run(w).num_spikes)
+        value_and_grad = jax.jit(jax.value_and_grad(loss))
+        _, warm_forward = _time(forward, weights, repeats=repeats)
+        first, warm = _time(value_and_grad, weights, repeats=repeats)
+        memory = value_and_grad.lower(weights).compile().memory_analysis()
+        temp = memory.temp_size_in_bytes
+        print(
+            f"  {n:5d} {int(forward(weights)):7d} {warm_forward:10.3f} {warm:13.3f} "
+            f"{warm / warm_forward:10.1f} {first:13.2f} {temp / 2**20:9.1f} "
+            f"{temp / weights.nbytes:10.1f}"
+        )
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("yinyang", "recurrent"))
+    parser.add_argument("--only", choices=("yinyang", "recurrent", "sizes"))
     parser.add_argument(
         "--jaxsnn-python",
         help="an interpreter with jaxsnn: time jaxsnn's Yin-Yang network beside ours",
@@ -262,6 +307,8 @@ def main(argv=None):
         figures["yinyang"] = yinyang(args.repeats, args.jaxsnn_python)
     if args.only in (None, "recurrent"):
         recurrent(args.repeats)
+    if args.only in (None, "sizes"):
+        sizes(args.repeats)
     if args.json:
         print(json.dumps(figures))
 
