@@ -248,7 +248,7 @@ def recurrent(repeats=REPEATS):
     )
 
 
-def sizes(repeats=REPEATS, ns_=(250, 500, 1000), t1=100.0):
+def sizes(repeats=REPEATS, n_values=(250, 500, 1000), t1=100.0):
     import numpy as np
 
     import neurosim as ns
@@ -260,7 +260,7 @@ def sizes(repeats=REPEATS, ns_=(250, 500, 1000), t1=100.0):
         f"  {'N':>5s} {'spikes':>7s} {'forward s':>10s} {'value+grad s':>13s} "
         f"{'x forward':>10s} {'first call s':>13s} {'temp MiB':>9s} {'x weights':>10s}"
     )
-    for n in ns_:
+    for n in n_values:
         rng = np.random.default_rng(0)
         weights = rng.normal(0.0, 0.2, (n, n)) * (rng.random((n, n)) < 0.1)
         weights = jnp.asarray(weights, jnp.float32)

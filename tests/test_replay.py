@@ -194,7 +194,7 @@ def test_reverse_mode_keeps_the_weights_once(float32):
     """Reverse mode through the replay keeps what its steps close over (here the dense
     weights of 300 LIF neurons, differentiated) once, not once per chunk of the log:
     the compiled value and gradient needs temporary memory of less than 16 times the
-    weights (seen: 11.4 times with a log of 2000 spikes; 180 times when each chunk
+    weights (seen: 11.4 times with a log of 2000 spikes; 159 times when each chunk
     kept them, 1 GiB at 1000 neurons)."""
     n = 300
     rng = np.random.default_rng(0)
