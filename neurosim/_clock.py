@@ -723,15 +723,25 @@ def _lean_solve(
     need = length > 0
     count = jnp.sum(need.astype(jnp.int32))
     lane = jnp.arange(lanes)
-    if lanes <= RANKED_UP_TO:  # each lane's place: longest first, nothing last
+
+    def in_order():
+        needing = jnp.cumsum(need.astype(jnp.int32))
+        return jnp.where(need, needing - 1, count + lane - needing)
+
+    def ranked():  # longest first, nothing last
         key = jnp.where(need, length, -1.0)
         before = (key[None, :] > key[:, None]) | (
             (key[None, :] == key[:, None]) & (lane[None, :] < lane[:, None])
         )
-        place = jnp.sum(before.astype(jnp.int32), axis=1)
-    else:  # in lane order
-        needing = jnp.cumsum(need.astype(jnp.int32))
-        place = jnp.where(need, needing - 1, count + lane - needing)
+        return jnp.sum(before.astype(jnp.int32), axis=1)
+
+    # Each lane's place. The ranking sorts the lanes into batches, so it is needed
+    # only where more lanes than one batch has integrate (lanes are independent: the
+    # order within a batch changes nothing). Most events need one batch or none.
+    if lanes <= RANKED_UP_TO:
+        place = lax.cond(count > chunk, ranked, in_order)
+    else:
+        place = in_order()
     batched, rest = eqx.partition(neuron, mask)
     zero = jnp.zeros_like(length)
     # A lane with nothing to integrate, as a zero-length solve leaves it.
