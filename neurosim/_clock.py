@@ -202,7 +202,13 @@ def _propagates(neuron, mask, state, current):
 def _propagated(neuron, mask, state, current, t_last, length):
     """Each lane's state `length` after `t_last` by the model's `propagate` (all lanes
     at once, as one population), in pieces that end at the lanes' scheduled changes
-    (applied there, at their own times, as the lean stepper does)."""
+    (applied there, at their own times, as the lean stepper does); in one piece where
+    the model brings its neurons across their changes itself
+    (`propagates_across_changes`; the caller applies them at the end): a spike's
+    lanes otherwise take a second piece, at their full width, wherever one of them
+    has a change (a refractory end) inside its interval."""
+    if type(neuron).propagates_across_changes:
+        return neuron.propagate(t_last, state, length, current)
 
     def scheduled(y):
         return _lanes(

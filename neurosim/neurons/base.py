@@ -90,12 +90,17 @@ class AbstractNeuron(eqx.Module):
         (changed only by `reset`, `receive` or `apply_scheduled`, such as a
         refractory flag): the per-neuron clocks' stepper leaves them out of its
         solves. A subclass whose `dynamics` moves one of them must drop it here.
+    - `propagates_across_changes`: True when `propagate` brings a neuron across its
+        own scheduled changes (`next_scheduled_time`) inside the interval, which the
+        caller then applies at the interval's end (`apply_scheduled`); False (the
+        default): the caller ends the interval at each change.
     """
 
     spiking: ClassVar[bool] = True
     disarms_on_spike: ClassVar[bool] = False
     float64_tolerance: ClassVar[float | None] = None
     constant_fields: ClassVar[tuple[str, ...]] = ()
+    propagates_across_changes: ClassVar[bool] = False
 
     @abc.abstractmethod
     def init_state(self, n: int) -> State:
@@ -160,7 +165,8 @@ class AbstractNeuron(eqx.Module):
         accurately as the float allows.
         The caller ends the interval at every scheduled change
         (`next_scheduled_time`, applied with `apply_scheduled`) and at the neuron's
-        spikes, so that neither falls inside it.
+        spikes, so that neither falls inside it; where the model sets
+        `propagates_across_changes`, only at its spikes.
 
         Per-neuron clocks then bring a neuron to the time of an event that reaches it
         with it, instead of a solve, in forward runs (`gradients=False`); its spike

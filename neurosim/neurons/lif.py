@@ -374,6 +374,8 @@ class CobaLIF(_ThresholdLIF):
     tau_e: Float[Array, "..."] = eqx.field(converter=float_array, default=5.0)
     tau_i: Float[Array, "..."] = eqx.field(converter=float_array, default=10.0)
 
+    propagates_across_changes: ClassVar[bool] = True
+
     def __check_init__(self):
         check_positive("CobaLIF", "tau_e", self.tau_e)
         check_positive("CobaLIF", "tau_i", self.tau_i)
@@ -483,9 +485,10 @@ class CobaLIF(_ThresholdLIF):
         and reach 6 in float32, 8 and 4 in float64), is exact to about 3e-9 and
         4e-13 relative (measured), below the float's precision. The conductances'
         decays at the nodes take one exponential per pair of nodes (the nodes are
-        symmetric about the panel's midpoint). `v` is held while refractory; the
-        caller ends the interval at the end of a refractory period. None when a subclass written
-        elsewhere changes the equations."""
+        symmetric about the panel's midpoint). `v` is held while refractory, and
+        integrated from the end of the period where that falls inside the interval
+        (`propagates_across_changes`: the caller clears the flag at the interval's
+        end). None when a subclass written elsewhere changes the equations."""
         if not _own_equations(self, _COBA_EQUATIONS):
             return None
         dtype = state.v.dtype
@@ -541,13 +544,15 @@ class CobaLIF(_ThresholdLIF):
             v = jnp.where(h > 0, panel(v, g_e, g_i, h), v)
             return jnp.where(last, length, s + h), v
 
-        s0 = jnp.zeros_like(state.v)
+        # `v` held until the refractory period ends (inside the interval, or after).
+        refractory = state.refractory > 0
+        s0 = jnp.where(refractory, jnp.clip(state.ref_end - t, 0.0, length), 0.0)
         _, v = lax.while_loop(lambda c: jnp.any(c[0] < length), body, (s0, state.v))
         return eqx.tree_at(
             lambda s: (s.v, s.g_e, s.g_i),
             state,
             (
-                jnp.where(state.refractory > 0, state.v, v),
+                jnp.where(refractory & (s0 >= length), state.v, v),
                 state.g_e * jnp.exp(-length / tau_e),
                 state.g_i * jnp.exp(-length / tau_i),
             ),

@@ -307,6 +307,45 @@ def test_propagate_matches_scipy(x64):
         np.testing.assert_array_equal(out.refractory, cast[1].refractory)
 
 
+def test_propagate_across_the_end_of_a_refractory_period(x64):
+    """`CobaLIF.propagate` over an interval inside which a refractory period ends
+    (`propagates_across_changes`): `v` held until the end, then free, against
+    scipy's DOP853 at rtol 1e-13 in two pieces (the conductances decay throughout).
+    The flag is left for the caller (`apply_scheduled` at the interval's end)."""
+    rng = np.random.default_rng(11)
+    n = 60
+    neuron, state, current = _quiet_cases(rng, n)
+    length = rng.choice([0.3, 2.0, 10.0, 60.0], n) * rng.uniform(0.5, 1.0, n)
+    t0 = 3.0
+    ends = t0 + length * rng.uniform(0.0, 1.0, n)
+    ends[:5] = t0 + length[:5] + 1.0  # refractory past the interval: held throughout
+    state = type(state)(
+        v=state.v, g_e=state.g_e, g_i=state.g_i,
+        refractory=jnp.ones((n,)), ref_end=jnp.asarray(ends),
+    )  # fmt: skip
+    p = {k: np.asarray(getattr(neuron, k)) for k in BENCHMARK}
+    reference = np.empty((n, 3))
+    for k in range(n):
+        pk = {name: float(v[k]) if v.ndim else float(v) for name, v in p.items()}
+        y = [float(state.v[k]), float(state.g_e[k]), float(state.g_i[k])]
+        held = min(float(ends[k]) - t0, float(length[k]))
+        c = float(current[k])
+        for piece, tau_mem in ((held, np.inf), (float(length[k]) - held, pk["tau_mem"])):
+            if piece <= 0:
+                continue
+            rhs = _coba_rhs({**pk, "tau_mem": tau_mem}, lambda t, c=c: c)
+            sol = solve_ivp(rhs, (0.0, piece), y, method="DOP853", rtol=1e-13, atol=1e-13)
+            y = sol.y[:, -1]
+        reference[k] = y
+    assert type(neuron).propagates_across_changes
+    out = neuron.propagate(t0, state, jnp.asarray(length), current)
+    got = np.stack([np.asarray(out.v), np.asarray(out.g_e), np.asarray(out.g_i)], 1)
+    np.testing.assert_allclose(got, reference, rtol=1e-12, atol=1e-9)
+    np.testing.assert_array_equal(out.refractory, state.refractory)
+    # Held throughout where the period outlasts the interval.
+    np.testing.assert_array_equal(out.v[:5], state.v[:5])
+
+
 def test_quiet_time_is_not_claimed_for_changed_equations():
     class Shifted(ns.CobaLIF):
         def dynamics(self, t, state, current):
