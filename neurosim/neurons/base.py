@@ -93,7 +93,8 @@ class AbstractNeuron(eqx.Module):
     - `propagates_across_changes`: True when `propagate` brings a neuron across its
         own scheduled changes (`next_scheduled_time`) inside the interval, which the
         caller then applies at the interval's end (`apply_scheduled`); False (the
-        default): the caller ends the interval at each change.
+        default): the caller ends the interval at each change. A subclass that
+        writes its own `propagate` inherits the flag: it must set it to match.
     """
 
     spiking: ClassVar[bool] = True
