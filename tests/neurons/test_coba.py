@@ -356,3 +356,38 @@ def test_quiet_time_is_not_claimed_for_changed_equations():
     assert ns.CobaLIF().quiet_time(0.0, state, jnp.zeros(3)) is not None
     assert Shifted().propagate(0.0, state, jnp.ones(3), jnp.zeros(3)) is None
     assert ns.CobaLIF().propagate(0.0, state, jnp.ones(3), jnp.zeros(3)) is not None
+
+
+def test_propagate_in_pieces_equals_one_piece_across_a_refractory_end(x64):
+    """The per-neuron clocks' advance by `propagate` (`_clock._propagated`) in one
+    piece across refractory ends (`CobaLIF`'s `propagates_across_changes`) and, for a
+    model without that flag, in pieces ended at each change: the same states, to
+    rounding. Keeps the piecewise path, which no built-in model takes, tested."""
+    from neurosim import _clock
+
+    class Pieces(ns.CobaLIF):
+        propagates_across_changes = False
+
+    rng = np.random.default_rng(12)
+    n = 40
+    neuron, state, current = _quiet_cases(rng, n)
+    length = jnp.asarray(rng.choice([0.3, 2.0, 10.0], n) * rng.uniform(0.5, 1.0, n))
+    t_last = jnp.asarray(rng.uniform(0.0, 5.0, n))
+    ends = t_last + length * jnp.asarray(rng.uniform(0.0, 1.5, n))
+    state = type(state)(
+        v=state.v, g_e=state.g_e, g_i=state.g_i,
+        refractory=jnp.ones((n,)), ref_end=ends,
+    )  # fmt: skip
+    pieces = Pieces(**{k: getattr(neuron, k) for k in BENCHMARK})
+    outs = []
+    for model in (neuron, pieces):
+        mask = _clock.per_neuron_mask(model, n)
+        y = _clock._propagated(model, mask, state, current, t_last, length)
+        outs.append(model.apply_scheduled(t_last + length, y))
+    one, split = outs
+    for a, b in zip(jax.tree_util.tree_leaves(one), jax.tree_util.tree_leaves(split)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-10)
+    # Some periods end inside the interval, some after it.
+    inside = np.asarray(ends < t_last + length)
+    assert inside.any() and (~inside).any()
+    np.testing.assert_array_equal(np.asarray(one.refractory), (~inside).astype(float))
