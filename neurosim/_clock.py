@@ -66,6 +66,7 @@ import jax.lax as lax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 
+from . import _cpu
 from ._clip_floor import diffeqsolve
 from ._root import event_root_finder
 
@@ -513,7 +514,7 @@ class Lean:
         count as zeros, as in a solve of the whole state)."""
         leaves = jtu.tree_leaves(tree)
         lanes = leaves[0].shape[0]
-        total = sum(jnp.sum(leaf.reshape(lanes, -1) ** 2, axis=1) for leaf in leaves)
+        total = sum(_cpu.fold(jnp.add, leaf.reshape(lanes, -1) ** 2) for leaf in leaves)
         size = sum(leaf[0].size for leaf in jtu.tree_leaves(tree if like is None else like))
         return jnp.sqrt(total / size)
 

@@ -35,6 +35,7 @@ its usual form): the Izhikevich (2003) network runs 2.2-2.5x faster
 """
 
 import functools
+import math
 
 import jax
 import jax.lax as lax
@@ -79,6 +80,12 @@ def one_kernel(fn, *, differentiable=False):
     def marked(*args):
         closed, shapes = jax.make_jaxpr(fn, return_shape=True)(*args)
         num_consts = len(closed.consts)
+        if blockers(closed.jaxpr):
+            # What XLA cannot compile whole (a model's own long reduction, a sort, a
+            # matrix product): the same program as usual kernels, not a failed
+            # compilation.
+            out = jax.core.eval_jaxpr(closed.jaxpr, closed.consts, *jtu.tree_leaves(args))
+            return jtu.tree_unflatten(jtu.tree_structure(shapes), out)
         # Every operand of the call opaque to constant folding: XLA cannot compile a
         # call whole with an operand it folded into a constant (arrays closed over
         # under an outer `jit`; its IR emitter aborts the process). An optimization
@@ -183,6 +190,73 @@ def reduce(combine, x, fill):
 
 
 _FOLDS = {jnp.minimum: jnp.min, jnp.maximum: jnp.max, jnp.add: jnp.sum}
+
+
+def fold(combine, x):
+    """`combine` (`jnp.minimum`, `jnp.maximum` or `jnp.add`) over the last axis of `x`:
+    XLA's reduction where `x` has fewer than `REDUCE_LIMIT` entries (the same bits as
+    before such arrays were folded), else by halving the axis with elementwise
+    `combine`, which a loop compiled whole can hold."""
+    if x.size < REDUCE_LIMIT:
+        return _FOLDS[combine](x, axis=-1)
+    while x.shape[-1] > 1:
+        half = x.shape[-1] // 2
+        head = combine(x[..., :half], x[..., half : 2 * half])
+        x = (
+            jnp.concatenate([head, x[..., 2 * half :]], axis=-1)
+            if x.shape[-1] % 2
+            else head
+        )
+    return x[..., 0]
+
+
+# Primitives XLA's CPU backend hands to library kernels, which a function compiled whole
+# cannot call (measured with jax 0.10.2): floating-point sums, products, minima and
+# maxima of `REDUCE_LIMIT` entries or more ("Fusion kind not implemented on CPU";
+# integer and boolean ones, `argmin`, `cumsum` compile), sorts of any length ("Failed to
+# materialize symbols"), and matrix products (an 8 x 8 by 8 x 8 one fails; products
+# with a vector, batched or not, compile up to a reduction of `REDUCE_LIMIT`).
+_LIBRARY_REDUCTIONS = {"reduce_sum", "reduce_prod", "reduce_min", "reduce_max"}
+_SORTS = {"sort", "top_k", "approx_top_k"}
+
+
+def _matrix_product(eqn) -> bool:
+    (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = eqn.params["dimension_numbers"]
+    lhs, rhs = (v.aval.shape for v in eqn.invars)
+
+    def size(shape, axes):
+        return math.prod(shape[a] for a in axes)
+
+    def free(shape, *taken):
+        return math.prod(d for a, d in enumerate(shape) if a not in sum(taken, ()))
+
+    m = free(lhs, tuple(lhs_contract), tuple(lhs_batch))
+    n = free(rhs, tuple(rhs_contract), tuple(rhs_batch))
+    reduced = size(lhs, lhs_contract) * size(lhs, lhs_batch)
+    return (m > 1 and n > 1) or (m == 1 and n == 1 and reduced >= REDUCE_LIMIT)
+
+
+def blockers(jaxpr) -> list[str]:
+    """The operations of `jaxpr` (nested ones included) that keep XLA's CPU backend
+    from compiling it as one function, by name and operand shapes: `one_kernel` calls
+    such a program as usual kernels instead."""
+    found = []
+    for eqn in jaxpr.eqns:
+        name = eqn.primitive.name
+        shapes = [getattr(v.aval, "shape", ()) for v in eqn.invars]
+        if name in _LIBRARY_REDUCTIONS:
+            aval = eqn.invars[0].aval
+            blocked = aval.dtype.kind in "fc" and math.prod(aval.shape) >= REDUCE_LIMIT
+        else:
+            blocked = name in _SORTS or (name == "dot_general" and _matrix_product(eqn))
+        if blocked:
+            found.append(f"{name}{tuple(tuple(s) for s in shapes)}")
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, (list, tuple)) else (param,):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    found += blockers(inner)
+    return found
 
 
 def smallest(x):

@@ -154,7 +154,7 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 from jaxtyping import Array, Bool, Float, Int, PyTree
 
-from . import _clock, _replay
+from . import _clock, _cpu, _replay
 from ._cpu import compiles_whole, one_kernel, put_row, set_rows, whole_unless_batched
 from ._cpu import row_start as _row_start
 from ._currents import Constant, PiecewiseConstant, PulseTrain, Sum
@@ -537,7 +537,7 @@ def _keys_of(keys):
     rows, cols = _key_shape(keys.shape[0])
     padding = rows * cols - keys.shape[0]
     grid = jnp.pad(keys, (0, padding), constant_values=jnp.inf).reshape(rows, cols)
-    return _Keys(grid, jnp.min(grid, axis=1))
+    return _Keys(grid, _cpu.fold(jnp.minimum, grid))
 
 
 def _earliest_key(keys: _Keys):
@@ -1184,9 +1184,9 @@ class _Loop:
         keys = carry.key[name].grid.reshape(-1)[:n]
         waves = self.layout[name].unpack(carry.table[name])[1].wave
         at_low = keys == low
-        wave = jnp.min(jnp.where(at_low, waves, jnp.inf))
+        wave = _cpu.smallest(jnp.where(at_low, waves, jnp.inf))
         index = jnp.arange(n, dtype=jnp.int32)
-        first = jnp.min(jnp.where(at_low & (waves == wave), index, n))
+        first = _cpu.reduce(jnp.minimum, jnp.where(at_low & (waves == wave), index, n), n)
         return first, wave
 
     def next_event(self, carry: _Carry) -> _Event:

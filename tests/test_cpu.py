@@ -8,9 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _compare import first_divergence
 
 import neurosim as ns
-from neurosim import _per_neuron
+from neurosim import _cpu, _per_neuron
 from neurosim._clock import OdeClock
 from neurosim._cpu import one_kernel
 from neurosim._system import NetworkSystem
@@ -343,3 +344,174 @@ def test_key_grid_row_minima_and_earliest_key_match_numpy(whole):
             else:
                 assert float(low) == reference.min()
                 assert int(k) == int(np.argmin(reference))
+
+
+@pytest.mark.parametrize("shape", [(7,), (5, 7), (700, 7), (70, 72), (4099,), (3, 2048)])
+@pytest.mark.parametrize("combine", [jnp.add, jnp.minimum, jnp.maximum])
+def test_fold_over_the_last_axis_equals_numpy(shape, combine):
+    """`_cpu.fold` (XLA's reduction below `REDUCE_LIMIT` entries, halving above it, odd
+    lengths included) against NumPy's reduction of the last axis."""
+    x = np.random.default_rng(sum(shape)).normal(size=shape)
+    reference = {jnp.add: np.sum, jnp.minimum: np.min, jnp.maximum: np.max}[combine]
+    got = jax.jit(lambda x: _cpu.fold(combine, x))(jnp.asarray(x, jnp.float32))
+    np.testing.assert_allclose(np.asarray(got), reference(x, axis=-1), rtol=1e-5, atol=1e-4)
+
+
+def test_programs_xla_cannot_compile_whole_run_as_usual_kernels():
+    """A sum of `REDUCE_LIMIT` floats, a sort and a matrix product inside a call marked
+    to be compiled whole made XLA's compilation fail ("Fusion kind not implemented on
+    CPU", "Failed to materialize symbols"). `blockers` names them, and `one_kernel`
+    runs such a program as usual kernels, with the same values."""
+    x = jnp.asarray(np.random.default_rng(0).normal(size=_cpu.REDUCE_LIMIT), jnp.float32)
+    cases = {
+        "reduce_sum": lambda x: jnp.sum(x),
+        "sort": lambda x: jnp.sort(x[:100]),
+        "dot_general": lambda x: x[:64].reshape(8, 8) @ x[64:128].reshape(8, 8),
+    }
+    for name, fn in cases.items():
+        assert [b.split("(")[0] for b in _cpu.blockers(jax.make_jaxpr(fn)(x).jaxpr)] == [
+            name
+        ]
+        looped = jax.jit(
+            one_kernel(lambda x, fn=fn: jax.lax.fori_loop(0, 2, lambda i, y: y, fn(x)))
+        )
+        np.testing.assert_allclose(np.asarray(looped(x)), np.asarray(fn(x)), rtol=1e-6)
+
+    # What the loops hold and XLA compiles whole is not listed: shorter or integer
+    # reductions, products with a vector, batched or not.
+    def fine(x):
+        return (
+            jnp.sum(x[:4095]),
+            jnp.min(x.astype(jnp.int32)),
+            x.reshape(64, 64) @ x[:64],
+            jnp.einsum("bk,bk->b", x[:112].reshape(16, 7), x[112:224].reshape(16, 7)),
+        )
+
+    assert _cpu.blockers(jax.make_jaxpr(fine)(x).jaxpr) == []
+
+
+def _large_networks():
+    """Populations past `REDUCE_LIMIT` neurons (`CobaLIF` past it with its quadrature
+    nodes), each with a recurrent projection, records (states of the whole population)
+    and, but for the Izhikevich neurons, a stepped current (jumps of the whole
+    population)."""
+    rng = np.random.default_rng(0)
+    times = np.arange(2.0, 20.0, 2.0)
+
+    def network(neuron, n, level, target, weight, stepped=True):
+        pre, post = ns.networks.random_connections(rng, n, n, fan_out=10)
+        values = level * (1.0 + 0.2 * rng.random((times.size + 1, n)))
+        current = ns.inputs.PiecewiseConstant(times=times, values=values)
+        return ns.Network(
+            populations={"p": ns.Population(neuron, n, current if stepped else values[0])},
+            projections=[
+                ns.Projection(
+                    "p", "p", (pre, post, np.full(pre.shape, weight)), target=target
+                )
+            ],
+        )
+
+    n = _cpu.REDUCE_LIMIT + 4
+    return {
+        "LIF, delta synapses": network(ns.LIF(tau_mem=10.0), n, 1.2, "v", 0.05),
+        "CubaLIF": network(ns.CubaLIF(), n, 1.2, None, 0.2),
+        "Izhikevich": network(ns.Izhikevich(), n, 10.0, "v", 2.0, stepped=False),
+        "CobaLIF": network(ns.CobaLIF(), 600, 0.0, None, 0.5),
+    }
+
+
+def _blockers_of_the_loop(monkeypatch, run):
+    """What `blockers` finds in the program of the loop's marked call in `run()`
+    (traced, not compiled)."""
+    found = []
+
+    def spy(fn):
+        def traced(*args):
+            shapes = jax.tree_util.tree_map(
+                lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)), args
+            )
+            found.append(_cpu.blockers(jax.make_jaxpr(fn)(*shapes).jaxpr))
+            return one_kernel(fn)(*args)
+
+        return traced
+
+    monkeypatch.setattr(_per_neuron, "one_kernel", spy)
+    jax.clear_caches()  # trace `simulate`'s jitted core again
+    jax.eval_shape(run)
+    monkeypatch.undo()
+    (blockers,) = found
+    return blockers
+
+
+def test_large_populations_with_records_and_stepped_currents_compile_whole(monkeypatch):
+    """Every population-wide operation of the loop (records, current jumps, the earliest
+    of simultaneous keys) stays compilable whole past `REDUCE_LIMIT` neurons: the
+    program of the marked call holds nothing `blockers` lists. Each of these networks
+    made XLA's compilation fail before (a minimum over the population, the key grid's
+    row minima, the solver's norm, `CobaLIF.propagate`'s sum over its nodes). Traced
+    only; the LIF network runs in both forms below."""
+    record = jnp.linspace(1.0, 19.0, 4)
+    for name, net in _large_networks().items():
+
+        def run(net=net):
+            sol = ns.simulate(
+                net, t1=20.0, max_spikes=50_000, gradients=False, record=record
+            )
+            return sol.num_spikes
+
+        assert _blockers_of_the_loop(monkeypatch, run) == [], name
+
+
+def test_a_loop_xla_cannot_compile_whole_runs_as_usual_kernels(monkeypatch):
+    """Izhikevich neurons on their own clocks whose stepped current jumps for all 2100
+    of them at once: the dense output's polynomial over every lane is a batched product
+    that XLA hands to a library kernel (compiling it whole failed from about 1000
+    neurons on). The loop runs as usual kernels instead, and gives the spikes of the
+    network's clock (an independent integration) to float32 precision."""
+    rng = np.random.default_rng(3)
+    n, times = 2100, np.arange(2.0, 20.0, 2.0)
+    values = 10.0 * (1.0 + 0.2 * rng.random((times.size + 1, n)))
+    pre, post = ns.networks.random_connections(rng, n, n, fan_out=10)
+    current = ns.inputs.PiecewiseConstant(times=times, values=values)
+    net = ns.Network(
+        populations={"p": ns.Population(ns.Izhikevich(), n, current)},
+        projections=[
+            ns.Projection("p", "p", (pre, post, np.full(pre.shape, 0.5)), target="v")
+        ],
+    )
+
+    def run(clocks=None):
+        sol = ns.simulate(net, t1=20.0, max_spikes=20_000, gradients=False, clocks=clocks)
+        return sol.num_spikes, sol.spike_times, sol.spike_neurons
+
+    assert _blockers_of_the_loop(monkeypatch, lambda: run()[0])
+    (count, times, neurons), (ref_count, ref_times, ref_neurons) = run(), run("network")
+    assert int(count) > 1000
+    found = first_divergence(
+        (np.asarray(times[: int(count)]), np.asarray(neurons[: int(count)])),
+        (
+            np.asarray(ref_times[: int(ref_count)]),
+            np.asarray(ref_neurons[: int(ref_count)]),
+        ),
+        atol=5e-3,
+        t1=20.0,
+    )
+    assert found.agree, found
+
+
+@pytest.mark.default_compile
+def test_large_population_compiled_whole_equals_the_usual_loop(monkeypatch):
+    """The LIF network of `_large_networks` (4100 neurons, delta synapses, a stepped
+    current, records) run in both forms of the loop: the same spikes and records."""
+    net = _large_networks()["LIF, delta synapses"]
+
+    def run():
+        return ns.simulate(
+            net,
+            t1=20.0,
+            max_spikes=100_000,
+            gradients=False,
+            record=jnp.linspace(1.0, 19.0, 4),
+        )
+
+    _assert_forms_agree(monkeypatch, run, at_least=5000)

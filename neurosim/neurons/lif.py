@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from .. import _cpu
 from .._checks import check_below, check_positive, float_array
 from . import _linear
 from .base import AbstractNeuron
@@ -529,7 +530,9 @@ class CobaLIF(_ThresholdLIF):
                 + (g_e * self.E_e)[..., None] * decay_e
                 + (g_i * self.E_i)[..., None] * decay_i
             )
-            forced = 0.5 * h * jnp.sum(weights * jnp.exp(-gap) * beta, axis=-1) / tau_m
+            # (A whole population's nodes, at a record or a current's jump, are summed
+            # in a form that a loop compiled whole can hold: `_cpu.fold`.)
+            forced = 0.5 * h * _cpu.fold(jnp.add, weights * jnp.exp(-gap) * beta) / tau_m
             whole = (h + tau_e * g_e * (1.0 - end_e) + tau_i * g_i * (1.0 - end_i)) / tau_m
             return jnp.exp(-whole) * v + forced
 
