@@ -10,6 +10,8 @@ by hand:
     .venv-bench/bin/python benchmarks/brian2_reference.py lif
     .venv-bench/bin/python benchmarks/brian2_reference.py izhikevich --params PARAMS.npz
     .venv-bench/bin/python benchmarks/brian2_reference.py coba --n 4000 --t1 1000
+    .venv-bench/bin/python benchmarks/brian2_reference.py coba_network \
+        --network NETWORK.npz --dts 0.1 0.01 0.001
     .venv-bench/bin/python benchmarks/brian2_reference.py izhikevich_2003 \
         --network NETWORK.npz --delays 0 1
 
@@ -46,6 +48,12 @@ What each workload measures (times in ms, wall times in s):
   the products ge v, gi v). One warm-up run at the first size, then one run per
   `--n`/`--t1` pair: construction time, wall time of `run()`, the simulation loop (as
   for `cuba`), spikes and mean rate.
+- `coba_network`: the same COBA network as drawn by neurosim (`run_all.py`), read
+  from an .npz (`pre_exc`, `post_exc`, `pre_inh`, `post_inh`: one entry per synapse;
+  `v0` in mV, `ge0`, `gi0`; `we`, `wi`; `t1`), Euler at each `--dts` value: one run
+  that fills the cython cache, then per dt construction time, wall time of `run()`
+  (`--repeats` runs, one below dt = 0.01 ms), spikes, mean rate, and the spike times
+  and neurons of the first timed run.
 - `izhikevich_2003`: the network of Izhikevich (2003) as built by
   `neurosim.networks.izhikevich_2003`, read from an .npz (`a`, `b`, `c`, `d` per
   neuron, `weights` [pre, post], the thalamic input `noise` with one row per ms, `t1`):
@@ -259,14 +267,17 @@ def izhikevich(path, dts, repeats, t1):
     return [repeated(lambda dt=dt: izhikevich_run(params, dt, t1), repeats) for dt in dts]
 
 
-def coba_run(seed, n=4000, t1=1000.0, dt=0.1, p=0.02):
-    """One COBA run (`neurosim.networks.brette_coba`'s network); its figures."""
-    b2.start_scope()
-    b2.defaultclock.dt = dt * ms
-    b2.seed(seed)
-    scale = 4000 / n
-    n_exc = int(round(0.8 * n))
-    namespace = {
+COBA_EQUATIONS = """
+dv/dt  = (El - v + ge * (Ee - v) + gi * (Ei - v)) / taum : volt (unless refractory)
+dge/dt = -ge / taue : 1
+dgi/dt = -gi / taui : 1
+"""
+
+
+def _coba_namespace(we, wi):
+    """The COBA network's constants (`neurosim.networks.brette_coba`'s), with the
+    conductance jumps `we` and `wi` in units of the leak conductance."""
+    return {
         "taum": 20 * ms,
         "taue": 5 * ms,
         "taui": 10 * ms,
@@ -275,18 +286,17 @@ def coba_run(seed, n=4000, t1=1000.0, dt=0.1, p=0.02):
         "Vr": -60 * mV,
         "Ee": 0 * mV,
         "Ei": -80 * mV,
-        "we": 0.6 * scale,
-        "wi": 6.7 * scale,
+        "we": we,
+        "wi": wi,
     }
-    eqs = """
-    dv/dt  = (El - v + ge * (Ee - v) + gi * (Ei - v)) / taum : volt (unless refractory)
-    dge/dt = -ge / taue : 1
-    dgi/dt = -gi / taui : 1
-    """
-    start = time.perf_counter()
-    group = b2.NeuronGroup(
+
+
+def _coba_group(n, namespace):
+    """The COBA network's `n` neurons: Euler (Brian2's choice for these equations), `v`
+    held while refractory."""
+    return b2.NeuronGroup(
         n,
-        eqs,
+        COBA_EQUATIONS,
         threshold="v > Vt",
         reset="v = Vr",
         refractory=5 * ms,
@@ -294,6 +304,18 @@ def coba_run(seed, n=4000, t1=1000.0, dt=0.1, p=0.02):
         namespace=namespace,
         name="coba",
     )
+
+
+def coba_run(seed, n=4000, t1=1000.0, dt=0.1, p=0.02):
+    """One COBA run (`neurosim.networks.brette_coba`'s network); its figures."""
+    b2.start_scope()
+    b2.defaultclock.dt = dt * ms
+    b2.seed(seed)
+    scale = 4000 / n
+    n_exc = int(round(0.8 * n))
+    namespace = _coba_namespace(0.6 * scale, 6.7 * scale)
+    start = time.perf_counter()
+    group = _coba_group(n, namespace)
     group.v = "Vr + rand() * (Vt - Vr)"
     group.ge = "clip(4 + 1.5 * randn(), 0, inf)"
     group.gi = "clip(20 + 12 * randn(), 0, inf)"
@@ -311,6 +333,76 @@ def coba(sizes, seed=0):
     one run per (n, t1) in `sizes`."""
     warmup = coba_run(seed, *sizes[0])
     return {"warmup": warmup, "runs": [coba_run(seed, n, t1) for n, t1 in sizes]}
+
+
+def _recorded_run(net, monitor, start, network, **figures):
+    """Runs a built network (`start`: when its construction began) for the `t1` of
+    `network` (the .npz's arrays); its figures, spike times and neurons as a dict."""
+    setup = time.perf_counter() - start
+    t1 = float(network["t1"])
+    start = time.perf_counter()
+    net.run(t1 * ms)
+    wall = time.perf_counter() - start
+    spikes, n = int(monitor.num_spikes), len(monitor.source)
+    return {
+        **figures,
+        "n": n,
+        "t1": t1,
+        "setup_s": setup,
+        "run_s": wall,
+        "spikes": spikes,
+        "rate_hz": spikes / n / (t1 / 1000.0),
+        "times": [float(x) for x in np.asarray(monitor.t / ms)],
+        "neurons": [int(k) for k in np.asarray(monitor.i)],
+    }
+
+
+def coba_network_run(network, dt):
+    """The COBA network of the .npz (`coba_network`) at step `dt` (ms), Euler: its
+    spike times and neurons, and the wall time of `run()`."""
+    b2.start_scope()
+    b2.defaultclock.dt = dt * ms
+    n = len(network["v0"])
+    namespace = _coba_namespace(float(network["we"]), float(network["wi"]))
+    start = time.perf_counter()
+    group = _coba_group(n, namespace)
+    group.v = network["v0"] * mV
+    group.ge = network["ge0"]
+    group.gi = network["gi0"]
+    projections = []
+    for kind, target, weight in (("exc", "ge", "we"), ("inh", "gi", "wi")):
+        synapses = b2.Synapses(
+            group,
+            group,
+            on_pre=f"{target} += {weight}",
+            namespace=namespace,
+            name=f"coba_{kind}",
+        )
+        synapses.connect(
+            i=network[f"pre_{kind}"].astype(int), j=network[f"post_{kind}"].astype(int)
+        )
+        projections.append(synapses)
+    monitor = b2.SpikeMonitor(group, name="coba_spikes")
+    net = b2.Network(group, *projections, monitor)
+    return _recorded_run(
+        net, monitor, start, network, dt=dt, synapses=sum(len(s) for s in projections)
+    )
+
+
+def coba_network(path, dts, repeats):
+    """The COBA network of the .npz at `path` at each dt: one run at the first dt that
+    fills the cython cache (the code is the same at every dt), then `repeats` timed
+    runs per dt, one only at steps below 0.01 ms (minutes each). Each dt's figures are
+    its first timed run's, with the wall times of all (`warm_s`) and their median."""
+    with np.load(path) as data:
+        network = {name: np.asarray(data[name]) for name in data.files}
+    coba_network_run(network, dts[0])
+    results = []
+    for dt in dts:
+        runs = [coba_network_run(network, dt) for _ in range(repeats if dt >= 0.01 else 1)]
+        times = [r.pop("run_s") for r in runs]
+        results.append({**runs[0], "warm_s": times, "median_s": statistics.median(times)})
+    return results
 
 
 def izhikevich_2003_run(network, dt, delay):
@@ -353,24 +445,7 @@ def izhikevich_2003_run(network, dt, delay):
         synapses.delay = delay * ms
     monitor = b2.SpikeMonitor(group, name="izhikevich_2003_spikes")
     net = b2.Network(group, synapses, monitor)
-    setup = time.perf_counter() - start
-    t1 = float(network["t1"])
-    start = time.perf_counter()
-    net.run(t1 * ms)
-    wall = time.perf_counter() - start
-    spikes = int(monitor.num_spikes)
-    return {
-        "dt": dt,
-        "delay_ms": delay,
-        "n": n,
-        "t1": t1,
-        "setup_s": setup,
-        "run_s": wall,
-        "spikes": spikes,
-        "rate_hz": spikes / n / (t1 / 1000.0),
-        "times": [float(x) for x in np.asarray(monitor.t / ms)],
-        "neurons": [int(k) for k in np.asarray(monitor.i)],
-    }
+    return _recorded_run(net, monitor, start, network, dt=dt, delay_ms=delay)
 
 
 def izhikevich_2003(path, dts, delays, repeats):
@@ -409,6 +484,10 @@ def main():
     p_coba.add_argument("--n", type=int, nargs="+", default=[4000])
     p_coba.add_argument("--t1", type=float, nargs="+", default=[1000.0])
     p_coba.add_argument("--seed", type=int, default=0)
+    p_cobn = sub.add_parser("coba_network")
+    p_cobn.add_argument("--network", required=True, help=".npz of the network")
+    p_cobn.add_argument("--dts", type=float, nargs="+", default=[0.1, 0.01, 0.001])
+    p_cobn.add_argument("--repeats", type=int, default=3)
     p_iz03 = sub.add_parser("izhikevich_2003")
     p_iz03.add_argument("--network", required=True, help=".npz of the network")
     p_iz03.add_argument("--dts", type=float, nargs="+", default=[0.1, 0.01])
@@ -422,6 +501,8 @@ def main():
         result = cuba_fan_out(args.n, args.fan_out, args.t1)
     elif args.workload == "coba":
         result = coba(list(zip(args.n, args.t1, strict=True)), args.seed)
+    elif args.workload == "coba_network":
+        result = coba_network(args.network, args.dts, args.repeats)
     elif args.workload == "izhikevich_2003":
         result = izhikevich_2003(args.network, args.dts, args.delays, args.repeats)
     elif args.workload == "lif":
