@@ -726,7 +726,11 @@ def _lean_solve(
     lanes = length.shape[0]
     t_abs = jnp.broadcast_to(t_abs, (lanes,))
     if chunk is None or lanes <= chunk:
-        return _lean_lanes(clock, neuron, mask, y0, current, t_abs, length, event, dt)
+        widest = _widest(clock)
+        if lanes <= widest:
+            return _lean_lanes(clock, neuron, mask, y0, current, t_abs, length, event, dt)
+        width = -(-lanes // -(-lanes // widest))  # as few slices as can be, even
+        return _in_slices(clock, neuron, mask, y0, current, t_abs, length, event, dt, width)
     need = length > 0
     count = jnp.sum(need.astype(jnp.int32))
     lane = jnp.arange(lanes)
@@ -776,6 +780,46 @@ def _lean_solve(
 
     chunks = (count + chunk - 1) // chunk
     return lax.while_loop(lambda carry: carry[0] < chunks, body, (0, out0))[1]
+
+
+def _widest(clock) -> int:
+    """The most lanes one solve takes at once. Its dense output multiplies each lane's
+    stages by the interpolation's coefficients, a product batched over the lanes that
+    XLA hands to a library kernel from `_cpu.REDUCE_LIMIT` products on (a loop compiled
+    whole cannot call one: Tsit5's 7 stages failed from 586 lanes)."""
+    tableau = getattr(clock.solver, "tableau", None)
+    stages = len(tableau.c) + 1 if isinstance(tableau, dfx.ButcherTableau) else 16
+    return max((_cpu.REDUCE_LIMIT - 1) // stages, 1)
+
+
+def _in_slices(clock, neuron, mask, y0, current, t_abs, length, event, dt, width):
+    """`_lean_lanes` over consecutive slices of `width` lanes (the last padded with
+    lanes that have nothing to integrate), one after another: a whole population's
+    prediction (at the start, at a jump of its current)."""
+    lanes = length.shape[0]
+    slices = -(-lanes // width)
+    batched, rest = eqx.partition(neuron, mask)
+
+    def sliced(x, fill=None):
+        pad = [(0, slices * width - lanes)] + [(0, 0)] * (x.ndim - 1)
+        x = (
+            jnp.pad(x, pad, mode="edge")
+            if fill is None
+            else jnp.pad(x, pad, constant_values=fill)
+        )
+        return x.reshape((slices, width) + x.shape[1:])
+
+    operands = jtu.tree_map(sliced, (batched, y0, current, t_abs, dt))
+    operands += (sliced(length, 0.0),)
+
+    def one(operands):
+        batched, y0, current, t_abs, dt, length = operands
+        return _lean_lanes(
+            clock, eqx.combine(batched, rest), mask, y0, current, t_abs, length, event, dt
+        )
+
+    out = lax.map(one, operands)
+    return jtu.tree_map(lambda x: x.reshape((slices * width,) + x.shape[2:])[:lanes], out)
 
 
 def _lean_lanes(clock, neuron, mask, y0, current, t_abs, length, event: bool, dt):

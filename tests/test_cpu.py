@@ -4,6 +4,7 @@ queues too); batched calls (`jax.vmap`) fall back to the usual form; loops that 
 scatters are refused."""
 
 import diffrax as dfx
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -393,17 +394,16 @@ def test_programs_xla_cannot_compile_whole_run_as_usual_kernels():
 def _large_networks():
     """Populations past `REDUCE_LIMIT` neurons (`CobaLIF` past it with its quadrature
     nodes), each with a recurrent projection, records (states of the whole population)
-    and, but for the Izhikevich neurons, a stepped current (jumps of the whole
-    population)."""
+    and a stepped current (jumps of the whole population)."""
     rng = np.random.default_rng(0)
     times = np.arange(2.0, 20.0, 2.0)
 
-    def network(neuron, n, level, target, weight, stepped=True):
+    def network(neuron, n, level, target, weight):
         pre, post = ns.networks.random_connections(rng, n, n, fan_out=10)
         values = level * (1.0 + 0.2 * rng.random((times.size + 1, n)))
         current = ns.inputs.PiecewiseConstant(times=times, values=values)
         return ns.Network(
-            populations={"p": ns.Population(neuron, n, current if stepped else values[0])},
+            populations={"p": ns.Population(neuron, n, current)},
             projections=[
                 ns.Projection(
                     "p", "p", (pre, post, np.full(pre.shape, weight)), target=target
@@ -415,9 +415,14 @@ def _large_networks():
     return {
         "LIF, delta synapses": network(ns.LIF(tau_mem=10.0), n, 1.2, "v", 0.05),
         "CubaLIF": network(ns.CubaLIF(), n, 1.2, None, 0.2),
-        "Izhikevich": network(ns.Izhikevich(), n, 10.0, "v", 2.0, stepped=False),
+        "Izhikevich": network(ns.Izhikevich(), n, 10.0, "v", 2.0),
         "CobaLIF": network(ns.CobaLIF(), 600, 0.0, None, 0.5),
     }
+
+
+def _buffered(count, times, neurons):
+    """The spikes of a run's buffers, as `first_divergence` takes them."""
+    return np.asarray(times[: int(count)]), np.asarray(neurons[: int(count)])
 
 
 def _blockers_of_the_loop(monkeypatch, run):
@@ -448,8 +453,9 @@ def test_large_populations_with_records_and_stepped_currents_compile_whole(monke
     of simultaneous keys) stays compilable whole past `REDUCE_LIMIT` neurons: the
     program of the marked call holds nothing `blockers` lists. Each of these networks
     made XLA's compilation fail before (a minimum over the population, the key grid's
-    row minima, the solver's norm, `CobaLIF.propagate`'s sum over its nodes). Traced
-    only; the LIF network runs in both forms below."""
+    row minima, the solver's norm, the solver's dense output over every lane,
+    `CobaLIF.propagate`'s sum over its nodes). Traced only; the LIF network runs in
+    both forms below, and an Izhikevich one against the network clock."""
     record = jnp.linspace(1.0, 19.0, 4)
     for name, net in _large_networks().items():
 
@@ -462,12 +468,15 @@ def test_large_populations_with_records_and_stepped_currents_compile_whole(monke
         assert _blockers_of_the_loop(monkeypatch, run) == [], name
 
 
-def test_a_loop_xla_cannot_compile_whole_runs_as_usual_kernels(monkeypatch):
+def test_a_jump_of_a_large_population_solved_per_neuron_agrees_with_the_network_clock(
+    monkeypatch,
+):
     """Izhikevich neurons on their own clocks whose stepped current jumps for all 2100
-    of them at once: the dense output's polynomial over every lane is a batched product
-    that XLA hands to a library kernel (compiling it whole failed from about 1000
-    neurons on). The loop runs as usual kernels instead, and gives the spikes of the
-    network's clock (an independent integration) to float32 precision."""
+    of them at once, predicted again in slices of lanes (`_clock._in_slices`: the dense
+    output over every lane at once is a batched product that XLA cannot compile whole;
+    1000 such neurons failed to compile before). The loop is compiled whole and gives
+    the spikes of the network's clock (an independent integration) to float32
+    precision."""
     rng = np.random.default_rng(3)
     n, times = 2100, np.arange(2.0, 20.0, 2.0)
     values = 10.0 * (1.0 + 0.2 * rng.random((times.size + 1, n)))
@@ -484,17 +493,53 @@ def test_a_loop_xla_cannot_compile_whole_runs_as_usual_kernels(monkeypatch):
         sol = ns.simulate(net, t1=20.0, max_spikes=20_000, gradients=False, clocks=clocks)
         return sol.num_spikes, sol.spike_times, sol.spike_neurons
 
-    assert _blockers_of_the_loop(monkeypatch, lambda: run()[0])
-    (count, times, neurons), (ref_count, ref_times, ref_neurons) = run(), run("network")
+    assert _blockers_of_the_loop(monkeypatch, lambda: run()[0]) == []
+    (count, *spikes), ref = run(), run("network")
     assert int(count) > 1000
+    found = first_divergence(_buffered(count, *spikes), _buffered(*ref), atol=5e-3, t1=20.0)
+    assert found.agree, found
+
+
+class _SortingIzhikevich(ns.Izhikevich):
+    """Izhikevich's equations with `v` passed through a sort (of two equal values): the
+    same numbers, and a program XLA cannot compile whole."""
+
+    def dynamics(self, t, state, current):
+        v = jnp.sort(jnp.stack([state.v, state.v]), axis=0)[0]
+        return super().dynamics(t, eqx.tree_at(lambda s: s.v, state, v), current)
+
+
+def test_a_model_xla_cannot_compile_whole_runs_as_usual_kernels(monkeypatch):
+    """A user's model whose dynamics sort (XLA's compilation of the loop compiled whole
+    failed: "Failed to materialize symbols"), on per-neuron clocks: the loop runs as
+    usual kernels instead, and gives the spikes of the same equations without the
+    sort, compiled whole, to float32 precision (the two forms round differently, and
+    the adaptive steps follow: seen 1.5e-3 ms at most)."""
+    rng = np.random.default_rng(4)
+    n = 60
+    pre, post = ns.networks.random_connections(rng, n, n, fan_out=6)
+    drive = jnp.asarray(rng.uniform(8.0, 14.0, n))
+
+    def network(neuron):  # (built outside the traced calls: its plans read the indices)
+        projection = ns.Projection(
+            "p", "p", (pre, post, np.full(pre.shape, 1.0)), target="v"
+        )
+        return ns.Network(
+            populations={"p": ns.Population(neuron, n, drive)}, projections=[projection]
+        )
+
+    def run(net):
+        sol = ns.simulate(net, t1=100.0, max_spikes=5000, gradients=False, clocks="neuron")
+        return sol.num_spikes, sol.spike_times, sol.spike_neurons
+
+    sorting, plain = network(_SortingIzhikevich()), network(ns.Izhikevich())
+    found = _blockers_of_the_loop(monkeypatch, lambda: run(sorting)[0])
+    assert found and {b.split("(")[0] for b in found} == {"sort"}
+    assert _blockers_of_the_loop(monkeypatch, lambda: run(plain)[0]) == []
+    (count, *spikes), ref = run(sorting), run(plain)
+    assert int(count) > 200
     found = first_divergence(
-        (np.asarray(times[: int(count)]), np.asarray(neurons[: int(count)])),
-        (
-            np.asarray(ref_times[: int(ref_count)]),
-            np.asarray(ref_neurons[: int(ref_count)]),
-        ),
-        atol=5e-3,
-        t1=20.0,
+        _buffered(count, *spikes), _buffered(*ref), atol=5e-3, t1=100.0
     )
     assert found.agree, found
 
