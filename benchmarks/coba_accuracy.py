@@ -123,6 +123,94 @@ def divergence(spikes, reference, t1):
     return None if found.agree else float(found.divergence), found.matched
 
 
+def measure(seed, t1, dts, repeats, brian2_python):
+    """Every run of the comparison: a list of rows (`run`, `spikes`, `divergence_ms`:
+    None where the run keeps every spike to `t1`, `matched`, `wall_s`, `first_call`:
+    whether `wall_s` is a first call), the reference first."""
+    print(f"float64 runs (child process), seed {seed}, {t1:g} ms", file=sys.stderr)
+    child = [
+        sys.executable,
+        __file__,
+        "--float64-child",
+        "--seed",
+        str(seed),
+        "--t1",
+        str(t1),
+    ]
+    rows64 = child_json(child)
+    with np.load(OUT / "coba_float64_spikes.npz") as data:
+        runs64 = {k: np.asarray(data[k]) for k in data.files}
+    reference = runs64["times_reference"], runs64["neurons_reference"]
+
+    def row(label, figures, spikes=None):
+        parted, matched = (
+            (None, None) if spikes is None else divergence(spikes, reference, t1)
+        )
+        warm = figures.get("warm_s")
+        return {
+            "run": label,
+            "spikes": figures["spikes"],
+            "divergence_ms": parted,
+            "matched": matched,
+            "wall_s": figures["first_s"] if warm is None else warm,
+            "first_call": warm is None,
+        }
+
+    rows = [
+        row(
+            f"neurosim float64, rtol = atol = {REFERENCE_TOL:g} (reference)",
+            rows64["reference"],
+        )
+    ]
+    for name, label in (
+        ("1e-10", "rtol = atol = 1e-10"),
+        ("default", "default tolerances"),
+    ):
+        spikes = runs64[f"times_{name}"], runs64[f"neurons_{name}"]
+        rows.append(row(f"neurosim float64, {label}", rows64[name], spikes))
+    print("float32 run", file=sys.stderr)
+    spikes, figures = simulate(seed, t1, None, repeats)
+    rows.append(row("neurosim float32, default tolerances", figures, spikes))
+    print(f"Brian2 at dt = {dts}", file=sys.stderr)
+    brian2 = child_json(
+        [
+            brian2_python,
+            str(HERE / "brian2_reference.py"),
+            "coba_network",
+            "--network",
+            str(OUT / "coba_network.npz"),
+            "--dts",
+            *map(str, dts),
+            "--repeats",
+            str(repeats),
+        ]
+    )
+    version = brian2["versions"]["brian2"]
+    for r in brian2["result"]:
+        spikes = np.asarray(r.pop("times")), np.asarray(r.pop("neurons"))
+        figures = {"spikes": r["spikes"], "warm_s": min(r["warm_s"]), "first_s": None}
+        rows.append(row(f"Brian2 {version}, Euler dt = {r['dt']:g} ms", figures, spikes))
+    return rows
+
+
+def table(rows, t1):
+    """The rows as a markdown table."""
+    lines = [
+        "| run | spikes | divergence ms (spikes matched) | wall s |",
+        "|---|---|---|---|",
+    ]
+    for r in rows:
+        if r["matched"] is None:
+            parted = "-"
+        elif r["divergence_ms"] is None:
+            parted = f"none to {t1:g} ({r['matched']})"
+        else:
+            parted = f"{r['divergence_ms']:.2f} ({r['matched']})"
+        note = " (first call)" if r["first_call"] else ""
+        lines.append(f"| {r['run']} | {r['spikes']} | {parted} | {r['wall_s']:.3f}{note} |")
+    return lines
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=1)
@@ -130,91 +218,14 @@ def main():
     parser.add_argument("--dts", type=float, nargs="+", default=[0.1, 0.01, 0.001])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--brian2-python", default=str(ROOT / ".venv-bench/bin/python"))
+    parser.add_argument("--json", action="store_true", help="the rows as JSON, last line")
     parser.add_argument("--float64-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.float64_child:
         float64_child(args.seed, args.t1)
         return
-    print(
-        f"float64 runs (child process), seed {args.seed}, {args.t1:g} ms", file=sys.stderr
-    )
-    rows64 = child_json(
-        [
-            sys.executable,
-            __file__,
-            "--float64-child",
-            "--seed",
-            str(args.seed),
-            "--t1",
-            str(args.t1),
-        ]
-    )
-    with np.load(OUT / "coba_float64_spikes.npz") as data:
-        runs64 = {k: np.asarray(data[k]) for k in data.files}
-    reference = runs64["times_reference"], runs64["neurons_reference"]
-    table = [
-        ("neurosim float64, rtol = atol = 1e-12 (reference)", rows64["reference"], None)
-    ]
-    for name, label in (
-        ("1e-10", "rtol = atol = 1e-10"),
-        ("default", "default tolerances"),
-    ):
-        spikes = runs64[f"times_{name}"], runs64[f"neurons_{name}"]
-        table.append(
-            (
-                f"neurosim float64, {label}",
-                rows64[name],
-                divergence(spikes, reference, args.t1),
-            )
-        )
-    print("float32 run", file=sys.stderr)
-    spikes, row = simulate(args.seed, args.t1, None, args.repeats)
-    table.append(
-        (
-            "neurosim float32, default tolerances",
-            row,
-            divergence(spikes, reference, args.t1),
-        )
-    )
-    print(f"Brian2 at dt = {args.dts}", file=sys.stderr)
-    brian2 = child_json(
-        [
-            args.brian2_python,
-            str(HERE / "brian2_reference.py"),
-            "coba_network",
-            "--network",
-            str(OUT / "coba_network.npz"),
-            "--dts",
-            *map(str, args.dts),
-            "--repeats",
-            str(args.repeats),
-        ]
-    )
-    for r in brian2["result"]:
-        spikes = np.asarray(r.pop("times")), np.asarray(r.pop("neurons"))
-        row = {"spikes": r["spikes"], "warm_s": min(r["warm_s"]), "first_s": None}
-        table.append(
-            (
-                f"Brian2 {brian2['versions']['brian2']}, Euler dt = {r['dt']:g} ms",
-                row,
-                divergence(spikes, reference, args.t1),
-            )
-        )
-    print("| run | spikes | divergence ms (spikes matched) | wall s |\n|---|---|---|---|")
-    for label, row, found in table:
-        if found is None and "reference" in label:
-            parted = "-"
-        elif found[0] is None:
-            parted = f"none to {args.t1:g} ({found[1]})"
-        else:
-            parted = f"{found[0]:.2f} ({found[1]})"
-        wall = row["warm_s"] if row.get("warm_s") is not None else row["first_s"]
-        note = (
-            ""
-            if row.get("warm_s") is not None or row["first_s"] is None
-            else " (first call)"
-        )
-        print(f"| {label} | {row['spikes']} | {parted} | {wall:.3f}{note} |")
+    rows = measure(args.seed, args.t1, args.dts, args.repeats, args.brian2_python)
+    print(json.dumps(rows) if args.json else "\n".join(table(rows, args.t1)))
 
 
 if __name__ == "__main__":

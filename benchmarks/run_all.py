@@ -64,6 +64,10 @@ Workloads (simulated time in ms, wall times in s):
    `izhikevich_2003_network.npz`), neurosim in float32 at the default tolerances, and
    Brian2 on the same network with Euler at dt = 0.1 and 0.01 ms; each run's
    divergence from the reference (spikes within 0.1 ms, `tests/_compare.py`).
+14. COBA at equal accuracy (`coba_accuracy.py`): the network of 12 drawn once in
+   float64 and handed to Brian2 (Euler at dt = 0.1, 0.01 and 0.001 ms); neurosim in
+   float32 and float64 and Brian2, each against neurosim in float64 at
+   rtol = atol = 1e-12: divergence (as in 13) and wall time.
 
 `--quick` shrinks the workloads (CUBA 1000 neurons for 200 ms, 256 Izhikevich neurons
 for 200 ms, per-event N = 100 and 1000, scaling N = 1000 and 4000 for 200 ms, COBA 500
@@ -126,6 +130,7 @@ FULL = {
         "warm_calls": 1,
     },
     "izhikevich_2003": {"t1": 1000.0, "seed": 0, "delays": [None, 1.0], "dts": [0.1, 0.01]},
+    "coba_accuracy": {"t1": 1000.0, "seed": 1, "dts": [0.1, 0.01, 0.001]},
 }
 QUICK = {
     "cuba": {"n": 1000, "t1": 200.0, "seeds": [0, 1, 2]},
@@ -137,6 +142,7 @@ QUICK = {
     "accuracy_quick": True,
     "coba": {"n": 500, "t1": 100.0, "seed": 1, "neuron_clocks": [500, 100.0]},
     "izhikevich_2003": {"t1": 200.0, "seed": 0, "delays": [None, 1.0], "dts": [0.1, 0.01]},
+    "coba_accuracy": {"t1": 100.0, "seed": 1, "dts": [0.1, 0.01]},
 }
 
 
@@ -854,6 +860,28 @@ def izhikevich_2003(config, repeats, reference, brian2_runs):
     return {"t1": t1, "seed": config["seed"], "reference": reference, "runs": runs}
 
 
+def coba_accuracy(config, repeats, brian2_python):
+    """`coba_accuracy.py` (its own processes: float64, Brian2): the COBA network at
+    equal accuracy, every run against one float64 reference."""
+    log("neurosim: COBA at equal accuracy (coba_accuracy.py)")
+    command = [
+        sys.executable,
+        str(HERE / "coba_accuracy.py"),
+        "--json",
+        "--seed",
+        str(config["seed"]),
+        "--t1",
+        str(config["t1"]),
+        "--dts",
+        *map(str, config["dts"]),
+        "--repeats",
+        str(repeats),
+        "--brian2-python",
+        brian2_python,
+    ]
+    return {"t1": config["t1"], "seed": config["seed"], "rows": child_json(command)}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
@@ -983,6 +1011,7 @@ def main():
         "izhikevich_2003": lambda: izhikevich_2003(
             iz03, args.repeats, iz03_reference, results["brian2"].get("izhikevich_2003")
         ),
+        "coba_accuracy": lambda: coba_accuracy(config["coba_accuracy"], args.repeats, py),
     }
     if args.only:
         workloads = {k: v for k, v in workloads.items() if k in args.only}
