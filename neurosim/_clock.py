@@ -798,7 +798,8 @@ def _widest(clock) -> int:
 def _in_slices(clock, neuron, mask, y0, current, t_abs, length, event, dt, width):
     """`_lean_lanes` over consecutive slices of `width` lanes (the last padded with
     lanes that have nothing to integrate), one after another: a whole population's
-    prediction (at the start, at a jump of its current)."""
+    solve (its prediction at the start or at a jump of its current, its advance to a
+    record time)."""
     lanes = length.shape[0]
     slices = -(-lanes // width)
     batched, rest = eqx.partition(neuron, mask)

@@ -27,6 +27,13 @@ compiled whole cannot hold a reduction of 4096 entries or more either (XLA hands
 to a library kernel: "Fusion kind not implemented on CPU"), and a batch multiplies the
 reductions of a step, reverse mode's included.
 
+Some operations cannot be in a function compiled whole at all: XLA's CPU backend hands
+long floating-point reductions, sorts and matrix products to library kernels, and the
+compilation fails. The loops keep their own reductions short (`reduce`, `fold`); before
+marking a call, `one_kernel` looks for such operations in its program (`blockers`: a
+user's model or current may hold one) and, where it finds one, calls the program as
+usual kernels instead.
+
 The network clock's loop (`neurosim._engine`, models without a closed form) is
 compiled whole the same way in forward runs on explicit Runge-Kutta solvers, with the
 updates below in place of its scatters (`whole_unless_batched` routes batched calls to
