@@ -41,8 +41,8 @@ from jaxtyping import Array, Bool, Float, Int, PyTree
 from . import _clock, _segment
 from ._clip_floor import diffeqsolve
 from ._cpu import (
-    REDUCE_LIMIT,
     compiles_whole,
+    fold,
     one_kernel,
     put_row,
     set_rows,
@@ -123,7 +123,7 @@ def _event_condition(t, y, args, **kwargs):
     # diffrax passes `t` (local time within the segment) by keyword.
     system, t_start, t_left, armed = args
     t_abs = jnp.minimum(t_start + t, t_left)
-    return jnp.max(_signed_conditions(system, t_abs, y, armed))
+    return fold(jnp.maximum, _signed_conditions(system, t_abs, y, armed))
 
 
 def _event_condition_or_nonfinite(t, y, args, **kwargs):
@@ -247,15 +247,12 @@ def run(
     )
     args = (t0, t1, y0, input_times, input_sources, record_times, dt0, until)
     can = compilable_whole(solver, stepsize_controller, adaptive, locate_spikes, gradients)
-    # The solver's steps reduce over every neuron (`_cpu.REDUCE_LIMIT`).
-    can = can and system.num_neurons < REDUCE_LIMIT
     if whole is None:
         whole = can and compiles_whole()
     elif whole and not can:
         raise ValueError(
             "whole=True: this loop cannot be compiled whole (it needs a forward run, "
-            "gradients=False, on an explicit Runge-Kutta solver with an adaptive step, "
-            f"of fewer than {REDUCE_LIMIT} neurons)."
+            "gradients=False, on an explicit Runge-Kutta solver with an adaptive step)."
         )
     if not whole:
         return _run(system, *args, whole=False, **options)
@@ -510,7 +507,7 @@ def _run(
 
         def on_event(carry):
             signed = _signed_conditions(system, t_event, y_end, carry.armed)
-            crossing = (signed >= jnp.max(signed)) | (signed >= 0)
+            crossing = (signed >= fold(jnp.maximum, signed)) | (signed >= 0)
             crossing = crossing & system.spiking_mask
             return handle_spikes(
                 carry, t_event, y_end, crossing & carry.armed, crossing & ~carry.armed

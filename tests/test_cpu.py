@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from _compare import first_divergence
+from _whole import blockers_of_the_loop
 
 import neurosim as ns
 from neurosim import _cpu, _per_neuron
@@ -425,29 +426,6 @@ def _buffered(count, times, neurons):
     return np.asarray(times[: int(count)]), np.asarray(neurons[: int(count)])
 
 
-def _blockers_of_the_loop(monkeypatch, run):
-    """What `blockers` finds in the program of the loop's marked call in `run()`
-    (traced, not compiled)."""
-    found = []
-
-    def spy(fn):
-        def traced(*args):
-            shapes = jax.tree_util.tree_map(
-                lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)), args
-            )
-            found.append(_cpu.blockers(jax.make_jaxpr(fn)(*shapes).jaxpr))
-            return one_kernel(fn)(*args)
-
-        return traced
-
-    monkeypatch.setattr(_per_neuron, "one_kernel", spy)
-    jax.clear_caches()  # trace `simulate`'s jitted core again
-    jax.eval_shape(run)
-    monkeypatch.undo()
-    (blockers,) = found
-    return blockers
-
-
 def test_large_populations_with_records_and_stepped_currents_compile_whole(monkeypatch):
     """Every population-wide operation of the loop (records, current jumps, the earliest
     of simultaneous keys) stays compilable whole past `REDUCE_LIMIT` neurons: the
@@ -465,7 +443,7 @@ def test_large_populations_with_records_and_stepped_currents_compile_whole(monke
             )
             return sol.num_spikes
 
-        assert _blockers_of_the_loop(monkeypatch, run) == [], name
+        assert blockers_of_the_loop(monkeypatch, run) == [], name
 
 
 def test_a_jump_of_a_large_population_solved_per_neuron_agrees_with_the_network_clock(
@@ -493,7 +471,7 @@ def test_a_jump_of_a_large_population_solved_per_neuron_agrees_with_the_network_
         sol = ns.simulate(net, t1=20.0, max_spikes=20_000, gradients=False, clocks=clocks)
         return sol.num_spikes, sol.spike_times, sol.spike_neurons
 
-    assert _blockers_of_the_loop(monkeypatch, lambda: run()[0]) == []
+    assert blockers_of_the_loop(monkeypatch, lambda: run()[0]) == []
     (count, *spikes), ref = run(), run("network")
     assert int(count) > 1000
     found = first_divergence(_buffered(count, *spikes), _buffered(*ref), atol=5e-3, t1=20.0)
@@ -533,9 +511,9 @@ def test_a_model_xla_cannot_compile_whole_runs_as_usual_kernels(monkeypatch):
         return sol.num_spikes, sol.spike_times, sol.spike_neurons
 
     sorting, plain = network(_SortingIzhikevich()), network(ns.Izhikevich())
-    found = _blockers_of_the_loop(monkeypatch, lambda: run(sorting)[0])
+    found = blockers_of_the_loop(monkeypatch, lambda: run(sorting)[0])
     assert found and {b.split("(")[0] for b in found} == {"sort"}
-    assert _blockers_of_the_loop(monkeypatch, lambda: run(plain)[0]) == []
+    assert blockers_of_the_loop(monkeypatch, lambda: run(plain)[0]) == []
     (count, *spikes), ref = run(sorting), run(plain)
     assert int(count) > 200
     found = first_divergence(

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _whole import blockers_of_the_loop
 
 import neurosim as ns
 from neurosim import _cpu, _engine, _segment
@@ -210,19 +211,19 @@ def test_vmap_of_the_network_clock_runs_the_usual_loop_with_the_same_results(x64
         )
 
 
-def test_populations_of_4096_neurons_keep_the_usual_form(monkeypatch):
-    """XLA's CPU backend takes a reduction of 4096 entries or more out of a function
-    compiled whole, and the compilation then fails (`_cpu.REDUCE_LIMIT`; an
-    Izhikevich (2003) network of 5000 neurons did): from that size the network clock's
-    loop keeps its usual form. Its spikes are those of the same neurons on their own
-    clocks (they do not reach each other)."""
+def test_populations_of_4096_neurons_compile_whole(monkeypatch):
+    """XLA's CPU backend takes a floating-point reduction of 4096 entries or more out
+    of a function compiled whole, and the compilation then fails (`_cpu.REDUCE_LIMIT`;
+    an Izhikevich (2003) network of 5000 neurons did, when the loop's error norm and
+    its maxima of the spike conditions reduced over every neuron at once). They are
+    folded now (`_cpu.fold`): the loop of 4096 neurons is compiled whole, with nothing
+    that would keep it from it (`_cpu.blockers`), and its spikes are those of the same
+    neurons on their own clocks (they do not reach each other)."""
     n = _cpu.REDUCE_LIMIT
-    marked = []
-    monkeypatch.setattr(_engine, "one_kernel", lambda fn: marked.append(fn))
     currents = jnp.asarray(np.random.default_rng(0).uniform(5.0, 15.0, n), jnp.float32)
 
-    def run(clocks):
-        sol = ns.simulate(
+    def simulate(clocks):
+        return ns.simulate(
             ns.Izhikevich(),
             n=n,
             t1=5.0,
@@ -231,10 +232,16 @@ def test_populations_of_4096_neurons_keep_the_usual_form(monkeypatch):
             gradients=False,
             clocks=clocks,
         )
+
+    def run(clocks):
+        sol = simulate(clocks)
         return int(sol.num_spikes), np.asarray(sol.spike_neurons), sol.spike_times
 
+    found = blockers_of_the_loop(
+        monkeypatch, lambda: simulate("network").num_spikes, _engine
+    )
+    assert found == []
     count, neurons, times = run("network")
-    assert not marked
     ref_count, ref_neurons, ref_times = run("neuron")
     assert count == ref_count > n // 2
     got = neurons[:count], np.asarray(times)[:count]
