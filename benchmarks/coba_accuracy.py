@@ -20,7 +20,6 @@ only at dt below 0.01 ms).
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))
+from _child import child_json  # noqa: E402
 from _compare import first_divergence  # noqa: E402
 
 OUT = ROOT / "out" / "bench"
@@ -109,13 +109,6 @@ def float64_child(seed, t1):
         spikes[f"times_{name}"], spikes[f"neurons_{name}"] = times, neurons
     np.savez(OUT / "coba_float64_spikes.npz", **spikes)
     print(json.dumps(rows))
-
-
-def child_json(command):
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"{command[1]} exited {done.returncode}: {done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def divergence(spikes, reference, t1):

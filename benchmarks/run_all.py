@@ -95,6 +95,7 @@ import jax.experimental.sparse as jsparse
 import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
+from _child import child_json
 from bench_report import failures, write_report
 from cuba_scaling import sweep as cuba_scaling_sweep
 from drift import drift
@@ -190,16 +191,6 @@ def brian2(python, *args):
     command = [str(python), str(HERE / "brian2_reference.py"), *map(str, args)]
     log("Brian2: " + " ".join(map(str, args)))
     return child_json(command, cwd=ROOT)
-
-
-def child_json(command, **kwargs):
-    """Run `command`; the JSON on the last line of its output, or an error that quotes
-    the end of its error output."""
-    done = subprocess.run(command, capture_output=True, text=True, **kwargs)
-    if done.returncode != 0:
-        tail = [line for line in done.stderr.splitlines() if line.strip()][-1:]
-        raise RuntimeError(f"{Path(command[1]).name} exited {done.returncode}: {tail}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 # ---------------------------------------------------------------- neurosim workloads

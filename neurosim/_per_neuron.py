@@ -1184,9 +1184,10 @@ class _Loop:
         keys = carry.key[name].grid.reshape(-1)[:n]
         waves = self.layout[name].unpack(carry.table[name])[1].wave
         at_low = keys == low
-        wave = _cpu.smallest(jnp.where(at_low, waves, jnp.inf))
+        # (Folded past `_cpu.REDUCE_LIMIT` neurons; an integer minimum compiles whole.)
+        wave = _cpu.fold(jnp.minimum, jnp.where(at_low, waves, jnp.inf))
         index = jnp.arange(n, dtype=jnp.int32)
-        first = _cpu.reduce(jnp.minimum, jnp.where(at_low & (waves == wave), index, n), n)
+        first = jnp.min(jnp.where(at_low & (waves == wave), index, n))
         return first, wave
 
     def next_event(self, carry: _Carry) -> _Event:
