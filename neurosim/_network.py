@@ -7,8 +7,8 @@ optional delay (ms, one value or one per synapse) and a target (the state field 
 jumps; by default the model's `receive` decides). `SpikeTrains` are external inputs.
 
 Internally each projection is stored row by row (the outgoing synapses of each
-presynaptic neuron, padded to the largest fan-out), so a spike costs one row of work,
-never a dense pass over the whole matrix.
+presynaptic neuron, padded to the largest fan-out, rounded up to a multiple of 8), so
+a spike costs one row of work, never a dense pass over the whole matrix.
 """
 
 import functools
@@ -356,11 +356,27 @@ def build_connection(proj: Projection, n_pre: int, n_post: int, dtype) -> Connec
     )
 
 
+# Rows wider than this are padded to a multiple of it. XLA's CPU code for the event
+# loop's work over a spike's targets (vector registers of 8 float32 lanes) runs faster
+# on such widths than on the narrower ones between them: CUBA 4000 with 80 targets per
+# neuron, its rows padded to 100, 104, 110 and 112 entries, 10.6, 9.7, 11.9 and 10.5 us
+# per spike.
+ROW_MULTIPLE = 8
+
+
+def padded_width(longest: int) -> int:
+    """The width of rows whose longest holds `longest` entries: at least 1, and a
+    multiple of `ROW_MULTIPLE` above it."""
+    if longest <= ROW_MULTIPLE:
+        return max(longest, 1)
+    return -(-longest // ROW_MULTIPLE) * ROW_MULTIPLE
+
+
 def _pad_rows(
     pre_index, post_index, values, delay, n_pre, n_post, dtype, per_synapse, traced
 ):
-    """The synapses as rows of their presynaptic neurons, padded to the longest row:
-    `(weight, post, delay)`, each `(n_pre, width)`; padded entries have weight 0,
+    """The synapses as rows of their presynaptic neurons, padded to the longest row
+    (`padded_width`): `(weight, post, delay)`, each `(n_pre, width)`; padded entries have weight 0,
     `post` = `n_post` and delay inf. Within a row, synapses follow their concrete
     delays (per synapse), else their given order.
 
@@ -383,7 +399,7 @@ def _pad_rows(
     rows = ordered(pre_index)
     del pre_index
     counts = np.bincount(rows, minlength=n_pre)
-    width = max(int(counts.max()) if counts.size else 0, 1)
+    width = padded_width(int(counts.max()) if counts.size else 0)
     starts = (np.cumsum(counts) - counts).astype(index_dtype)
     del counts
     column = np.arange(len(rows), dtype=index_dtype)
@@ -499,6 +515,7 @@ def _plan(post: str, trig: tuple, members, connections) -> DeliveryPlan:
         if np.any((ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] < n_post)):
             return unaligned
         width = max(width, int(np.max(np.sum(joined < n_post, axis=1), initial=0)))
+    width = padded_width(width)
     if len(conns) == 1:
         index, sources = rows[0], (None,)
     elif _disjoint(rows, n_post):

@@ -22,7 +22,7 @@ def _network_of(n, fan_out):
 def test_large_networks_release_free_memory_once_built(monkeypatch):
     calls = []
     monkeypatch.setattr(_network, "release_free_memory", lambda: calls.append(1))
-    _network_of(1024, 1023)  # 1 047 552 entries: below 2**20
+    _network_of(1024, 1016)  # 1 040 384 entries: below 2**20
     assert calls == []
     net = _network_of(1024, 1024)  # 2**20 entries (every pair)
     assert calls == [1]
