@@ -86,6 +86,10 @@ PROPAGATE = True
 # branch of the loop's iteration (`_per_neuron._Loop.touch`). (False: on every lane
 # an event touches, the checked neuron's alone changed, for comparison in tests.)
 NARROW_CHECKS = True
+# Forward runs: neurons solved per neuron start with a check due at `t0` instead of a
+# prediction at the start (`_per_neuron._Loop.starts_with_checks`). (False: predicted
+# at the start, for comparison in tests.)
+START_WITH_CHECKS = True
 
 
 class OdeClock(eqx.Module):
@@ -151,6 +155,18 @@ def _lanes(fn, neuron, mask, *lanes):
         )
 
     return jax.vmap(one)(batched, *lanes)
+
+
+def due(neuron, mask, state, current, t):
+    """Which neurons are past their spike condition at `t` (as `predict` tells them):
+    they fire at `t`."""
+    return _lanes(
+        lambda nrn, y, c: nrn.spike_condition(t, y, c[None])[0] > 0,
+        neuron,
+        mask,
+        state,
+        current,
+    )
 
 
 def advance(clock, neuron, mask, state, current, elapsed, t_last, t, active, forward, dt):
@@ -254,7 +270,7 @@ def predict(clock, neuron, mask, state, current, t, t_lo, h, active, later, forw
     h = lax.stop_gradient(h)
 
     def prelude(neuron, y, current, h, active):
-        due = neuron.spike_condition(t, y, current[None])[0] > 0
+        due = neuron.spike_condition(t, y, current[None])[0] > 0  # (as `due`)
         scheduled = jnp.asarray(neuron.next_scheduled_time(y), dtype)
         until = lax.stop_gradient(scheduled - t)
         quiet = neuron.quiet_time(t, y, current[None])

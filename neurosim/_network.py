@@ -455,7 +455,9 @@ class DeliveryPlan(eqx.Module):
     64 000 with two members that is two fewer arrays of N x 80 entries.
 
     `aligned` is False (and the arrays None) where a row reaches a neuron twice or the
-    indices are traced: the loop then sums the input of such a group densely."""
+    indices are traced: the loop then sums the input of such a group densely.
+    `longest`: the most targets a row of an aligned plan lists (its width is that,
+    padded: `padded_width`)."""
 
     post: str = eqx.field(static=True)
     trigger: tuple = eqx.field(static=True)
@@ -464,6 +466,7 @@ class DeliveryPlan(eqx.Module):
     index: Int[Array, "rows W"] | None = None
     sources: tuple | None = None
     self_slot: Int[Array, " rows"] | None = None
+    longest: int | None = eqx.field(static=True, default=None)
 
 
 # Rows of a delivery plan worked on at a time.
@@ -501,7 +504,7 @@ def _plan(post: str, trig: tuple, members, connections) -> DeliveryPlan:
     if any(conn.post_index is None for conn in conns):
         if len(conns) > 1:
             return unaligned  # several dense rows reach every neuron more than once
-        return DeliveryPlan(post, trig, members, True, None, (None,), None)
+        return DeliveryPlan(post, trig, members, True, None, (None,), None, n_post)
     if not all(is_concrete(conn.post_index) for conn in conns):
         return unaligned
     rows = [np.asarray(conn.post_index) for conn in conns]
@@ -515,7 +518,8 @@ def _plan(post: str, trig: tuple, members, connections) -> DeliveryPlan:
         if np.any((ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] < n_post)):
             return unaligned
         width = max(width, int(np.max(np.sum(joined < n_post, axis=1), initial=0)))
-    width = padded_width(width)
+    longest = width
+    width = padded_width(longest)
     if len(conns) == 1:
         index, sources = rows[0], (None,)
     elif _disjoint(rows, n_post):
@@ -541,7 +545,7 @@ def _plan(post: str, trig: tuple, members, connections) -> DeliveryPlan:
         self_slot = jnp.asarray(self_slot.astype(np.int32))
     # One member: its own rows are the list (one array for both).
     index = conns[0].post_index if len(conns) == 1 else jnp.asarray(index)
-    return DeliveryPlan(post, trig, members, True, index, sources, self_slot)
+    return DeliveryPlan(post, trig, members, True, index, sources, self_slot, longest)
 
 
 def _disjoint(rows, n_post) -> bool:

@@ -1044,9 +1044,30 @@ class _Loop:
             n = self.pops[name].n
             current = self.current_at(name, self.t0)
             h = jnp.full((n,), self.cap_of(name), self.dtype)
-            key, row, _ = self.predict(
-                name, self.pops[name].neuron, y0[name], current, self.t0, zero, h
-            )
+            if self.starts_with_checks(name):
+                key = jnp.full((n,), self.t0, self.dtype)
+                zeros = jnp.zeros((n,), self.dtype)
+                # Those past their condition at t0 are due there, as a prediction
+                # tells them: they fire at t0 (where a spike's jump reaches them first,
+                # it waits for their reset), the others are checked there.
+                fire = _clock.due(
+                    self.pops[name].neuron, self.masks[name], y0[name], current, self.t0
+                )
+                row = _Row(
+                    t_last=key,
+                    t_last_lo=zeros,
+                    key_lo=zeros,
+                    current=current,
+                    horizon=h,
+                    pending=zeros,
+                    wave=zeros,
+                    dt=zeros,
+                    kind=jnp.where(fire, SPIKE, CHECK).astype(self.dtype),
+                )
+            else:
+                key, row, _ = self.predict(
+                    name, self.pops[name].neuron, y0[name], current, self.t0, zero, h
+                )
             table0[name] = self.layout[name].pack(y0[name], row)
             key0[name] = _keys_of(key)
         size = self.max_spikes
@@ -1076,6 +1097,15 @@ class _Loop:
             num_logged=jnp.asarray(0, jnp.int32) if self.log_size else None,
             **self.init_until(),
         )
+
+    def starts_with_checks(self, name) -> bool:
+        """Whether the neurons of `name` start with a check due at `t0` instead of a
+        prediction: the loop's one-neuron branch for checks (`_touch_checked`) then
+        predicts each in turn, and the program holds no solve of the whole population
+        at the start (COBA 4000: 1.1 s less XLA compilation and 0.5 s less tracing,
+        for 4000 more iterations of a few us each). Forward runs of models solved per
+        neuron (`_clock.START_WITH_CHECKS`)."""
+        return self.ode[name] and not self.gradients and _clock.START_WITH_CHECKS
 
     def init_until(self) -> dict:
         if self.until is None:

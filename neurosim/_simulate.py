@@ -938,17 +938,15 @@ def _neuron_clocks_pay(system: NetworkSystem, clock) -> bool:
     """Whether per-neuron clocks are the faster default: a network of more than one
     neuron that they can run, compiled whole (the lean stepper, each target reached
     once per spike), with more than `NEURON_CLOCKS_RATIO` neurons per target of a
-    spike (the widest row of its delivery plans; dense rows reach every neuron), or
-    `QUIET_CLOCKS_RATIO` where every model solved per neuron has quiet times."""
+    spike (the longest row of its delivery plans, its padding not counted; dense rows
+    reach every neuron), or `QUIET_CLOCKS_RATIO` where every model solved per neuron
+    has quiet times."""
     network = system.network
     if not network.connections or not network.distinct_targets:
         return False
     if not _clock.lean(clock) or _per_neuron.clock_problem(system) is not None:
         return False
-    widths = [
-        network.populations[plan.post].n if plan.index is None else plan.index.shape[1]
-        for plan in network.plans
-    ]
+    widths = [plan.longest for plan in network.plans]
     solved = [
         pop
         for pop in network.populations.values()

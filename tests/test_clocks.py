@@ -489,6 +489,78 @@ def test_checks_on_their_neuron_alone_change_nothing(clock_flags, x64):
         )
 
 
+def test_neurons_solved_per_neuron_start_with_checks(clock_flags, x64):
+    """Forward runs on per-neuron clocks start each neuron with a check due at t0
+    (`START_WITH_CHECKS`), not a prediction of the whole population: the same spikes
+    (within 1e-9 ms) and final states (relative 1e-9) as predicted at the start, in one more
+    iteration per neuron (or fewer). COBA (`brette_coba`, 100 neurons), alone and under
+    `jax.vmap`; and a sparse Izhikevich ring whose spikes jump `v` at once, with three
+    neurons above threshold at t0 (one reached by another's jump there): they fire at
+    t0, in the same order and waves either way."""
+    n = 100
+    net, y0 = ns.networks.brette_coba(3, n=n, we=0.6 * 4000 / n, wi=6.7 * 4000 / n)
+
+    def coba(y0):
+        return ns.simulate(
+            net, y0=y0, t1=40.0, clocks="neuron", max_spikes=2000, gradients=False,
+            **TIGHT,
+        )  # fmt: skip
+
+    m = 30
+    ring = np.zeros((m, m))
+    for i in range(m):
+        ring[i, (i + 1) % m] = ring[i, (i + 7) % m] = 6.0
+    izh = ns.Network(
+        populations={"a": ns.Population(ns.Izhikevich(), m, jnp.linspace(4.0, 12.0, m))},
+        projections=[ns.Projection("a", "a", jnp.asarray(ring))],
+    )
+    v0 = np.full(m, -65.0)
+    v0[[3, 4, 20]] = 31.0, 35.0, 40.0  # 3 reaches 4 at t0
+    izh_y0 = {
+        "a": eqx.tree_at(lambda s: s.v, ns.Izhikevich().init_state(m), jnp.asarray(v0))
+    }
+
+    def ring_run():
+        return ns.simulate(
+            izh, y0=izh_y0, t1=60.0, clocks="neuron", max_spikes=2000, gradients=False,
+            **TIGHT,
+        )  # fmt: skip
+
+    other = jax.tree_util.tree_map(lambda x: x[::-1], y0)
+    batch = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), y0, other)
+    runs = {}
+    for start in (False, True):
+        clock_flags(START_WITH_CHECKS=start)
+        runs[start] = (coba(y0), jax.vmap(coba)(batch), ring_run())
+    for k, size in ((0, n), (2, m)):
+        predicted, checked = runs[False][k], runs[True][k]
+        assert int(checked.status) == int(predicted.status) == 1
+        assert int(checked.num_spikes) == int(predicted.num_spikes) >= 40
+        # (Fewer where a neuron fires at t0 or another's spike reaches it first.)
+        extra = int(checked.iterations) - int(predicted.iterations)
+        assert extra == size if k == 0 else 0 < extra <= size
+        np.testing.assert_array_equal(checked.spike_neurons, predicted.spike_neurons)
+        np.testing.assert_allclose(
+            checked.spike_times, predicted.spike_times, rtol=0, atol=1e-9
+        )
+        for a, b in zip(
+            jax.tree_util.tree_leaves(checked.final_state),
+            jax.tree_util.tree_leaves(predicted.final_state),
+            strict=True,
+        ):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+    ring = runs[True][2]
+    at_start = np.asarray(ring.spike_times) == 0.0
+    assert np.asarray(ring.spike_neurons)[at_start].tolist() == [3, 4, 20]
+    for i in range(2):
+        np.testing.assert_array_equal(
+            runs[True][1].spike_neurons[i], runs[False][1].spike_neurons[i]
+        )
+        np.testing.assert_allclose(
+            runs[True][1].spike_times[i], runs[False][1].spike_times[i], rtol=0, atol=1e-9
+        )
+
+
 def test_the_default_counts_quiet_times_in_its_choice():
     """`clocks=None` takes per-neuron clocks from 10 neurons per target of a spike
     where the models have quiet times (COBA: 300 neurons, 20 targets each; not 150),
