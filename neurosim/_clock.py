@@ -270,7 +270,7 @@ def predict(clock, neuron, mask, state, current, t, t_lo, h, active, later, forw
     h = lax.stop_gradient(h)
 
     def prelude(neuron, y, current, h, active):
-        due = neuron.spike_condition(t, y, current[None])[0] > 0  # (as `due`)
+        due = neuron.spike_condition(t, y, current[None])[0] > 0
         scheduled = jnp.asarray(neuron.next_scheduled_time(y), dtype)
         until = lax.stop_gradient(scheduled - t)
         quiet = neuron.quiet_time(t, y, current[None])

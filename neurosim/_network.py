@@ -376,8 +376,8 @@ def _pad_rows(
     pre_index, post_index, values, delay, n_pre, n_post, dtype, per_synapse, traced
 ):
     """The synapses as rows of their presynaptic neurons, padded to the longest row
-    (`padded_width`): `(weight, post, delay)`, each `(n_pre, width)`; padded entries have weight 0,
-    `post` = `n_post` and delay inf. Within a row, synapses follow their concrete
+    (rounded: `padded_width`): `(weight, post, delay)`, each `(n_pre, width)`; padded
+    entries have weight 0, `post` = `n_post` and delay inf. Within a row, synapses follow their concrete
     delays (per synapse), else their given order.
 
     The index work is NumPy's, in 32 bits where it fits, and concrete values are
