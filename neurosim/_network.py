@@ -377,8 +377,8 @@ def _pad_rows(
 ):
     """The synapses as rows of their presynaptic neurons, padded to the longest row
     (rounded: `padded_width`): `(weight, post, delay)`, each `(n_pre, width)`; padded
-    entries have weight 0, `post` = `n_post` and delay inf. Within a row, synapses follow their concrete
-    delays (per synapse), else their given order.
+    entries have weight 0, `post` = `n_post` and delay inf. Within a row, synapses
+    follow their concrete delays (per synapse), else their given order.
 
     The index work is NumPy's, in 32 bits where it fits, and concrete values are
     written straight into the padded rows: building a large network peaks at a few
