@@ -157,15 +157,16 @@ def _lanes(fn, neuron, mask, *lanes):
     return jax.vmap(one)(batched, *lanes)
 
 
+def _past_condition(neuron, y, current, t):
+    """Whether one neuron (a lane) is past its spike condition at `t`: it fires at `t`."""
+    return neuron.spike_condition(t, y, current[None])[0] > 0
+
+
 def due(neuron, mask, state, current, t):
     """Which neurons are past their spike condition at `t` (as `predict` tells them):
     they fire at `t`."""
     return _lanes(
-        lambda nrn, y, c: nrn.spike_condition(t, y, c[None])[0] > 0,
-        neuron,
-        mask,
-        state,
-        current,
+        lambda nrn, y, c: _past_condition(nrn, y, c, t), neuron, mask, state, current
     )
 
 
@@ -270,7 +271,7 @@ def predict(clock, neuron, mask, state, current, t, t_lo, h, active, later, forw
     h = lax.stop_gradient(h)
 
     def prelude(neuron, y, current, h, active):
-        due = neuron.spike_condition(t, y, current[None])[0] > 0
+        due = _past_condition(neuron, y, current, t)
         scheduled = jnp.asarray(neuron.next_scheduled_time(y), dtype)
         until = lax.stop_gradient(scheduled - t)
         quiet = neuron.quiet_time(t, y, current[None])

@@ -451,12 +451,9 @@ def test_quiet_times_skip_solves_and_change_no_spike(clock_flags, x64):
     assert runs["quiet"][1] < 0.5 * runs["plain"][1], (runs["quiet"][1], runs["plain"][1])
 
 
-def test_checks_on_their_neuron_alone_change_nothing(clock_flags, x64):
-    """Forward runs take a check (a key that is not a spike) in a branch that works on
-    the checked neuron alone (`NARROW_CHECKS`). COBA (`brette_coba`, 100 neurons) on
-    per-neuron clocks: the same spikes (within 1e-9 ms), iterations and final states
-    as with every lane worked on; under `jax.vmap` (two initial states, where runs of
-    the batch are in a check at different iterations) each run equals its own."""
+def _small_coba():
+    """COBA (`brette_coba`, 100 neurons, weights scaled to its size) on per-neuron
+    clocks, 40 ms: `(y0, run)`, `run(y0)` a forward run from the states `y0`."""
     n = 100
     net, y0 = ns.networks.brette_coba(3, n=n, we=0.6 * 4000 / n, wi=6.7 * 4000 / n)
 
@@ -466,6 +463,16 @@ def test_checks_on_their_neuron_alone_change_nothing(clock_flags, x64):
             **TIGHT,
         )  # fmt: skip
 
+    return y0, run
+
+
+def test_checks_on_their_neuron_alone_change_nothing(clock_flags, x64):
+    """Forward runs take a check (a key that is not a spike) in a branch that works on
+    the checked neuron alone (`NARROW_CHECKS`). COBA (`brette_coba`, 100 neurons) on
+    per-neuron clocks: the same spikes (within 1e-9 ms), iterations and final states
+    as with every lane worked on; under `jax.vmap` (two initial states, where runs of
+    the batch are in a check at different iterations) each run equals its own."""
+    y0, run = _small_coba()
     runs = {}
     for narrow in (False, True):
         clock_flags(NARROW_CHECKS=narrow)
@@ -492,20 +499,13 @@ def test_checks_on_their_neuron_alone_change_nothing(clock_flags, x64):
 def test_neurons_solved_per_neuron_start_with_checks(clock_flags, x64):
     """Forward runs on per-neuron clocks start each neuron with a check due at t0
     (`START_WITH_CHECKS`), not a prediction of the whole population: the same spikes
-    (within 1e-9 ms) and final states (relative 1e-9) as predicted at the start, in one more
-    iteration per neuron (or fewer). COBA (`brette_coba`, 100 neurons), alone and under
+    (within 1e-9 ms) and final states (relative 1e-9) as predicted at the start, in
+    one more iteration per neuron (or fewer). COBA (`brette_coba`, 100 neurons), alone and under
     `jax.vmap`; and a sparse Izhikevich ring whose spikes jump `v` at once, with three
     neurons above threshold at t0 (one reached by another's jump there): they fire at
     t0, in the same order and waves either way."""
-    n = 100
-    net, y0 = ns.networks.brette_coba(3, n=n, we=0.6 * 4000 / n, wi=6.7 * 4000 / n)
-
-    def coba(y0):
-        return ns.simulate(
-            net, y0=y0, t1=40.0, clocks="neuron", max_spikes=2000, gradients=False,
-            **TIGHT,
-        )  # fmt: skip
-
+    y0, coba = _small_coba()
+    n = y0["coba"].v.shape[0]
     m = 30
     ring = np.zeros((m, m))
     for i in range(m):
