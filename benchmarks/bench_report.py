@@ -535,7 +535,9 @@ def izhikevich(results):
         'every spike located; "per-neuron clocks": the default for neurons that never '
         "reach each other, each solved at its own time and step size as a lane of one "
         'loop; "network clock": one solve of all neurons, stopped at every spike; '
-        '"vmap": `jax.vmap` over one-neuron simulations. Last '
+        '"vmap": `jax.vmap` over one-neuron simulations. The neurosim rows are timed '
+        "in interleaved rounds (each called once per round), so that a slow phase of "
+        "the machine slows them alike. Last "
         f"column: the wall time over Brian2's `run()` at dt = {dt_fine} ms.\n",
         table(
             [
@@ -630,7 +632,9 @@ def gradients(results):
         f"{g['t1']:g} ms\n",
         f"{g['input_spikes']} input spikes, {g.get('spikes', '?')} network spikes. Loss: "
         "the sum of all spike times (the buffer masked where infinite); gradient with "
-        f"respect to the recurrent and the input weights: {gradient}.\n",
+        f"respect to the recurrent and the input weights: {gradient}. The functions are "
+        "timed in interleaved rounds (each called once per round), so that a slow phase "
+        "of the machine slows them alike and their ratios stay fair.\n",
         table(
             [
                 "function",

@@ -183,6 +183,49 @@ def timed_calls(fn, repeats):
     }
 
 
+def interleaved_calls(fns, repeats):
+    """Each of `fns` (name -> function) called once (compile and run), then `repeats`
+    rounds that call every one of them in turn: a slow phase of the machine then slows
+    every function alike, and the ratio of two medians stays fair. Returns name ->
+    (last output, timing as in `timed_calls`), or name -> {"error": ...} where the
+    first call failed (that function is then left out of the rounds)."""
+    out, first, warm = {}, {}, {}
+    for name, fn in fns.items():
+
+        def first_call(fn=fn):
+            start = time.perf_counter()
+            result = jax.block_until_ready(fn())
+            return result, time.perf_counter() - start
+
+        called = attempt(first_call)
+        if isinstance(called, dict):  # failed
+            out[name] = called
+            continue
+        out[name], first[name] = called
+        warm[name] = []
+    for _ in range(repeats):
+        for name in warm:
+            start = time.perf_counter()
+            out[name] = jax.block_until_ready(fns[name]())
+            warm[name].append(time.perf_counter() - start)
+    timed = {}
+    for name, result in out.items():
+        if name not in warm:
+            timed[name] = result
+            continue
+        median = statistics.median(warm[name])
+        timed[name] = (
+            result,
+            {
+                "first_s": first[name],
+                "warm_s": warm[name],
+                "median_s": median,
+                "first_minus_warm_s": first[name] - median,
+            },
+        )
+    return timed
+
+
 # ---------------------------------------------------------------- Brian2 (subprocess)
 
 
@@ -363,9 +406,10 @@ def izhikevich(params, t1, repeats, euler_dts):
     arrays = {name: jnp.asarray(params[name], jnp.float32) for name in "abcd"}
     population = ns.Izhikevich(**arrays)
 
-    runs = {}
     # The default: each neuron on its own clock (lanes of one loop); then the network's
-    # clock (one solve of all neurons, stopped at every spike).
+    # clock (one solve of all neurons, stopped at every spike). All of them are timed
+    # in interleaved rounds (`interleaved_calls`): the goal compares two of them.
+    fns = {}
     for name, clocks in (("per-neuron clocks", None), ("network clock", "network")):
 
         def whole(clocks=clocks):
@@ -379,26 +423,34 @@ def izhikevich(params, t1, repeats, euler_dts):
                 clocks=clocks,
             )
 
-        sol, timing = timed_calls(whole, repeats)
-        _, neurons = sol.spikes()
-        runs[f"exact, one population, {name}"] = {
-            "counts": np.bincount(neurons, minlength=n),
-            "overflow": bool(sol.overflow),
-            **timing,
-        }
+        fns[f"exact, one population, {name}"] = whole
     schemes = {"exact, vmap": (None, {})}
     for dt in euler_dts:
         kwargs = {"solver": dfx.Euler(), "dt0": dt, "locate_spikes": False}
         schemes[f"Euler dt = {dt}, vmap"] = (dt, kwargs)
-    for name, (dt, kwargs) in schemes.items():
+    for name, (_, kwargs) in schemes.items():
         fn = izhikevich_lanes(t1, **kwargs)
-        (counts, overflow), timing = timed_calls(lambda fn=fn: fn(**arrays), repeats)
-        runs[name] = {
-            "counts": np.asarray(counts),
-            "overflow": bool(np.any(overflow)),
-            "euler_dt": dt,
-            **timing,
-        }
+        fns[name] = lambda fn=fn: fn(**arrays)
+    runs = {}
+    for name, timed in interleaved_calls(fns, repeats).items():
+        if isinstance(timed, dict):  # failed
+            raise RuntimeError(f"Izhikevich sweep, {name}: {timed['error']}")
+        result, timing = timed
+        if name in schemes:
+            counts, overflow = result
+            runs[name] = {
+                "counts": np.asarray(counts),
+                "overflow": bool(np.any(overflow)),
+                "euler_dt": schemes[name][0],
+                **timing,
+            }
+        else:
+            _, neurons = result.spikes()
+            runs[name] = {
+                "counts": np.bincount(neurons, minlength=n),
+                "overflow": bool(result.overflow),
+                **timing,
+            }
     for name, r in runs.items():
         log(
             f"neurosim Izhikevich {name}: {int(np.sum(r['counts']))} spikes, "
@@ -492,11 +544,14 @@ def gradients(repeats, n=100, n_in=50, t1=100.0):
         "t1": t1,
         "input_spikes": int(np.isfinite(times).sum()),
     }
-    # A few ms per call: more calls than the other figures, so that the ratio of two
-    # medians is not one noisy call's.
+    # A few ms per call: more calls than the other figures, in rounds that call each
+    # function in turn, so that the ratio of two medians is not one noisy call's or
+    # one slow phase's.
     calls = max(repeats, 15)
-    for name, fn in functions.items():
-        timed = attempt(lambda fn=fn: timed_calls(lambda: fn(w, w_in), calls))
+    called = interleaved_calls(
+        {name: (lambda fn=fn: fn(w, w_in)) for name, fn in functions.items()}, calls
+    )
+    for name, timed in called.items():
         if isinstance(timed, dict):  # failed
             out[name] = timed
             continue
