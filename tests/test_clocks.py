@@ -20,6 +20,8 @@ solved per neuron (the LIF family without its closed form), are compared with th
 other paths in tests/test_agreement.py.
 """
 
+import functools
+
 import diffrax as dfx
 import equinox as eqx
 import jax
@@ -32,6 +34,11 @@ import neurosim as ns
 from neurosim import _clock
 
 TIGHT = dict(rtol=1e-10, atol=1e-10)
+# `_clock`'s trace-time switches (set by `clock_flags`) at their defaults.
+CLOCK_DEFAULTS = {
+    name: getattr(_clock, name)
+    for name in ("LAZY_CHANGES", "PROPAGATE", "NARROW_CHECKS", "START_WITH_CHECKS")
+}
 REFERENCE_TOL = 1e-13
 
 
@@ -466,18 +473,39 @@ def _small_coba():
     return y0, run
 
 
+@functools.cache
+def _small_coba_defaults():
+    """`_small_coba` with `_clock`'s switches at their defaults (the two tests below
+    share these runs, so that their programs are compiled once): `(y0, run,
+    batch, runs)`, `batch` the states `y0` and `y0` with the neurons' states swapped,
+    `runs` the solutions from each alone and the batch's under `jax.vmap`."""
+    for name, value in CLOCK_DEFAULTS.items():
+        assert getattr(_clock, name) == value, f"{name} is not at its default"
+    y0, run = _small_coba()
+    other = jax.tree_util.tree_map(lambda x: x[::-1], y0)
+    batch = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), y0, other)
+    return y0, run, batch, (run(y0), run(other), jax.vmap(run)(batch))
+
+
+def _assert_batch_equals_runs(batched, runs):
+    """Each run of a `jax.vmap` batch equals its run alone (spikes within 1e-9 ms)."""
+    for i, single in enumerate(runs):
+        assert int(batched.num_spikes[i]) == int(single.num_spikes)
+        np.testing.assert_array_equal(batched.spike_neurons[i], single.spike_neurons)
+        np.testing.assert_allclose(
+            batched.spike_times[i], single.spike_times, rtol=0, atol=1e-9
+        )
+
+
 def test_checks_on_their_neuron_alone_change_nothing(clock_flags, x64):
     """Forward runs take a check (a key that is not a spike) in a branch that works on
     the checked neuron alone (`NARROW_CHECKS`). COBA (`brette_coba`, 100 neurons) on
     per-neuron clocks: the same spikes (within 1e-9 ms), iterations and final states
     as with every lane worked on; under `jax.vmap` (two initial states, where runs of
     the batch are in a check at different iterations) each run equals its own."""
-    y0, run = _small_coba()
-    runs = {}
-    for narrow in (False, True):
-        clock_flags(NARROW_CHECKS=narrow)
-        runs[narrow] = run(y0)
-    wide, narrow = runs[False], runs[True]
+    y0, run, _, (narrow, narrow_other, batched) = _small_coba_defaults()
+    clock_flags(NARROW_CHECKS=False)
+    wide = run(y0)
     assert int(narrow.num_spikes) >= 40
     assert int(narrow.iterations) > int(narrow.num_spikes) + 20  # checks were taken
     assert int(narrow.iterations) == int(wide.iterations)
@@ -486,25 +514,19 @@ def test_checks_on_their_neuron_alone_change_nothing(clock_flags, x64):
     np.testing.assert_allclose(
         narrow.final_state["coba"].v, wide.final_state["coba"].v, rtol=0, atol=1e-9
     )
-    other = jax.tree_util.tree_map(lambda x: x[::-1], y0)  # the neurons' states swapped
-    batch = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), y0, other)
-    batched = jax.vmap(run)(batch)
-    for i, single in enumerate((narrow, run(other))):
-        assert int(batched.num_spikes[i]) == int(single.num_spikes)
-        np.testing.assert_allclose(
-            batched.spike_times[i], single.spike_times, rtol=0, atol=1e-9
-        )
+    _assert_batch_equals_runs(batched, (narrow, narrow_other))
 
 
 def test_neurons_solved_per_neuron_start_with_checks(clock_flags, x64):
     """Forward runs on per-neuron clocks start each neuron with a check due at t0
     (`START_WITH_CHECKS`), not a prediction of the whole population: the same spikes
     (within 1e-9 ms) and final states (relative 1e-9) as predicted at the start, in
-    one more iteration per neuron (or fewer). COBA (`brette_coba`, 100 neurons), alone and under
-    `jax.vmap`; and a sparse Izhikevich ring whose spikes jump `v` at once, with three
-    neurons above threshold at t0 (one reached by another's jump there): they fire at
-    t0, in the same order and waves either way."""
-    y0, coba = _small_coba()
+    one more iteration per neuron (or fewer). COBA (`brette_coba`, 100 neurons), alone
+    and under `jax.vmap` (each run of the batch equals its own); and a sparse
+    Izhikevich ring whose spikes jump `v` at once, with three neurons above threshold
+    at t0 (one reached by another's jump there): they fire at t0, in the same order
+    and waves either way."""
+    y0, coba, _, (checked_coba, checked_other, batched) = _small_coba_defaults()
     n = y0["coba"].v.shape[0]
     m = 30
     ring = np.zeros((m, m))
@@ -526,13 +548,10 @@ def test_neurons_solved_per_neuron_start_with_checks(clock_flags, x64):
             **TIGHT,
         )  # fmt: skip
 
-    other = jax.tree_util.tree_map(lambda x: x[::-1], y0)
-    batch = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), y0, other)
-    runs = {}
-    for start in (False, True):
-        clock_flags(START_WITH_CHECKS=start)
-        runs[start] = (coba(y0), jax.vmap(coba)(batch), ring_run())
-    for k, size in ((0, n), (2, m)):
+    runs = {True: (checked_coba, ring_run())}
+    clock_flags(START_WITH_CHECKS=False)
+    runs[False] = (coba(y0), ring_run())
+    for k, size in ((0, n), (1, m)):
         predicted, checked = runs[False][k], runs[True][k]
         assert int(checked.status) == int(predicted.status) == 1
         assert int(checked.num_spikes) == int(predicted.num_spikes) >= 40
@@ -549,16 +568,11 @@ def test_neurons_solved_per_neuron_start_with_checks(clock_flags, x64):
             strict=True,
         ):
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
-    ring = runs[True][2]
+    ring = runs[True][1]
     at_start = np.asarray(ring.spike_times) == 0.0
     assert np.asarray(ring.spike_neurons)[at_start].tolist() == [3, 4, 20]
-    for i in range(2):
-        np.testing.assert_array_equal(
-            runs[True][1].spike_neurons[i], runs[False][1].spike_neurons[i]
-        )
-        np.testing.assert_allclose(
-            runs[True][1].spike_times[i], runs[False][1].spike_times[i], rtol=0, atol=1e-9
-        )
+    # The batch starts with checks too: each of its runs equals its own run alone.
+    _assert_batch_equals_runs(batched, (checked_coba, checked_other))
 
 
 def test_the_default_counts_quiet_times_in_its_choice():
