@@ -164,10 +164,20 @@ def cuba_run(seed, n=4000, t1=1000.0, dt=0.1, p=0.02, fan_out=None):
     return _timed_run(net, monitor, (exc, inh), start, seed=seed, n=n, t1=t1, dt=dt)
 
 
-def cuba(seeds, n, t1):
-    """A warm-up run (fills the cython cache; not reported), then one run per seed."""
+def cuba(seeds, n, t1, repeats=1):
+    """A warm-up run (fills the cython cache; not reported), then `repeats` runs per
+    seed (each builds its network again): the last run's figures, with the medians of
+    the runs' `run()` and loop times (all of them in `run_s_all`, `loop_s_all`)."""
     warmup = cuba_run(seeds[0], n=n, t1=t1)
-    return {"warmup": warmup, "runs": [cuba_run(seed, n=n, t1=t1) for seed in seeds]}
+    runs = []
+    for seed in seeds:
+        repeated = [cuba_run(seed, n=n, t1=t1) for _ in range(repeats)]
+        run = dict(repeated[-1])
+        for key in ("run_s", "loop_s"):
+            run[f"{key}_all"] = [r[key] for r in repeated]
+            run[key] = statistics.median(run[f"{key}_all"])
+        runs.append(run)
+    return {"warmup": warmup, "runs": runs}
 
 
 def cuba_fan_out(n, fan_out, t1, seed=0):
@@ -468,6 +478,7 @@ def main():
     p_cuba.add_argument("--n", type=int, default=4000)
     p_cuba.add_argument("--t1", type=float, default=1000.0)
     p_cuba.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
+    p_cuba.add_argument("--repeats", type=int, default=1)
     p_fan = sub.add_parser("cuba_fan_out")
     p_fan.add_argument("--n", type=int, default=4000)
     p_fan.add_argument("--fan-out", type=int, default=80)
@@ -496,7 +507,7 @@ def main():
     args = parser.parse_args()
     b2.prefs.codegen.target = "cython"  # Brian2's default, stated
     if args.workload == "cuba":
-        result = cuba(args.seeds, args.n, args.t1)
+        result = cuba(args.seeds, args.n, args.t1, args.repeats)
     elif args.workload == "cuba_fan_out":
         result = cuba_fan_out(args.n, args.fan_out, args.t1)
     elif args.workload == "coba":

@@ -256,17 +256,15 @@ def compile_time(net, y0, t1):
 
 
 def cuba(seeds, n, t1, repeats):
-    """neurosim's CUBA: `repeats` warm calls for the first seed, one for the others, and
-    the compile time of each seed measured apart."""
+    """neurosim's CUBA: `repeats` warm calls per seed (as many as Brian2's runs per
+    seed), and the compile time of each seed measured apart."""
     scale = 4000 / n  # keep the input per neuron at smaller sizes, as cuba.py does
     runs = []
-    for k, seed in enumerate(seeds):
+    for seed in seeds:
         net, y0 = ns.networks.vogels_abbott_cuba(
             seed, n=n, we=60 * 0.27 / 10 * scale, wi=-20 * 4.5 / 10 * scale
         )
-        sol, timing = timed_calls(
-            lambda net=net, y0=y0: cuba_run(net, y0, t1), repeats if k == 0 else 1
-        )
+        sol, timing = timed_calls(lambda net=net, y0=y0: cuba_run(net, y0, t1), repeats)
         spikes = int(sol.num_spikes)
         runs.append(
             {
@@ -993,7 +991,17 @@ def main():
 
     py = args.brian2_python
     b2 = {
-        "cuba": ("cuba", "--n", cu["n"], "--t1", cu["t1"], "--seeds", *cu["seeds"]),
+        "cuba": (
+            "cuba",
+            "--n",
+            cu["n"],
+            "--t1",
+            cu["t1"],
+            "--seeds",
+            *cu["seeds"],
+            "--repeats",
+            args.repeats,
+        ),  # fmt: skip
         "lif": ("lif", "--repeats", args.repeats),
         "izhikevich": (
             "izhikevich",
