@@ -476,15 +476,15 @@ def _small_coba():
 @functools.cache
 def _small_coba_defaults():
     """`_small_coba` with `_clock`'s switches at their defaults (the two tests below
-    share these runs, so that their programs are compiled once): `(y0, run,
-    batch, runs)`, `batch` the states `y0` and `y0` with the neurons' states swapped,
-    `runs` the solutions from each alone and the batch's under `jax.vmap`."""
+    share these runs, so that their programs are compiled once): `(y0, run, runs)`,
+    `runs` the solutions from `y0` and from `y0` with the neurons' states swapped,
+    each alone, and of the batch of the two under `jax.vmap`."""
     for name, value in CLOCK_DEFAULTS.items():
         assert getattr(_clock, name) == value, f"{name} is not at its default"
     y0, run = _small_coba()
     other = jax.tree_util.tree_map(lambda x: x[::-1], y0)
     batch = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), y0, other)
-    return y0, run, batch, (run(y0), run(other), jax.vmap(run)(batch))
+    return y0, run, (run(y0), run(other), jax.vmap(run)(batch))
 
 
 def _assert_batch_equals_runs(batched, runs):
@@ -503,7 +503,7 @@ def test_checks_on_their_neuron_alone_change_nothing(clock_flags, x64):
     per-neuron clocks: the same spikes (within 1e-9 ms), iterations and final states
     as with every lane worked on; under `jax.vmap` (two initial states, where runs of
     the batch are in a check at different iterations) each run equals its own."""
-    y0, run, _, (narrow, narrow_other, batched) = _small_coba_defaults()
+    y0, run, (narrow, narrow_other, batched) = _small_coba_defaults()
     clock_flags(NARROW_CHECKS=False)
     wide = run(y0)
     assert int(narrow.num_spikes) >= 40
@@ -526,7 +526,7 @@ def test_neurons_solved_per_neuron_start_with_checks(clock_flags, x64):
     Izhikevich ring whose spikes jump `v` at once, with three neurons above threshold
     at t0 (one reached by another's jump there): they fire at t0, in the same order
     and waves either way."""
-    y0, coba, _, (checked_coba, checked_other, batched) = _small_coba_defaults()
+    y0, coba, (checked_coba, checked_other, batched) = _small_coba_defaults()
     n = y0["coba"].v.shape[0]
     m = 30
     ring = np.zeros((m, m))
