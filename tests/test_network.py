@@ -706,3 +706,41 @@ def test_reduced_cuba_exact_loop_equals_the_ode_solver(x64):
     exact = ns.simulate(net, **kwargs)
     solver = ns.simulate(net, exact=False, **kwargs, **TIGHT)
     assert_same_spikes(exact, solver, at_least=50, atol=1e-7)
+
+
+def test_events_that_fit_a_narrow_width_change_nothing(monkeypatch, x64):
+    """Forward runs of the closed form compiled whole take an event whose lanes (the
+    first neuron and its targets) fit in the width of the plan's typical row (80% of
+    its rows are no longer; `DeliveryPlan.typical`) in a branch of that width. CUBA,
+    1000 neurons, p = 0.02: most rows fit (so the branch is taken), and the spikes
+    (within 1e-9 ms) and final states are those of every event at the full width (the
+    two widths compile to code that can round differently)."""
+    n = 1000
+    net, y0 = ns.networks.vogels_abbott_cuba(0, n=n, we=1.62 * 4000 / n, wi=-9.0 * 4000 / n)
+    (plan,) = net.plans
+    lengths = sum(
+        np.sum(np.asarray(conn.post_index) < n, axis=1) for conn in net.connections
+    )
+    typical = int(np.quantile(lengths, 0.8, method="higher"))
+    assert plan.typical == typical
+    thin, lanes = 1 + _padded(typical), 1 + np.asarray(plan.index).shape[1]
+    assert lanes - thin >= ns._per_neuron.NARROW_GAP  # the branch is compiled
+    assert np.mean(1 + lengths <= thin) >= 0.75  # and taken by most spikes
+
+    def run():
+        return ns.simulate(net, t1=200.0, y0=y0, max_spikes=20_000, gradients=False)
+
+    narrow = run()
+    monkeypatch.setattr(ns._per_neuron, "NARROW_ROWS", False)
+    jax.clear_caches()  # (a switch read when the loop is traced)
+    try:
+        wide = run()
+    finally:
+        jax.clear_caches()
+    assert_same_spikes(narrow, wide, at_least=500, atol=1e-9)
+    for a, b in zip(
+        jax.tree_util.tree_leaves(narrow.final_state),
+        jax.tree_util.tree_leaves(wide.final_state),
+        strict=True,
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
