@@ -324,8 +324,8 @@ def cuba(results):
         "run; `run()` is the wall time of the call, profiling on, and the loop the sum of "
         "the profiled code objects (`run(profile=True)`, code generation excluded). "
         "neurosim: `simulate(net, t1, y0, max_spikes=400_000, gradients=False)`, spike "
-        "times exact. Each seed is run as many times on each side (Brian2 builds its "
-        "network again for each run), and its figures are their medians. "
+        "times exact. Each seed runs the same number of times on both sides (Brian2 "
+        "builds its network again for each run); its figures are their medians. "
         "The two draw connections and initial voltages with different generators, so "
         "their counts agree in distribution, not spike for spike.\n",
         table(
