@@ -174,8 +174,13 @@ def timed_calls(fn, repeats):
         start = time.perf_counter()
         out = jax.block_until_ready(fn())
         warm.append(time.perf_counter() - start)
+    return out, _timing(first, warm)
+
+
+def _timing(first, warm):
+    """The timing figures of a first call and warm calls (s)."""
     median = statistics.median(warm)
-    return out, {
+    return {
         "first_s": first,
         "warm_s": warm,
         "median_s": median,
@@ -213,16 +218,7 @@ def interleaved_calls(fns, repeats):
         if name not in warm:
             timed[name] = result
             continue
-        median = statistics.median(warm[name])
-        timed[name] = (
-            result,
-            {
-                "first_s": first[name],
-                "warm_s": warm[name],
-                "median_s": median,
-                "first_minus_warm_s": first[name] - median,
-            },
-        )
+        timed[name] = result, _timing(first[name], warm[name])
     return timed
 
 

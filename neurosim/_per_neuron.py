@@ -954,7 +954,7 @@ class _Loop:
             plans = self.plans[name]
             if self.ode[name] or gradients or not whole or not NARROW_ROWS or not plans:
                 continue
-            if any(plan.typical is None or plan.index is None for plan in plans):
+            if any(plan.typical is None for plan in plans):  # dense or unaligned
                 continue
             lanes = 1 + max(plan.index.shape[1] for plan in plans)
             thin = 1 + max(padded_width(plan.typical) for plan in plans)
