@@ -456,9 +456,13 @@ class DeliveryPlan(eqx.Module):
 
     `aligned` is False (and the arrays None) where a row reaches a neuron twice or the
     indices are traced: the loop then sums the input of such a group densely.
-    `longest`: the most targets a row of an aligned plan lists (its width is that,
-    padded: `padded_width`); `typical`: as many as `TYPICAL_SHARE` of its rows list at
-    most (the loop's narrow branch, `neurosim._per_neuron`)."""
+    `width`: the width of an aligned plan's rows (its longest row's length, padded:
+    `padded_width`; the population's size for dense rows); `typical`: the length of
+    `TYPICAL_SHARE` of its rows or more, rounded up to a multiple of `ROW_MULTIPLE` (at
+    most `width`; the loop's narrow branch, `neurosim._per_neuron`). Both are static, so part of the key of a compiled program:
+    as padded widths, they are shared by networks of the same shapes drawn from other
+    seeds (the longest row itself varies from seed to seed), which then share their
+    compiled programs."""
 
     post: str = eqx.field(static=True)
     trigger: tuple = eqx.field(static=True)
@@ -467,7 +471,7 @@ class DeliveryPlan(eqx.Module):
     index: Int[Array, "rows W"] | None = None
     sources: tuple | None = None
     self_slot: Int[Array, " rows"] | None = None
-    longest: int | None = eqx.field(static=True, default=None)
+    width: int | None = eqx.field(static=True, default=None)
     typical: int | None = eqx.field(static=True, default=None)
 
 
@@ -523,12 +527,12 @@ def _plan(post: str, trig: tuple, members, connections) -> DeliveryPlan:
             return unaligned
         lengths.append(np.sum(joined < n_post, axis=1))
         width = max(width, int(np.max(lengths[-1], initial=0)))
-    longest = width
     lengths = np.concatenate(lengths)
     typical = (
         int(np.quantile(lengths, TYPICAL_SHARE, method="higher")) if lengths.size else 0
     )
-    width = padded_width(longest)
+    width = padded_width(width)
+    typical = min(width, -(-max(typical, 1) // ROW_MULTIPLE) * ROW_MULTIPLE)
     if len(conns) == 1:
         index, sources = rows[0], (None,)
     elif _disjoint(rows, n_post):
@@ -555,7 +559,7 @@ def _plan(post: str, trig: tuple, members, connections) -> DeliveryPlan:
     # One member: its own rows are the list (one array for both).
     index = conns[0].post_index if len(conns) == 1 else jnp.asarray(index)
     return DeliveryPlan(
-        post, trig, members, True, index, sources, self_slot, longest, typical
+        post, trig, members, True, index, sources, self_slot, width, typical
     )
 
 

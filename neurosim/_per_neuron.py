@@ -170,7 +170,6 @@ from ._engine import (
     _select,
     spacing_above,
 )
-from ._network import padded_width
 from ._system import DelayQueue, NetworkSystem, _jump
 from .neurons.lif import _Linear
 
@@ -959,7 +958,7 @@ class _Loop:
             if any(plan.typical is None for plan in plans):  # dense or unaligned
                 continue
             lanes = 1 + max(plan.index.shape[1] for plan in plans)
-            thin = 1 + max(padded_width(plan.typical) for plan in plans)
+            thin = 1 + max(plan.typical for plan in plans)
             if lanes - thin >= NARROW_GAP:
                 self.narrow[name] = thin
 

@@ -568,7 +568,7 @@ def simulate(
         neuron receives, not with the network's size. The default (None) takes
         per-neuron clocks for a forward run (`gradients=False`) of a network with
         more than 50 neurons per target of a spike (the widest row of its
-        projections; measured on COBA with 80 targets per spike: about equal at
+        projections, padded to a multiple of 8 past 8 targets; measured on COBA with 80 targets per spike: about equal at
         4000 neurons, per-neuron clocks 3x faster at 16 000, `benchmarks/clocks.py`),
         the network's clock otherwise. Per-neuron clocks need an adaptive solver,
         `locate_spikes=True`, piecewise-constant currents and models that do not
@@ -938,15 +938,15 @@ def _neuron_clocks_pay(system: NetworkSystem, clock) -> bool:
     """Whether per-neuron clocks are the faster default: a network of more than one
     neuron that they can run, compiled whole (the lean stepper, each target reached
     once per spike), with more than `NEURON_CLOCKS_RATIO` neurons per target of a
-    spike (the longest row of its delivery plans, its padding not counted; dense rows
-    reach every neuron), or `QUIET_CLOCKS_RATIO` where every model solved per neuron
-    has quiet times."""
+    spike (the width of its delivery plans' rows, `DeliveryPlan.width`: the longest
+    row padded to a multiple of 8 past 8 targets; dense rows reach every neuron), or
+    `QUIET_CLOCKS_RATIO` where every model solved per neuron has quiet times."""
     network = system.network
     if not network.connections or not network.distinct_targets:
         return False
     if not _clock.lean(clock) or _per_neuron.clock_problem(system) is not None:
         return False
-    widths = [plan.longest for plan in network.plans]
+    widths = [plan.width for plan in network.plans]
     solved = [
         pop
         for pop in network.populations.values()

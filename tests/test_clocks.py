@@ -576,10 +576,10 @@ def test_neurons_solved_per_neuron_start_with_checks(clock_flags, x64):
 
 
 def test_the_default_counts_quiet_times_in_its_choice():
-    """`clocks=None` takes per-neuron clocks from 10 neurons per target of a spike
-    where the models have quiet times (COBA: 300 neurons, 20 targets each; not 150),
-    and from 50 for the same model without them. (That the default runs what this
-    rule picks is checked above.)"""
+    """`clocks=None` takes per-neuron clocks from 10 neurons per lane of a spike's
+    row where the models have quiet times (COBA: 20 targets each, rows padded to 24
+    lanes: 300 neurons, not 150), and from 50 for the same model without them (1300,
+    not 1100). (That the default runs what this rule picks is checked above.)"""
     from neurosim._simulate import _neuron_clocks_pay
     from neurosim._system import NetworkSystem
 
@@ -595,7 +595,8 @@ def test_the_default_counts_quiet_times_in_its_choice():
 
     assert picks_neuron(300, 20) and not picks_neuron(150, 20)
     assert not picks_neuron(300, 20, _NoQuietTime())
-    assert picks_neuron(1100, 20, _NoQuietTime())
+    assert not picks_neuron(1100, 20, _NoQuietTime())
+    assert picks_neuron(1300, 20, _NoQuietTime())
 
 
 def test_refractory_ends_of_quiet_neurons_are_applied_inside_their_next_solve(

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from _compare import assert_same_spikes
+from _random_networks import STRUCTURES, draw
 from jax.experimental import sparse as jsparse
 
 import neurosim as ns
@@ -708,6 +709,39 @@ def test_reduced_cuba_exact_loop_equals_the_ode_solver(x64):
     assert_same_spikes(exact, solver, at_least=50, atol=1e-7)
 
 
+def test_networks_of_one_shape_from_other_seeds_share_their_compiled_run():
+    """A plan's static figures (`DeliveryPlan.width`, `typical`: part of the key of a
+    compiled program) are padded widths, so networks of the same shapes drawn from
+    other seeds share their structure, and a second network runs without compiling
+    (tests/_random_networks.py relies on one program per structure). The unpadded
+    typical row varied from seed to seed, and every seed compiled its own run."""
+    for name, structure in sorted(STRUCTURES.items()):
+        nets = [draw(seed, structure).network() for seed in range(6)]
+        first = jax.tree_util.tree_structure(nets[0])
+        assert all(jax.tree_util.tree_structure(net) == first for net in nets[1:]), name
+
+    def run(seed):
+        net = draw(seed, STRUCTURES["lif_exp"])
+        sol = ns.simulate(
+            net.network(), y0=net.y0(), t1=20.0, max_spikes=2000, gradients=False
+        )
+        return int(sol.num_spikes)
+
+    assert run(0) > 0
+    compiled = []
+
+    def listen(event, duration, **_):
+        if event.endswith("backend_compile_duration"):
+            compiled.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        assert run(1) > 0
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert compiled == []
+
+
 def test_events_that_fit_a_narrow_width_change_nothing(monkeypatch, x64):
     """Forward runs of the closed form compiled whole take an event whose lanes (the
     first neuron and its targets) fit in the width of the plan's typical row (80% of
@@ -722,8 +756,9 @@ def test_events_that_fit_a_narrow_width_change_nothing(monkeypatch, x64):
         np.sum(np.asarray(conn.post_index) < n, axis=1) for conn in net.connections
     )
     typical = int(np.quantile(lengths, 0.8, method="higher"))
-    assert plan.typical == typical
-    thin, lanes = 1 + _padded(typical), 1 + np.asarray(plan.index).shape[1]
+    width = np.asarray(plan.index).shape[1]
+    assert plan.typical == min(width, 8 * -(-typical // 8))  # a multiple of 8
+    thin, lanes = 1 + plan.typical, 1 + width
     assert lanes - thin >= ns._per_neuron.NARROW_GAP  # the branch is compiled
     assert np.mean(1 + lengths <= thin) >= 0.75  # and taken by most spikes
 
