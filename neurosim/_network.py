@@ -457,12 +457,12 @@ class DeliveryPlan(eqx.Module):
     `aligned` is False (and the arrays None) where a row reaches a neuron twice or the
     indices are traced: the loop then sums the input of such a group densely.
     `width`: the width of an aligned plan's rows (its longest row's length, padded:
-    `padded_width`; the population's size for dense rows); `typical`: the length of
-    `TYPICAL_SHARE` of its rows or more, rounded up to a multiple of `ROW_MULTIPLE` (at
-    most `width`; the loop's narrow branch, `neurosim._per_neuron`). Both are static, so part of the key of a compiled program:
-    as padded widths, they are shared by networks of the same shapes drawn from other
-    seeds (the longest row itself varies from seed to seed), which then share their
-    compiled programs."""
+    `padded_width`; the population's size for dense rows); `typical`: the length that
+    `TYPICAL_SHARE` of its rows do not exceed, rounded up to a multiple of
+    `ROW_MULTIPLE` (at most `width`; the loop's narrow branch, `neurosim._per_neuron`).
+    Both are static, so part of the key of a compiled program: as padded widths they
+    are the same for networks of the same shapes drawn from other seeds (the longest
+    row itself varies from seed to seed), which then share their compiled programs."""
 
     post: str = eqx.field(static=True)
     trigger: tuple = eqx.field(static=True)
