@@ -570,7 +570,9 @@ def _write_keys(keys: _Keys, idx, old, new, whole, count=None) -> _Keys:
     In a loop compiled whole (`whole`), a row's minimum is lowered to the new keys
     written into it, and the row is searched again only when the key that was its
     minimum moved later: a spike's targets cost `O(1)` each, and the firing neuron's
-    row `O(sqrt(n))`. Otherwise every written row's minimum is taken again."""
+    row `O(sqrt(n))`; entries past the first `count` (all by default) are not
+    written, and must hold their keys as they were (`new == old`: a check's lanes past
+    its neuron's). Otherwise every written row's minimum is taken again."""
     rows, cols = keys.grid.shape
     size = rows * cols
     flat = keys.grid.reshape(-1)
