@@ -568,9 +568,9 @@ def simulate(
         neuron receives, not with the network's size. The default (None) takes
         per-neuron clocks for a forward run (`gradients=False`) of a network with
         more than 50 neurons per target of a spike (the widest row of its
-        projections, padded to a multiple of 8 past 8 targets; measured on COBA with 80 targets per spike: about equal at
-        4000 neurons, per-neuron clocks 3x faster at 16 000, `benchmarks/clocks.py`),
-        the network's clock otherwise. Per-neuron clocks need an adaptive solver,
+        projections, padded to a multiple of 8 past 8 targets; measured on COBA with
+        80 targets per spike: about equal at 4000 neurons, per-neuron clocks 3x
+        faster at 16 000, `benchmarks/clocks.py`), the network's clock otherwise. Per-neuron clocks need an adaptive solver,
         `locate_spikes=True`, piecewise-constant currents and models that do not
         disarm on a spike (not `Boomerang`, `WereRabbit`, `FHNRS`). With
         `exact=False` the LIF family is solved per neuron too (no closed form).
