@@ -1434,7 +1434,6 @@ class _Loop:
         finite, steps = [], []
         # Taken when every run of a batch (under `vmap`) is in a check.
         checked = eqxi.unvmap_all(event.is_neuron & ~touched.fires)
-        count = None  # the lanes written back: all (a check in a loop compiled whole: 1)
         for p, name in enumerate(self.names):
             idx, n = touched.indices[name], self.pops[name].n
             write = _first_occurrences(idx, n, self.network.distinct_targets)
@@ -1458,8 +1457,8 @@ class _Loop:
             else:
                 out = self._touch_lanes(*args)
             new_rows, key, finite_p, steps_p = out
-            if self.whole:
-                count = jnp.where(checked, 1, idx.shape[0])
+            # The lanes written back: all (a check in a loop compiled whole: its own).
+            count = jnp.where(checked, 1, idx.shape[0]) if self.whole else None
             table[name] = _set_rows(carry.table[name], write, new_rows, self.whole, count)
             # The grid's padding (slots n and up) must stay inf: entries not written
             # go past its end, not to slot n.
