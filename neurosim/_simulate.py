@@ -13,6 +13,7 @@ from . import _clock, _engine, _lanes, _layered, _per_neuron
 from ._checks import as_count, is_concrete, run_checks, traced_checks
 from ._clock import CLOCK_HORIZON, OdeClock
 from ._currents import as_current
+from ._memory import release_after_compiling
 from ._network import Network, Population, Projection, SpikeTrains
 from ._solution import STATUS_MESSAGES, Solution, when
 from ._system import NetworkSystem
@@ -606,6 +607,7 @@ def simulate(
     times, neurons = sol.spikes()      # times = k * 10 ln 3 ms
     ```
     """
+    release_after_compiling()  # the compiler's freed pages (`neurosim._memory`)
     single = not isinstance(model, Network)
     _check_arguments(
         model,

@@ -5,6 +5,8 @@ back to the system once it is built (`neurosim._memory`); smaller ones do not ca
 import platform
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -40,3 +42,20 @@ def test_release_is_available_with_glibc():
     if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         pytest.skip("malloc_trim is glibc's")
     assert _memory.release_free_memory() is True
+
+
+def test_long_compilations_hand_free_memory_back(monkeypatch):
+    """`simulate` registers the listener (once per process); it trims after a backend
+    compilation of `COMPILE_SECONDS` or more only."""
+    if _memory._malloc_trim() is None:
+        pytest.skip("malloc_trim is glibc's")
+    ns.simulate(ns.LIF(tau_mem=10.0, v_th=1.0), n=1, t1=10.0, current=1.5)
+    x = jnp.ones(5)
+    calls = []
+    monkeypatch.setattr(_memory, "release_free_memory", lambda: calls.append(1))
+    monkeypatch.setattr(_memory, "COMPILE_SECONDS", 0.0)
+    jax.jit(lambda x: x * 3.0 + 1.0)(x)  # a new function: one compilation
+    assert calls == [1]
+    monkeypatch.setattr(_memory, "COMPILE_SECONDS", float("inf"))
+    jax.jit(lambda x: x * 3.0 - 1.0)(x)
+    assert calls == [1]
