@@ -17,7 +17,7 @@ were free once it returned, yet kept by the allocator. The run's buffers then ca
 top, and the process's peak was the run's (64 000 neurons: 714 MiB, against 635 with
 those pages handed back after compiling). `simulate` therefore registers, once, a
 listener of JAX's monitoring events that calls `malloc_trim(0)` after every backend
-compilation of `COMPILE_SECONDS` or more (a few milliseconds against seconds of
+compilation of `COMPILE_SECONDS` or more (10-75 ms measured, against seconds of
 compilation); shorter ones are left alone.
 """
 
@@ -28,7 +28,7 @@ import sys
 # Connection entries (synapses and padding) from which a built network is worth it.
 RELEASE_ENTRIES = 1 << 20
 # Backend compilations (s) after which free memory is handed back.
-COMPILE_SECONDS = 0.5
+COMPILE_SECONDS = 1.0
 # JAX's monitoring event for a backend compilation (`jax._src.dispatch`); should it be
 # renamed, the listener never fires and nothing else changes.
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
