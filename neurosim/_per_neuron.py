@@ -739,7 +739,21 @@ def run(
     them (`neurosim._replay`); elsewhere the loop is checkpointed and differentiated
     itself (also with `gradients="checkpointed"`)."""
     args = (t0, t1, y0, input_times, input_sources, record_times)
-    if gradients in (True, "whole") and _replay.supported(system) and clock is None:
+    eventprop = gradients == "eventprop"
+    if eventprop:
+        from . import _eventprop  # (it imports this module)
+
+        reason = _eventprop.unsupported(system.network, record_times, until)
+        if reason is not None or clock is not None:
+            raise ValueError(
+                "gradients='eventprop' cannot differentiate this run: "
+                f"{reason or 'neurons solved by the ODE solver'}. Use gradients=True."
+            )
+    if (
+        gradients in (True, "whole", "eventprop")
+        and _replay.supported(system)
+        and clock is None
+    ):
         size = _replay.log_size(
             system,
             max_spikes,
@@ -757,6 +771,8 @@ def run(
             log_size=size,
             until=until,
         )
+        if eventprop:
+            return _eventprop.apply(out, system, *args, log)
         return _replay.apply(out, system, *args, log, whole=gradients == "whole")
     return _forward(
         system,

@@ -32,6 +32,22 @@ class SimulationError(RuntimeError):
         self.solution = solution
 
 
+def _eventprop_checks(network, record, until_fired) -> list:
+    """`gradients="eventprop"`: a clear error now for what it cannot differentiate
+    (`neurosim._eventprop.unsupported`), and the checks of traced values for later."""
+    from . import _eventprop
+
+    record_times = np.zeros((0 if record is None else 1,))
+    reason = _eventprop.unsupported(network, record_times, until_fired or None)
+    if reason is not None:
+        raise _arg_error(
+            "gradients",
+            f"'eventprop' cannot differentiate this run: {reason}",
+            "Use gradients=True (every parameter, forward and reverse mode).",
+        )
+    return _eventprop.deferred_checks(network)
+
+
 def _arg_error(name: str, problem: str, fix: str) -> ValueError:
     return ValueError(f"simulate: `{name}` {problem}. {fix}")
 
@@ -632,12 +648,14 @@ def simulate(
         )
     else:
         network = model
-    if gradients not in (True, False, "checkpointed", "whole"):
+    if gradients not in (True, False, "checkpointed", "whole", "eventprop"):
         raise ValueError(
-            f"simulate: `gradients` must be True, False, 'whole' or 'checkpointed'; "
-            f"got {gradients!r}."
+            "simulate: `gradients` must be True, False, 'whole', 'eventprop' or "
+            f"'checkpointed'; got {gradients!r}."
         )
     deferred = _check_populations(network, t0, single)
+    if gradients == "eventprop":
+        deferred += _eventprop_checks(network, record, until_fired)
     states = _initial_states(network, y0, single)
     dtype = jtu.tree_leaves(states)[0].dtype
     record = _prepare_record(record, t0, t1, dtype)
@@ -726,6 +744,13 @@ def simulate(
             and until is None
             and _lanes.applies(system, input_times, clock, gradients)
         )
+        if gradients == "eventprop" and (exact == "layered" or not exact or lanes):
+            raise _arg_error(
+                "gradients",
+                "'eventprop' differentiates the exact loop of the LIF family's closed "
+                "form, which this run does not take",
+                "Use gradients=True, or leave `exact` and `clocks` at their defaults.",
+            )
         if max_iterations is None:
             max_iterations = (
                 8 * max_spikes + 2 * (input_times.shape[0] + record.shape[0]) + 100_000

@@ -1,0 +1,430 @@
+r"""Gradients of the exact event loop by its adjoint (EventProp), written out.
+
+`simulate(..., gradients="eventprop")`. The exact loop (`neurosim._per_neuron`) runs
+forward without derivatives and logs its events, as for `gradients=True`; reverse mode
+then walks the log once backward with the adjoint of the LIF family's closed form
+(Wunderlich & Pehle 2021), instead of differentiating a replay of the events
+(`neurosim._replay`). An event costs the work of the neurons it reaches (its firing
+neuron and the targets of its rows), not a pass over whole populations.
+
+**The adjoint.** Between events a neuron's state $x = (v, g_1, \dots, g_K)$ (the
+membrane potential and its synaptic currents) evolves as $\dot x = A x + c$, with the
+flow $\Phi(s)$ of the closed form: $v$ decays with $\tau_m$ and each $g_k$ with
+$\tau_k$, feeding $v$ through $\kappa_k(s) = (e^{-s/\tau_k} - e^{-s/\tau_m})
+\tau_k / (\tau_k - \tau_m)$. Each neuron keeps its adjoint $\lambda$ (the derivative of
+the loss with respect to its state) at an *anchor* time, and reading it at an earlier
+time $t$ is $\Phi(s - t)^\top \lambda$: nothing moves between the events that touch it.
+
+- *A jump* $\Delta x$ of a target at a presynaptic spike at $t_k$ (additive: $\lambda$
+  is the same on both sides) gives the weight its derivative
+  $\lambda(t_k)^\top \partial \Delta x / \partial w$, and the spike time the term
+  $-\lambda(t_k)^\top A\, \Delta x$ (the jump a little later changes everything after
+  it by $\Phi A \Delta x$).
+- *The reset* of the firing neuron ($v^+ = R v^- + r$; $R = 0$ for a hard reset, 1 for
+  a soft one): the spike time gets $\lambda_v(t_k^+)\,(R \dot v^- - \dot v^+)$; with
+  $G$ the spike time's whole derivative (the loss's own, the targets' and this one),
+  the implicit function theorem on $v(t_k) = v_\text{th}$ gives
+  $\lambda_v(t_k^-) = R \lambda_v(t_k^+) - G / \dot v^-$; the synaptic currents pass.
+  $\dot v^\pm$ need the firing neuron's synaptic currents at $t_k$: one pass forward
+  over the log computes them first (each neuron's currents at its last touch).
+- The walk starts from the loss's derivative with respect to the final state (at the
+  run's end) and ends at `t0` with the derivative with respect to the initial state.
+
+The gradient is the same as `gradients=True` gives (tests/test_eventprop.py: random
+networks against the replay, and finite differences); a spike that appears or
+vanishes is handled as there (the gradient of the spikes the run produced).
+
+**Scope** (`unsupported` names what is outside it). Populations of the LIF family
+with a closed form (`LIF`, `CubaLIF`, `LI`) and no refractory period (`t_ref = 0`, as
+a concrete value), constant currents, projections that jump a synaptic current,
+without delays, external inputs, no record times and no early end (`until_fired`).
+Derivatives with respect to the connection weights (input weights included) and the
+initial state. Reverse mode only (`jax.grad`, `jax.vjp`; a `jax.custom_vjp`):
+forward mode (`jax.jvp`, `jax.jacfwd`) needs `gradients=True`.
+"""
+
+import equinox as eqx
+import jax
+import jax.lax as lax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+import numpy as np
+from jax.custom_derivatives import SymbolicZero
+
+from . import _cpu, _replay
+from . import _per_neuron as pn
+from ._checks import is_concrete
+from ._currents import Constant
+from ._system import _jump
+from .neurons._linear import synaptic_kernel
+
+
+def unsupported(network, record_times, until) -> str | None:
+    """Why `gradients="eventprop"` cannot differentiate this run (None: it can)."""
+    for name, pop in network.populations.items():
+        neuron = pop.neuron
+        if not pn.closed_form(neuron) or not hasattr(neuron, "synapse_fields"):
+            return f"population {name!r}: {type(neuron).__name__} has no closed form"
+        if not pn._constant(pop.current) or not isinstance(pop.current, Constant):
+            return f"population {name!r}: its current is not constant"
+        t_ref = getattr(neuron, "t_ref", 0.0)
+        if neuron.spiking and is_concrete(t_ref) and bool(np.any(np.asarray(t_ref) != 0)):
+            return f"population {name!r}: a refractory period (`t_ref`) other than 0"
+    for conn in network.connections:
+        owner = f"projection {conn.pre!r} -> {conn.post!r}"
+        if conn.delay is not None:
+            return f"{owner}: a delay"
+        if conn.target == "v":
+            return f"{owner}: it jumps `v` itself (a delta synapse)"
+    if record_times.shape[0]:
+        return "record times (`record`)"
+    if until is not None:
+        return "`until_fired`"
+    return None
+
+
+def deferred_checks(network) -> list:
+    """`(bad, message)` for what `unsupported` cannot see in traced values (a traced
+    `t_ref`), checked when the run runs."""
+    checks = []
+    for name, pop in network.populations.items():
+        t_ref = getattr(pop.neuron, "t_ref", 0.0)
+        if pop.neuron.spiking and not is_concrete(t_ref):
+            checks.append(
+                (
+                    jnp.any(jnp.asarray(t_ref) != 0),
+                    f"simulate: gradients='eventprop' needs `t_ref` = 0 (population "
+                    f"{name!r}); use gradients=True for refractory neurons.",
+                )
+            )
+    return checks
+
+
+def _allowed(args):
+    """A mask over `args` = (system, t0, t1, y0, ...): the leaves the adjoint
+    differentiates (the connections' weights and the initial state)."""
+    mask = jtu.tree_map(lambda _: False, args)
+    system_mask = mask[0]
+    if args[0].network.connections:
+        system_mask = eqx.tree_at(
+            lambda s: [conn.weight for conn in s.network.connections],
+            system_mask,
+            [True] * len(args[0].network.connections),
+        )
+    y0_mask = jtu.tree_map(lambda _: True, args[3])
+    return (system_mask, *mask[1:3], y0_mask, *mask[4:])
+
+
+def _flow_transpose(neuron, lam, s):
+    """`Phi(s)^T lam` for each lane (`lam`: dict field -> lanes; `s` >= 0 per lane):
+    the adjoint read `s` earlier than its anchor."""
+    fields, taus = neuron.synapse_fields, neuron.synapse_time_constants()
+    tau_m = neuron.tau_mem
+    lam_v = lam["v"]
+    out = {"v": jnp.exp(-s / tau_m) * lam_v}
+    for field, tau in zip(fields, taus, strict=True):
+        kappa = (s / tau_m) * synaptic_kernel(s, tau_m, tau)
+        out[field] = kappa * lam_v + jnp.exp(-s / tau) * lam[field]
+    return out
+
+
+def _jumps(neuron, conn, weight):
+    """The jump of each synaptic field that the weights `weight` (per lane) make: a
+    dict field -> lanes."""
+    fields = ("v", *neuron.synapse_fields)
+    zeros = jnp.zeros_like(weight)
+    state = neuron.init_state(weight.shape[0])
+    state = eqx.tree_at(
+        lambda s: tuple(getattr(s, f) for f in fields), state, (zeros,) * len(fields)
+    )
+    jumped = _jump(neuron, state, weight, conn.target)
+    return {f: getattr(jumped, f) for f in fields}
+
+
+def _velocity_coupling(neuron, lam, jump):
+    """`lam^T A jump` per lane (`A`: the closed form's matrix)."""
+    out = jnp.zeros_like(lam["v"])
+    for field, tau in zip(
+        neuron.synapse_fields, neuron.synapse_time_constants(), strict=True
+    ):
+        out = out + jump[field] * (lam["v"] / neuron.tau_mem - lam[field] / tau)
+    return out + jump["v"] * (-lam["v"] / neuron.tau_mem)
+
+
+def _rows(conn, row, n_post):
+    """The targets of presynaptic `row` of `conn` (`n_post` pads)."""
+    if conn.post_index is None:
+        return jnp.arange(n_post, dtype=jnp.int32)
+    return conn.post_index[row]
+
+
+def _sources(system, conn, kind, a, log_src, spike_neurons):
+    """Whether log entry (`kind`, `a`) delivers through `conn`, and its row."""
+    network = system.network
+    if conn.pre in network.populations:
+        local = spike_neurons[a] - network.offsets[conn.pre]
+        ok = (kind == _replay.SPIKE) & (local >= 0) & (local < conn.n_pre)
+    else:
+        local = log_src[a] - system.input_offsets()[conn.pre]
+        ok = (kind == _replay.INPUT) & (local >= 0) & (local < conn.n_pre)
+    return ok, jnp.clip(local, 0, conn.n_pre - 1)
+
+
+def _walk(system, out, log):
+    """What both walks over the log read: the network, its populations and
+    connections, the number of log entries, the spike buffer's size and the dtype."""
+    network = system.network
+    return (
+        network,
+        network.populations,
+        network.connections,
+        log["count"],
+        out.spike_times.shape[0],
+        out.spike_times.dtype,
+    )
+
+
+def _currents_at_spikes(system, t0, y0, input_sources, out, log):
+    """Pass forward over the log: the synaptic currents (summed) of each spike's neuron
+    at its spike time, per spike slot."""
+    network, pops, conns, count, num_spikes, dtype = _walk(system, out, log)
+    carry0 = (
+        {
+            name: {f: getattr(y0[name], f) for f in pop.neuron.synapse_fields}
+            for name, pop in pops.items()
+        },
+        {name: jnp.full((pop.n,), t0, dtype) for name, pop in pops.items()},
+        jnp.zeros((num_spikes,), dtype),
+    )
+
+    def body(e, carry):
+        g, anchor, at_spike = carry
+        kind, a = log["kind"][e], log["a"][e]
+        t = log["t"][e] + log["t_lo"][e]
+        slot = jnp.clip(a, 0, num_spikes - 1)
+        for name, pop in pops.items():
+            if not pop.neuron.spiking:
+                continue
+            local = out.spike_neurons[slot] - network.offsets[name]
+            mine = (kind == _replay.SPIKE) & (local >= 0) & (local < pop.n)
+            i = jnp.clip(local, 0, pop.n - 1)
+            neuron = pn._take(pop.neuron, i[None], pop.n)
+            total = jnp.zeros((), dtype)
+            for f, tau in zip(
+                pop.neuron.synapse_fields, neuron.synapse_time_constants(), strict=True
+            ):
+                total = total + (
+                    g[name][f][i] * jnp.exp(-(t - anchor[name][i]) / tau)
+                ).reshape(())
+            at_spike = jnp.where(mine, _cpu.put_row(at_spike, slot, total), at_spike)
+        for conn in conns:
+            ok, row = _sources(system, conn, kind, a, input_sources, out.spike_neurons)
+            q, post = conn.post, pops[conn.post]
+            idx = _rows(conn, row, post.n)
+            valid = ok & (idx < post.n)
+            neuron = pn._take(post.neuron, idx, post.n)
+            jump = _jumps(neuron, conn, conn.weight[row] * valid.astype(dtype))
+            safe = jnp.clip(idx, 0, post.n - 1)
+            elapsed = t - anchor[q][safe]
+            new_g = dict(g[q])
+            write = jnp.where(valid, idx, post.n)
+            taus = neuron.synapse_time_constants()
+            for f, tau in zip(post.neuron.synapse_fields, taus, strict=True):
+                decayed = g[q][f][safe] * jnp.exp(-elapsed / tau)
+                new_g[f] = g[q][f].at[write].set(decayed, mode="drop")
+                new_g[f] = new_g[f].at[write].add(jump[f], mode="drop")
+            g = {**g, q: new_g}
+            anchor = {**anchor, q: anchor[q].at[write].set(t, mode="drop")}
+        return g, anchor, at_spike
+
+    return lax.fori_loop(0, count, body, carry0)[2]
+
+
+def _adjoint(system, t0, y0, input_sources, out, log, cot_spikes, cot_final):
+    """The derivatives of the loss with respect to each connection's weights and the
+    initial states, from its derivatives with respect to the spike times
+    (`cot_spikes`, per slot) and the final states (`cot_final`)."""
+    network, pops, conns, count, num_spikes, dtype = _walk(system, out, log)
+    currents = _currents_at_spikes(system, t0, y0, input_sources, out, log)
+    t_end = out.t_final
+
+    def fields(pop):
+        return ("v", *pop.neuron.synapse_fields)
+
+    lam0 = {
+        name: {f: jnp.asarray(getattr(cot_final[name], f), dtype) for f in fields(pop)}
+        for name, pop in pops.items()
+    }
+    anchor0 = {name: jnp.full((pop.n,), t_end, dtype) for name, pop in pops.items()}
+    dweights0 = tuple(jnp.zeros_like(conn.weight) for conn in conns)
+
+    def read(name, lam, anchor, idx, t):
+        pop = pops[name]
+        safe = jnp.clip(idx, 0, pop.n - 1)
+        neuron = pn._take(pop.neuron, safe, pop.n)
+        lanes = {f: lam[name][f][safe] for f in fields(pop)}
+        s = jnp.maximum(anchor[name][safe] - t, 0.0)
+        return neuron, _flow_transpose(neuron, lanes, s)
+
+    def body(j, carry):
+        lam, anchor, dweights = carry
+        e = count - 1 - j
+        kind, a = log["kind"][e], log["a"][e]
+        t = log["t"][e] + log["t_lo"][e]
+        slot = jnp.clip(a, 0, num_spikes - 1)
+        is_spike = kind == _replay.SPIKE
+        g_time = jnp.where(is_spike, cot_spikes[slot], 0.0)
+        new_dweights = []
+        for c, conn in enumerate(conns):
+            ok, row = _sources(system, conn, kind, a, input_sources, out.spike_neurons)
+            post = pops[conn.post]
+            idx = _rows(conn, row, post.n)
+            valid = ok & (idx < post.n)
+            neuron, lanes = read(conn.post, lam, anchor, idx, t)
+            lanes = {f: jnp.where(valid, x, 0.0) for f, x in lanes.items()}
+            weight = conn.weight[row]
+            jump, pullback = jax.vjp(
+                lambda w, neuron=neuron, conn=conn: _jumps(neuron, conn, w), weight
+            )
+            (d_row,) = pullback(lanes)
+            dw = dweights[c]
+            new_dweights.append(
+                _cpu.put_row(dw, jnp.where(ok, row, conn.n_pre), dw[row] + d_row)
+            )
+            if conn.pre in pops:
+                g_time = g_time - jnp.sum(_velocity_coupling(neuron, lanes, jump))
+        for name, pop in pops.items():
+            if not pop.neuron.spiking:
+                continue
+            local = out.spike_neurons[slot] - network.offsets[name]
+            mine = is_spike & (local >= 0) & (local < pop.n)
+            i = jnp.clip(local, 0, pop.n - 1)
+            neuron, lane = read(name, lam, anchor, i[None], t)
+            current = pn._take(pop.current, i[None], pop.n).value
+            drive = neuron.v_leak + current + currents[slot]
+            v_th = neuron.v_th
+            before = ((drive - v_th) / neuron.tau_mem).reshape(())
+            after = ((drive - neuron.v_reset) / neuron.tau_mem).reshape(())
+            keep = 0.0 if pop.neuron.reset_mode == "hard" else 1.0
+            lam_v = lane["v"].reshape(())
+            total = g_time + lam_v * (keep * before - after)
+            crossing = (t > t0) & (before > 0)
+            new_v = keep * lam_v - jnp.where(
+                crossing, total / jnp.where(crossing, before, 1.0), 0.0
+            )
+            write = jnp.where(mine, i, pop.n)
+            new = dict(lam[name])
+            for f in fields(pop):
+                value = new_v if f == "v" else lane[f].reshape(())
+                new[f] = _cpu.put_row(lam[name][f], write, value)
+            lam = {**lam, name: new}
+            anchor = {**anchor, name: _cpu.put_row(anchor[name], write, t)}
+        return lam, anchor, tuple(new_dweights)
+
+    lam, anchor, dweights = lax.fori_loop(0, count, body, (lam0, anchor0, dweights0))
+    dy0 = {}
+    for name, pop in pops.items():
+        s = jnp.maximum(anchor[name] - t0, 0.0)
+        at_t0 = _flow_transpose(pop.neuron, lam[name], s)
+        dy0[name] = at_t0
+    return dweights, dy0
+
+
+def _nonzero(x):
+    return not isinstance(x, SymbolicZero)
+
+
+def apply(output, system, t0, t1, y0, input_times, input_sources, record_times, log):
+    """The forward run's `output` with the adjoint's derivatives attached (a custom
+    VJP whose primal is zero: the walk runs only in reverse mode)."""
+    args = (system, t0, t1, y0, input_times, input_sources, record_times)
+    allowed = _allowed(args)
+    inexact = jtu.tree_map(eqx.is_inexact_array, args)
+    diff, rest = eqx.partition(args, inexact)
+    allowed, _ = eqx.partition(allowed, inexact)
+    arrays, static = eqx.partition(rest, eqx.is_array)
+    fixed = (arrays, output, log)
+
+    @jax.custom_vjp
+    def carriers(diff, fixed):
+        out = fixed[1]
+        return _replay._zeros_like((out.spike_times, out.final_state))
+
+    def fwd(diff, fixed):
+        flags = jtu.tree_map(lambda p: p.perturbed, diff)
+        values = jtu.tree_map(lambda p: p.value, diff)
+        fixed = jtu.tree_map(lambda p: p.value, fixed)
+        for (path, moved), ok in zip(
+            jtu.tree_flatten_with_path(flags)[0], jtu.tree_leaves(allowed), strict=True
+        ):
+            if moved and not ok:
+                raise ValueError(
+                    "gradients='eventprop' differentiates connection weights and "
+                    "initial states only; this run differentiates "
+                    f"{jtu.keystr(path)} too: use gradients=True."
+                )
+        out = fixed[1]
+        zeros = _replay._zeros_like((out.spike_times, out.final_state))
+        return zeros, (values, fixed)
+
+    def bwd(res, cot):
+        values, (arrays, out, log) = res
+        system_, t0_, _, y0_, _, input_sources_, _ = eqx.combine(values, arrays, static)
+        cot_spikes, cot_final = cot
+        if isinstance(cot_spikes, SymbolicZero):
+            cot_spikes = jnp.zeros_like(out.spike_times)
+        cot_final = jtu.tree_map(
+            lambda c, x: jnp.zeros_like(x) if isinstance(c, SymbolicZero) else c,
+            cot_final,
+            out.final_state,
+            is_leaf=lambda c: isinstance(c, SymbolicZero),
+        )
+        cot_spikes = jnp.where(jnp.isfinite(out.spike_times), cot_spikes, 0.0)
+        dweights, dy0 = _adjoint(
+            system_, t0_, y0_, input_sources_, out, log, cot_spikes, cot_final
+        )
+        grads = jtu.tree_map(lambda _: None, values)
+        grads = _put_gradients(grads, values, dweights, dy0)
+        return grads, None
+
+    carriers.defvjp(fwd, bwd, symbolic_zeros=True)
+    spikes, final_state = carriers(diff, _replay._stop_floats(fixed))
+    return eqx.tree_at(
+        lambda o: (o.spike_times, o.final_state),
+        output,
+        (
+            output.spike_times + spikes,
+            jtu.tree_map(lambda a, b: a + b, output.final_state, final_state),
+        ),
+    )
+
+
+def _put_gradients(grads, values, dweights, dy0):
+    """The cotangent of `values` (the differentiable arguments): the weights' and the
+    initial states' derivatives in their places, zeros (None) elsewhere."""
+    system = values[0]
+    conns = system.network.connections
+    grads_system = grads[0]
+    if conns:
+        grads_system = eqx.tree_at(
+            lambda s: [conn.weight for conn in s.network.connections],
+            grads_system,
+            list(dweights),
+            is_leaf=lambda x: x is None,
+        )
+    y0 = values[3]
+    grads_y0 = {}
+    for name, state in y0.items():
+        leaves = {}
+        for field in ("v", *[f for f in dy0[name] if f != "v"]):
+            leaves[field] = dy0[name][field]
+        grads_y0[name] = jtu.tree_map(jnp.zeros_like, state)
+        grads_y0[name] = eqx.tree_at(
+            lambda s, fs=tuple(leaves): tuple(getattr(s, f) for f in fs),
+            grads_y0[name],
+            tuple(
+                jnp.broadcast_to(v, getattr(state, f).shape).astype(getattr(state, f).dtype)
+                for f, v in leaves.items()
+            ),
+        )
+    return (grads_system, grads[1], grads[2], grads_y0, *grads[4:])

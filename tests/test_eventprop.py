@@ -1,0 +1,238 @@
+"""`gradients="eventprop"` (`neurosim._eventprop`): the adjoint written out against the
+replay's reverse mode (`gradients=True`, an independent derivation: autodiff of the
+events replayed in closed form) on random networks, against central finite
+differences, under `jax.vmap`, and its refusals."""
+
+import dataclasses
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from _random_networks import DRIVE, RECURRENT, Structure, draw
+
+import neurosim as ns
+
+# Two populations with heterogeneous time constants, inputs, a few neurons above
+# threshold at t0 (they fire there), no refractory period, constant currents.
+STRUCTURES = {
+    "lif": Structure("ep_lif", n_exc=48, n_inh=12, fan_out=8, fan_out_inh=4, t1=80.0,
+                     n_inputs=40, input_fan_out=12, input_slots=16, max_spikes=3000,
+                     stepped=False),
+    "cuba_lif": Structure("ep_cuba_lif", n_exc=48, n_inh=12, models=("cuba", "lif"),
+                          fan_out=8, fan_out_inh=4, t1=80.0, n_inputs=40,
+                          input_fan_out=12, input_slots=16, max_spikes=3000,
+                          stepped=False),
+}  # fmt: skip
+WEIGHTS = tuple(f"w_{name}" for name in RECURRENT + DRIVE)
+
+
+def _no_refractory(net):
+    arrays = dict(net.arrays)
+    for pop in "ei":
+        arrays[f"t_ref_{pop}"] = jnp.zeros_like(arrays[f"t_ref_{pop}"])
+    return dataclasses.replace(net, arrays=arrays)
+
+
+def _loss_fn(structure, gradients, slot_weights, final_weights):
+    """A loss of the spike times (each slot weighted) and of the final potentials, as a
+    function of the weights and the initial potentials (the rest of `arrays` fixed)."""
+
+    def loss(diff, arrays, delay_table):
+        arrays = {**arrays, **diff}
+        net = draw_like(structure, arrays, delay_table)
+        y0 = initial(structure, arrays)
+        sol = ns.simulate(
+            net, t1=structure.t1, y0=y0, max_spikes=structure.max_spikes,
+            gradients=gradients,
+        )  # fmt: skip
+        times = jnp.where(jnp.isfinite(sol.spike_times), sol.spike_times, 0.0)
+        final = jnp.concatenate([sol.final_state[p].v for p in "ei"])
+        return jnp.sum(slot_weights * times) + jnp.sum(final_weights * final)
+
+    return loss
+
+
+def draw_like(structure, arrays, delay_table):
+    from _random_networks import build
+
+    return build(structure, arrays, delay_table)
+
+
+def initial(structure, arrays):
+    from _random_networks import initial_state
+
+    return initial_state(structure, arrays)
+
+
+def _split(net):
+    diff = {k: net.arrays[k] for k in WEIGHTS + ("v0_e", "v0_i")}
+    rest = {k: v for k, v in net.arrays.items() if k not in diff}
+    return diff, rest
+
+
+@pytest.mark.parametrize("name", sorted(STRUCTURES))
+def test_the_adjoint_equals_the_replays_gradient_on_random_networks(name, x64):
+    """Weights (recurrent and input, dense rows) and initial potentials, float64: the
+    two derivations agree to 1e-7 relative on every seed."""
+    structure = STRUCTURES[name]
+    rng = np.random.default_rng(0)
+    slot_weights = jnp.asarray(rng.uniform(0.5, 1.5, structure.max_spikes))
+    final_weights = jnp.asarray(rng.normal(0.0, 1.0, structure.n))
+    grads = {
+        g: jax.jit(jax.value_and_grad(_loss_fn(structure, g, slot_weights, final_weights)))
+        for g in (True, "eventprop")
+    }
+    spikes = []
+    for seed in range(3):
+        net = _no_refractory(draw(seed, structure))
+        diff, rest = _split(net)
+        (value_r, grad_r), (value_e, grad_e) = (
+            grads[g](diff, rest, net.delay_table) for g in (True, "eventprop")
+        )
+        assert float(value_r) == float(value_e)
+        for key in diff:
+            a, b = np.asarray(grad_r[key]), np.asarray(grad_e[key])
+            scale = np.max(np.abs(a))
+            assert scale > 0, key
+            np.testing.assert_allclose(b, a, rtol=0, atol=1e-7 * scale, err_msg=key)
+        sol = ns.simulate(net.network(), t1=structure.t1, y0=net.y0(), gradients=False)
+        spikes.append(int(sol.num_spikes))
+    assert min(spikes) > 50, spikes  # networks that fire
+
+
+def _chain(weights):
+    """Three inputs into 6 LIF neurons into 2 CubaLIF neurons (synapse lists with
+    traced values), one soft-reset population."""
+    w_in, w_h, w_o = weights
+    pre_h, post_h = np.nonzero(np.ones((6, 2)))
+    net = ns.Network(
+        populations={
+            "hidden": ns.Population(ns.LIF(tau_mem=8.0, tau_syn=3.0), 6, 0.3),
+            "out": ns.Population(ns.CubaLIF(tau_mem=10.0, reset_mode="soft"), 2),
+        },
+        projections=[
+            ns.Projection("in", "hidden", w_in),
+            ns.Projection("hidden", "out", (pre_h, post_h, w_h)),
+            ns.Projection("out", "hidden", w_o),
+        ],
+        inputs={
+            "in": ns.SpikeTrains(
+                jnp.asarray([1.0, 3.0, 4.5, 9.0, 12.0, 20.0, 21.0]),
+                jnp.asarray([0, 1, 2, 0, 1, 2, 0]),
+                num_sources=3,
+            )
+        },
+    )
+    return net
+
+
+def test_the_adjoint_matches_finite_differences(x64):
+    """Central differences of the loss in every weight (float64), where the spikes do
+    not change."""
+    rng = np.random.default_rng(3)
+    weights = (
+        jnp.asarray(rng.uniform(2.0, 3.0, (3, 6))),
+        jnp.asarray(rng.uniform(1.0, 2.0, 12)),
+        jnp.asarray(rng.uniform(-0.6, -0.2, (2, 6))),
+    )
+
+    def loss(weights):
+        sol = ns.simulate(_chain(weights), t1=40.0, max_spikes=200, gradients="eventprop")
+        times = jnp.where(jnp.isfinite(sol.spike_times), sol.spike_times, 0.0)
+        k = jnp.arange(times.shape[0])
+        return jnp.sum(times * (1.0 + 0.1 * k)) + jnp.sum(sol.final_state["out"].ge)
+
+    value, grads = jax.jit(jax.value_and_grad(loss))(weights)
+    count = ns.simulate(_chain(weights), t1=40.0, max_spikes=200).num_spikes
+    assert int(count) >= 8
+    f = jax.jit(loss)
+    eps = 1e-6
+    for w, g in zip(weights, grads, strict=True):
+        for index in np.ndindex(w.shape):
+            up = [x.at[index].add(eps) if x is w else x for x in weights]
+            down = [x.at[index].add(-eps) if x is w else x for x in weights]
+            fd = (float(f(tuple(up))) - float(f(tuple(down)))) / (2 * eps)
+            assert abs(float(g[index]) - fd) <= 1e-5 * (1.0 + abs(fd)), (index, fd, g)
+
+
+def test_batches_under_vmap_give_each_runs_gradient(x64):
+    structure = STRUCTURES["lif"]
+    nets = [_no_refractory(draw(seed, structure)) for seed in (0, 1)]
+    parts = [_split(net) for net in nets]
+    loss = _loss_fn(structure, "eventprop", 1.0, 0.0)
+    grad = jax.jit(jax.grad(loss))
+    one = [grad(diff, rest, nets[0].delay_table) for diff, rest in parts]
+    stack = lambda *xs: jnp.stack(xs)  # noqa: E731
+    batched = jax.jit(jax.vmap(jax.grad(loss), in_axes=(0, 0, None)))(
+        jax.tree.map(stack, parts[0][0], parts[1][0]),
+        jax.tree.map(stack, parts[0][1], parts[1][1]),
+        nets[0].delay_table,
+    )
+    for b, g in enumerate(one):
+        for key in g:
+            np.testing.assert_allclose(
+                np.asarray(batched[key][b]),
+                np.asarray(g[key]),
+                rtol=0,
+                atol=1e-9 * float(np.max(np.abs(np.asarray(g[key])))),
+            )
+
+
+def _small(t_ref=0.0, delay=None, **kw):
+    w = jnp.full((4, 4), 0.3)
+    net = ns.Network(
+        {"a": ns.Population(ns.LIF(t_ref=t_ref), 4, 1.2)},
+        [ns.Projection("a", "a", w, delay=delay)],
+    )
+    return net
+
+
+@pytest.mark.parametrize(
+    "net, kwargs, match",
+    [
+        (_small(t_ref=2.0), {}, "t_ref"),
+        (_small(delay=1.0), {}, "delay"),
+        (_small(), {"record": jnp.asarray([5.0])}, "record"),
+    ],
+)
+def test_what_it_cannot_differentiate_is_refused_by_name(net, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ns.simulate(net, t1=20.0, gradients="eventprop", **kwargs)
+
+
+def test_differentiating_other_parameters_is_refused_by_name():
+    def loss(tau):
+        net = ns.Network(
+            {"a": ns.Population(ns.LIF(tau_mem=tau), 4, 1.2)},
+            [ns.Projection("a", "a", jnp.full((4, 4), 0.3))],
+        )
+        return jnp.sum(ns.simulate(net, t1=20.0, gradients="eventprop").final_state["a"].v)
+
+    with pytest.raises(ValueError, match="tau_mem"):
+        jax.grad(loss)(10.0)
+
+
+def test_a_traced_refractory_period_is_refused_when_it_runs():
+    def run(t_ref):
+        net = ns.Network({"a": ns.Population(ns.LIF(t_ref=t_ref), 2, 1.5)}, [])
+        return ns.simulate(net, t1=20.0, gradients="eventprop").num_spikes
+
+    assert int(jax.jit(run)(0.0)) > 0
+    with pytest.raises(Exception, match="t_ref"):
+        jax.block_until_ready(jax.jit(run)(1.0))
+
+
+def test_forward_mode_is_refused():
+    w = jnp.full((4, 4), 0.3)
+
+    def final(w):
+        net = ns.Network(
+            {"a": ns.Population(ns.LIF(), 4, 1.2)}, [ns.Projection("a", "a", w)]
+        )
+        return ns.simulate(net, t1=20.0, gradients="eventprop").final_state["a"].v
+
+    with pytest.raises(TypeError):
+        jax.jvp(final, (w,), (jnp.ones_like(w),))
+    assert eqx.is_array(jax.grad(lambda w: jnp.sum(final(w)))(w))
