@@ -521,6 +521,9 @@ def gradients(repeats, n=100, n_in=50, t1=100.0):
     def whole(w, w_in):
         return loss(w, w_in, "whole")
 
+    def eventprop(w, w_in):
+        return loss(w, w_in, "eventprop")
+
     functions = {
         "forward, gradients=False": jax.jit(lambda *ws: forward(*ws, False).num_spikes),
         "forward, gradients=True": jax.jit(lambda *ws: forward(*ws, True).num_spikes),
@@ -530,6 +533,9 @@ def gradients(repeats, n=100, n_in=50, t1=100.0):
         ),
         "value_and_grad, checkpointed": jax.jit(
             jax.value_and_grad(checkpointed, argnums=(0, 1))
+        ),
+        "value_and_grad, gradients='eventprop'": jax.jit(
+            jax.value_and_grad(eventprop, argnums=(0, 1))
         ),
     }
     out = {
@@ -545,6 +551,7 @@ def gradients(repeats, n=100, n_in=50, t1=100.0):
     called = interleaved_calls(
         {name: (lambda fn=fn: fn(w, w_in)) for name, fn in functions.items()}, calls
     )
+    gradient = {}
     for name, timed in called.items():
         if isinstance(timed, dict):  # failed
             out[name] = timed
@@ -553,13 +560,23 @@ def gradients(repeats, n=100, n_in=50, t1=100.0):
         log(f"gradients, {name}: warm {out[name]['median_s']:.3f} s")
         if name.startswith("value_and_grad"):
             grads = jnp.concatenate([g.ravel() for g in result[1]])
-            out.update(
-                loss=float(result[0]),
-                grad_norm=float(jnp.linalg.norm(grads)),
-                grad_finite=bool(jnp.all(jnp.isfinite(grads))),
-            )
+            gradient[name] = grads
+            if name == "value_and_grad":
+                out.update(
+                    loss=float(result[0]),
+                    grad_norm=float(jnp.linalg.norm(grads)),
+                    grad_finite=bool(jnp.all(jnp.isfinite(grads))),
+                )
         else:
             out["spikes"] = int(result)
+    # How far each other form's gradient is from the default's (relative, 2-norm).
+    if "value_and_grad" in gradient:
+        reference = gradient["value_and_grad"]
+        out["relative_to_default"] = {
+            name: float(jnp.linalg.norm(g - reference) / jnp.linalg.norm(reference))
+            for name, g in gradient.items()
+            if name != "value_and_grad"
+        }
     return out
 
 

@@ -35,8 +35,8 @@ networks against the replay, and finite differences); a spike that appears or
 vanishes is handled as there (the gradient of the spikes the run produced).
 
 **Scope** (`unsupported` names what is outside it). Populations of the LIF family
-with a closed form (`LIF`, `CubaLIF`, `LI`) and no refractory period (`t_ref = 0`, as
-a concrete value), constant currents, projections that jump a synaptic current,
+with a closed form (`LIF`, `CubaLIF`, `LI`), refractory periods included, constant
+currents, projections that jump a synaptic current,
 without delays, external inputs, no record times and no early end (`until_fired`).
 Derivatives with respect to the connection weights (input weights included) and the
 initial state. Reverse mode only (`jax.grad`, `jax.vjp`; a `jax.custom_vjp`):
@@ -48,12 +48,10 @@ import jax
 import jax.lax as lax
 import jax.numpy as jnp
 import jax.tree_util as jtu
-import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
 from . import _cpu, _replay
 from . import _per_neuron as pn
-from ._checks import is_concrete
 from ._currents import Constant
 from ._system import _jump
 from .neurons._linear import synaptic_kernel
@@ -67,9 +65,6 @@ def unsupported(network, record_times, until) -> str | None:
             return f"population {name!r}: {type(neuron).__name__} has no closed form"
         if not pn._constant(pop.current) or not isinstance(pop.current, Constant):
             return f"population {name!r}: its current is not constant"
-        t_ref = getattr(neuron, "t_ref", 0.0)
-        if neuron.spiking and is_concrete(t_ref) and bool(np.any(np.asarray(t_ref) != 0)):
-            return f"population {name!r}: a refractory period (`t_ref`) other than 0"
     for conn in network.connections:
         owner = f"projection {conn.pre!r} -> {conn.post!r}"
         if conn.delay is not None:
@@ -81,23 +76,6 @@ def unsupported(network, record_times, until) -> str | None:
     if until is not None:
         return "`until_fired`"
     return None
-
-
-def deferred_checks(network) -> list:
-    """`(bad, message)` for what `unsupported` cannot see in traced values (a traced
-    `t_ref`), checked when the run runs."""
-    checks = []
-    for name, pop in network.populations.items():
-        t_ref = getattr(pop.neuron, "t_ref", 0.0)
-        if pop.neuron.spiking and not is_concrete(t_ref):
-            checks.append(
-                (
-                    jnp.any(jnp.asarray(t_ref) != 0),
-                    f"simulate: gradients='eventprop' needs `t_ref` = 0 (population "
-                    f"{name!r}); use gradients=True for refractory neurons.",
-                )
-            )
-    return checks
 
 
 def _allowed(args):
@@ -115,16 +93,19 @@ def _allowed(args):
     return (system_mask, *mask[1:3], y0_mask, *mask[4:])
 
 
-def _flow_transpose(neuron, lam, s):
-    """`Phi(s)^T lam` for each lane (`lam`: dict field -> lanes; `s` >= 0 per lane):
-    the adjoint read `s` earlier than its anchor."""
+def _flow_transpose(neuron, lam, free, held=None):
+    """`lam` (dict field -> lanes) read earlier than its anchor: `free` ms of the free
+    flow's transpose, then `held` ms of a refractory hold's (`v` held: its adjoint
+    passes, the currents decay and no longer feed it)."""
     fields, taus = neuron.synapse_fields, neuron.synapse_time_constants()
     tau_m = neuron.tau_mem
     lam_v = lam["v"]
-    out = {"v": jnp.exp(-s / tau_m) * lam_v}
+    out = {"v": jnp.exp(-free / tau_m) * lam_v}
     for field, tau in zip(fields, taus, strict=True):
-        kappa = (s / tau_m) * synaptic_kernel(s, tau_m, tau)
-        out[field] = kappa * lam_v + jnp.exp(-s / tau) * lam[field]
+        kappa = (free / tau_m) * synaptic_kernel(free, tau_m, tau)
+        out[field] = kappa * lam_v + jnp.exp(-free / tau) * lam[field]
+        if held is not None:
+            out[field] = jnp.exp(-held / tau) * out[field]
     return out
 
 
@@ -141,14 +122,15 @@ def _jumps(neuron, conn, weight):
     return {f: getattr(jumped, f) for f in fields}
 
 
-def _velocity_coupling(neuron, lam, jump):
-    """`lam^T A jump` per lane (`A`: the closed form's matrix)."""
-    out = jnp.zeros_like(lam["v"])
-    for field, tau in zip(
-        neuron.synapse_fields, neuron.synapse_time_constants(), strict=True
-    ):
-        out = out + jump[field] * (lam["v"] / neuron.tau_mem - lam[field] / tau)
-    return out + jump["v"] * (-lam["v"] / neuron.tau_mem)
+def _velocity_coupling(neuron, lam, jump, held):
+    """`lam^T A jump` per lane (`A`: the closed form's matrix; the row of `v` zero
+    where `held`, in a refractory period)."""
+    coupling = jnp.where(held, 0.0, lam["v"] / neuron.tau_mem)
+    out = -jump["v"] * coupling
+    taus = neuron.synapse_time_constants()
+    for field, tau in zip(neuron.synapse_fields, taus, strict=True):
+        out = out + jump[field] * (coupling - lam[field] / tau)
+    return out
 
 
 def _rows(conn, row, n_post):
@@ -184,21 +166,69 @@ def _walk(system, out, log):
     )
 
 
-def _currents_at_spikes(system, t0, y0, input_sources, out, log):
-    """Pass forward over the log: the synaptic currents (summed) of each spike's neuron
-    at its spike time, per spike slot."""
+def _sum_at(neuron, fields, g, anchor, time):
+    """The summed synaptic currents of lanes at `time` (their values `g` at `anchor`)."""
+    total = jnp.zeros_like(anchor)
+    for f, tau in zip(fields, neuron.synapse_time_constants(), strict=True):
+        total = total + g[f] * jnp.exp(-(time - anchor) / tau)
+    return total
+
+
+def _refractory(neuron):
+    return getattr(neuron, "t_ref", jnp.zeros(()))
+
+
+def _forward_pass(system, t0, y0, input_sources, out, log):
+    """Pass forward over the log for what the adjoint reads of the states, per spike
+    slot: the firing neuron's summed synaptic currents at its spike (`at_spike`) and
+    at the end of its refractory period (`at_end`, where that end came before the
+    run's: `ended`), and the end of the neuron's previous refractory period
+    (`before`: the hold in force before the spike; -inf where none); per population,
+    the end of each neuron's last refractory period (`hold`). Each neuron keeps its
+    currents at its last touch; a refractory end is read at the first touch after
+    it."""
     network, pops, conns, count, num_spikes, dtype = _walk(system, out, log)
-    carry0 = (
-        {
-            name: {f: getattr(y0[name], f) for f in pop.neuron.synapse_fields}
-            for name, pop in pops.items()
-        },
-        {name: jnp.full((pop.n,), t0, dtype) for name, pop in pops.items()},
-        jnp.zeros((num_spikes,), dtype),
+    inf = jnp.asarray(jnp.inf, dtype)
+    per_slot = dict(
+        at_spike=jnp.zeros((num_spikes,), dtype),
+        at_end=jnp.zeros((num_spikes,), dtype),
+        ended=jnp.zeros((num_spikes,), bool),
+        before=jnp.full((num_spikes,), -inf, dtype),
     )
+    state = {}
+    for name, pop in pops.items():
+        y = y0[name]
+        held = getattr(y, "refractory", jnp.zeros((pop.n,), dtype)) > 0
+        ref_end = getattr(y, "ref_end", jnp.zeros((pop.n,), dtype))
+        state[name] = dict(
+            g={f: getattr(y, f) for f in pop.neuron.synapse_fields},
+            anchor=jnp.full((pop.n,), t0, dtype),
+            hold=jnp.where(held, ref_end, -inf),
+            pending=jnp.full((pop.n,), -1, jnp.int32),
+        )
+
+    def resolve(name, st, slots, idx, valid, time):
+        """Lanes `idx` touched at `time`: a pending refractory end at or before it is
+        read now (the currents there, from the lane's last touch)."""
+        pop = pops[name]
+        safe = jnp.clip(idx, 0, pop.n - 1)
+        neuron = pn._take(pop.neuron, safe, pop.n)
+        pending, hold = st["pending"][safe], st["hold"][safe]
+        due = valid & (pending >= 0) & (hold <= time)
+        g = {f: st["g"][f][safe] for f in pop.neuron.synapse_fields}
+        total = _sum_at(neuron, pop.neuron.synapse_fields, g, st["anchor"][safe], hold)
+        where = jnp.where(due, pending, num_spikes)
+        slots = dict(
+            slots,
+            at_end=slots["at_end"].at[where].set(total, mode="drop"),
+            ended=slots["ended"].at[where].set(True, mode="drop"),
+        )
+        write = jnp.where(due, idx, pop.n)
+        st = dict(st, pending=st["pending"].at[write].set(-1, mode="drop"))
+        return st, slots
 
     def body(e, carry):
-        g, anchor, at_spike = carry
+        state, slots = carry
         kind, a = log["kind"][e], log["a"][e]
         t = log["t"][e] + log["t_lo"][e]
         slot = jnp.clip(a, 0, num_spikes - 1)
@@ -207,37 +237,55 @@ def _currents_at_spikes(system, t0, y0, input_sources, out, log):
                 continue
             local = out.spike_neurons[slot] - network.offsets[name]
             mine = (kind == _replay.SPIKE) & (local >= 0) & (local < pop.n)
-            i = jnp.clip(local, 0, pop.n - 1)
-            neuron = pn._take(pop.neuron, i[None], pop.n)
-            total = jnp.zeros((), dtype)
-            for f, tau in zip(
-                pop.neuron.synapse_fields, neuron.synapse_time_constants(), strict=True
-            ):
-                total = total + (
-                    g[name][f][i] * jnp.exp(-(t - anchor[name][i]) / tau)
-                ).reshape(())
-            at_spike = jnp.where(mine, _cpu.put_row(at_spike, slot, total), at_spike)
+            i = jnp.clip(local, 0, pop.n - 1)[None]
+            st, slots = resolve(name, state[name], slots, i, mine[None], t)
+            neuron = pn._take(pop.neuron, i, pop.n)
+            g = {f: st["g"][f][i] for f in pop.neuron.synapse_fields}
+            total = _sum_at(neuron, pop.neuron.synapse_fields, g, st["anchor"][i], t)
+            where = jnp.where(mine, slot, num_spikes)
+            slots = dict(
+                slots,
+                at_spike=slots["at_spike"].at[where].set(total[0], mode="drop"),
+                before=slots["before"].at[where].set(st["hold"][i][0], mode="drop"),
+            )
+            write = jnp.where(mine, i, pop.n)
+            end = t + jnp.broadcast_to(_refractory(neuron), (1,))
+            st = dict(
+                st,
+                hold=st["hold"].at[write].set(end, mode="drop"),
+                pending=st["pending"].at[write].set(slot, mode="drop"),
+            )
+            # Without a refractory period the end is the spike itself, read before
+            # this event's own deliveries.
+            st, slots = resolve(name, st, slots, i, mine[None], t)
+            state = {**state, name: st}
         for conn in conns:
             ok, row = _sources(system, conn, kind, a, input_sources, out.spike_neurons)
             q, post = conn.post, pops[conn.post]
             idx = _rows(conn, row, post.n)
             valid = ok & (idx < post.n)
+            st, slots = resolve(q, state[q], slots, idx, valid, t)
             neuron = pn._take(post.neuron, idx, post.n)
             jump = _jumps(neuron, conn, conn.weight[row] * valid.astype(dtype))
             safe = jnp.clip(idx, 0, post.n - 1)
-            elapsed = t - anchor[q][safe]
-            new_g = dict(g[q])
+            elapsed = t - st["anchor"][safe]
             write = jnp.where(valid, idx, post.n)
+            g = dict(st["g"])
             taus = neuron.synapse_time_constants()
             for f, tau in zip(post.neuron.synapse_fields, taus, strict=True):
-                decayed = g[q][f][safe] * jnp.exp(-elapsed / tau)
-                new_g[f] = g[q][f].at[write].set(decayed, mode="drop")
-                new_g[f] = new_g[f].at[write].add(jump[f], mode="drop")
-            g = {**g, q: new_g}
-            anchor = {**anchor, q: anchor[q].at[write].set(t, mode="drop")}
-        return g, anchor, at_spike
+                decayed = g[f][safe] * jnp.exp(-elapsed / tau)
+                g[f] = g[f].at[write].set(decayed, mode="drop")
+                g[f] = g[f].at[write].add(jump[f], mode="drop")
+            st = dict(st, g=g, anchor=st["anchor"].at[write].set(t, mode="drop"))
+            state = {**state, q: st}
+        return state, slots
 
-    return lax.fori_loop(0, count, body, carry0)[2]
+    state, slots = lax.fori_loop(0, count, body, (state, per_slot))
+    for name, pop in pops.items():
+        every = jnp.arange(pop.n, dtype=jnp.int32)
+        valid = jnp.ones((pop.n,), bool)
+        state[name], slots = resolve(name, state[name], slots, every, valid, out.t_final)
+    return slots, {name: state[name]["hold"] for name in pops}
 
 
 def _adjoint(system, t0, y0, input_sources, out, log, cot_spikes, cot_final):
@@ -245,7 +293,7 @@ def _adjoint(system, t0, y0, input_sources, out, log, cot_spikes, cot_final):
     initial states, from its derivatives with respect to the spike times
     (`cot_spikes`, per slot) and the final states (`cot_final`)."""
     network, pops, conns, count, num_spikes, dtype = _walk(system, out, log)
-    currents = _currents_at_spikes(system, t0, y0, input_sources, out, log)
+    slots, hold0 = _forward_pass(system, t0, y0, input_sources, out, log)
     t_end = out.t_final
 
     def fields(pop):
@@ -258,16 +306,21 @@ def _adjoint(system, t0, y0, input_sources, out, log, cot_spikes, cot_final):
     anchor0 = {name: jnp.full((pop.n,), t_end, dtype) for name, pop in pops.items()}
     dweights0 = tuple(jnp.zeros_like(conn.weight) for conn in conns)
 
-    def read(name, lam, anchor, idx, t):
+    def read(name, lam, anchor, hold, idx, t):
+        """Lanes `idx` of population `name`: their neurons, their adjoints at `t`
+        (from their anchors, through the hold in force), and whether `t` is inside
+        their refractory hold."""
         pop = pops[name]
         safe = jnp.clip(idx, 0, pop.n - 1)
         neuron = pn._take(pop.neuron, safe, pop.n)
         lanes = {f: lam[name][f][safe] for f in fields(pop)}
-        s = jnp.maximum(anchor[name][safe] - t, 0.0)
-        return neuron, _flow_transpose(neuron, lanes, s)
+        at = anchor[name][safe]
+        end = jnp.clip(hold[name][safe], t, at)
+        adjoint = _flow_transpose(neuron, lanes, at - end, end - t)
+        return neuron, adjoint, hold[name][safe] > t
 
     def body(j, carry):
-        lam, anchor, dweights = carry
+        lam, anchor, hold, dweights = carry
         e = count - 1 - j
         kind, a = log["kind"][e], log["a"][e]
         t = log["t"][e] + log["t_lo"][e]
@@ -280,7 +333,7 @@ def _adjoint(system, t0, y0, input_sources, out, log, cot_spikes, cot_final):
             post = pops[conn.post]
             idx = _rows(conn, row, post.n)
             valid = ok & (idx < post.n)
-            neuron, lanes = read(conn.post, lam, anchor, idx, t)
+            neuron, lanes, held = read(conn.post, lam, anchor, hold, idx, t)
             lanes = {f: jnp.where(valid, x, 0.0) for f, x in lanes.items()}
             weight = conn.weight[row]
             jump, pullback = jax.vjp(
@@ -292,22 +345,28 @@ def _adjoint(system, t0, y0, input_sources, out, log, cot_spikes, cot_final):
                 _cpu.put_row(dw, jnp.where(ok, row, conn.n_pre), dw[row] + d_row)
             )
             if conn.pre in pops:
-                g_time = g_time - jnp.sum(_velocity_coupling(neuron, lanes, jump))
+                g_time = g_time - jnp.sum(_velocity_coupling(neuron, lanes, jump, held))
         for name, pop in pops.items():
             if not pop.neuron.spiking:
                 continue
             local = out.spike_neurons[slot] - network.offsets[name]
             mine = is_spike & (local >= 0) & (local < pop.n)
             i = jnp.clip(local, 0, pop.n - 1)
-            neuron, lane = read(name, lam, anchor, i[None], t)
+            neuron, lane, _ = read(name, lam, anchor, hold, i[None], t)
             current = pn._take(pop.current, i[None], pop.n).value
-            drive = neuron.v_leak + current + currents[slot]
-            v_th = neuron.v_th
-            before = ((drive - v_th) / neuron.tau_mem).reshape(())
-            after = ((drive - neuron.v_reset) / neuron.tau_mem).reshape(())
+            rest = (neuron.v_leak + current).reshape(())
+            tau_m = jnp.reshape(neuron.tau_mem, (-1,))[0]
+            before = (rest + slots["at_spike"][slot] - neuron.v_th.reshape(())) / tau_m
+            # At the end of the refractory period `v` is free again: the end moves
+            # with the spike, and so does everything after it.
+            end = t + _refractory(neuron).reshape(())
+            ended = slots["ended"][slot]
+            _, at_end, _ = read(name, lam, anchor, hold, i[None], end)
+            free = (rest + slots["at_end"][slot] - neuron.v_reset.reshape(())) / tau_m
             keep = 0.0 if pop.neuron.reset_mode == "hard" else 1.0
             lam_v = lane["v"].reshape(())
-            total = g_time + lam_v * (keep * before - after)
+            total = g_time + keep * lam_v * before
+            total = total - jnp.where(ended, at_end["v"].reshape(()) * free, 0.0)
             crossing = (t > t0) & (before > 0)
             new_v = keep * lam_v - jnp.where(
                 crossing, total / jnp.where(crossing, before, 1.0), 0.0
@@ -319,14 +378,16 @@ def _adjoint(system, t0, y0, input_sources, out, log, cot_spikes, cot_final):
                 new[f] = _cpu.put_row(lam[name][f], write, value)
             lam = {**lam, name: new}
             anchor = {**anchor, name: _cpu.put_row(anchor[name], write, t)}
-        return lam, anchor, tuple(new_dweights)
+            # Before this spike, the hold of the one before it is in force.
+            hold = {**hold, name: _cpu.put_row(hold[name], write, slots["before"][slot])}
+        return lam, anchor, hold, tuple(new_dweights)
 
-    lam, anchor, dweights = lax.fori_loop(0, count, body, (lam0, anchor0, dweights0))
+    carry = (lam0, anchor0, hold0, dweights0)
+    lam, anchor, hold, dweights = lax.fori_loop(0, count, body, carry)
     dy0 = {}
     for name, pop in pops.items():
-        s = jnp.maximum(anchor[name] - t0, 0.0)
-        at_t0 = _flow_transpose(pop.neuron, lam[name], s)
-        dy0[name] = at_t0
+        end = jnp.clip(hold[name], t0, anchor[name])
+        dy0[name] = _flow_transpose(pop.neuron, lam[name], anchor[name] - end, end - t0)
     return dweights, dy0
 
 

@@ -32,9 +32,9 @@ class SimulationError(RuntimeError):
         self.solution = solution
 
 
-def _eventprop_checks(network, record, until_fired) -> list:
-    """`gradients="eventprop"`: a clear error now for what it cannot differentiate
-    (`neurosim._eventprop.unsupported`), and the checks of traced values for later."""
+def _eventprop_check(network, record, until_fired):
+    """`gradients="eventprop"`: a clear error for what it cannot differentiate
+    (`neurosim._eventprop.unsupported`)."""
     from . import _eventprop
 
     record_times = np.zeros((0 if record is None else 1,))
@@ -45,7 +45,6 @@ def _eventprop_checks(network, record, until_fired) -> list:
             f"'eventprop' cannot differentiate this run: {reason}",
             "Use gradients=True (every parameter, forward and reverse mode).",
         )
-    return _eventprop.deferred_checks(network)
 
 
 def _arg_error(name: str, problem: str, fix: str) -> ValueError:
@@ -655,7 +654,7 @@ def simulate(
         )
     deferred = _check_populations(network, t0, single)
     if gradients == "eventprop":
-        deferred += _eventprop_checks(network, record, until_fired)
+        _eventprop_check(network, record, until_fired)
     states = _initial_states(network, y0, single)
     dtype = jtu.tree_leaves(states)[0].dtype
     record = _prepare_record(record, t0, t1, dtype)
