@@ -35,8 +35,8 @@ networks against the replay, and finite differences); a spike that appears or
 vanishes is handled as there (the gradient of the spikes the run produced).
 
 **Scope** (`unsupported` names what is outside it). Populations of the LIF family
-with a closed form (`LIF`, `CubaLIF`, `LI`), refractory periods included, constant
-currents, projections that jump a synaptic current,
+with a closed form (`LIF`, `CubaLIF`, `LI`), refractory periods included, constant or
+piecewise-constant currents, projections that jump a synaptic current,
 without delays, external inputs, no record times and no early end (`until_fired`).
 Derivatives with respect to the connection weights (input weights included) and the
 initial state. Reverse mode only (`jax.grad`, `jax.vjp`; a `jax.custom_vjp`):
@@ -52,7 +52,6 @@ from jax.custom_derivatives import SymbolicZero
 
 from . import _cpu, _replay
 from . import _per_neuron as pn
-from ._currents import Constant
 from ._system import _jump
 from .neurons._linear import synaptic_kernel
 
@@ -63,8 +62,11 @@ def unsupported(network, record_times, until) -> str | None:
         neuron = pop.neuron
         if not pn.closed_form(neuron) or not hasattr(neuron, "synapse_fields"):
             return f"population {name!r}: {type(neuron).__name__} has no closed form"
-        if not pn._constant(pop.current) or not isinstance(pop.current, Constant):
-            return f"population {name!r}: its current is not constant"
+        if (
+            not pn._piecewise_constant(pop.current)
+            or _replay._jump_bound(pop.current) is None
+        ):
+            return f"population {name!r}: its current is not piecewise constant"
     for conn in network.connections:
         owner = f"projection {conn.pre!r} -> {conn.post!r}"
         if conn.delay is not None:
@@ -353,8 +355,12 @@ def _adjoint(system, t0, y0, input_sources, out, log, cot_spikes, cot_final):
             mine = is_spike & (local >= 0) & (local < pop.n)
             i = jnp.clip(local, 0, pop.n - 1)
             neuron, lane, _ = read(name, lam, anchor, hold, i[None], t)
-            current = pn._take(pop.current, i[None], pop.n).value
-            rest = (neuron.v_leak + current).reshape(())
+
+            def rest_at(time, pop=pop, neuron=neuron, i=i):
+                current = jnp.broadcast_to(jnp.asarray(pop.current(time), dtype), (pop.n,))
+                return (neuron.v_leak + current[i]).reshape(())
+
+            rest = rest_at(t)
             tau_m = jnp.reshape(neuron.tau_mem, (-1,))[0]
             before = (rest + slots["at_spike"][slot] - neuron.v_th.reshape(())) / tau_m
             # At the end of the refractory period `v` is free again: the end moves
@@ -362,7 +368,8 @@ def _adjoint(system, t0, y0, input_sources, out, log, cot_spikes, cot_final):
             end = t + _refractory(neuron).reshape(())
             ended = slots["ended"][slot]
             _, at_end, _ = read(name, lam, anchor, hold, i[None], end)
-            free = (rest + slots["at_end"][slot] - neuron.v_reset.reshape(())) / tau_m
+            free = rest_at(end) + slots["at_end"][slot] - neuron.v_reset.reshape(())
+            free = free / tau_m
             keep = 0.0 if pop.neuron.reset_mode == "hard" else 1.0
             lam_v = lane["v"].reshape(())
             total = g_time + keep * lam_v * before

@@ -15,11 +15,11 @@ from _random_networks import DRIVE, RECURRENT, Structure, draw
 import neurosim as ns
 
 # Two populations with heterogeneous time constants, inputs, a few neurons above
-# threshold at t0 (they fire there), refractory periods, constant currents.
+# threshold at t0 (they fire there), refractory periods, constant currents and (in
+# "lif") a stepped one.
 STRUCTURES = {
     "lif": Structure("ep_lif", n_exc=48, n_inh=12, fan_out=8, fan_out_inh=4, t1=80.0,
-                     n_inputs=40, input_fan_out=12, input_slots=16, max_spikes=3000,
-                     stepped=False),
+                     n_inputs=40, input_fan_out=12, input_slots=16, max_spikes=3000),
     "cuba_lif": Structure("ep_cuba_lif", n_exc=48, n_inh=12, models=("cuba", "lif"),
                           fan_out=8, fan_out_inh=4, t1=80.0, n_inputs=40,
                           input_fan_out=12, input_slots=16, max_spikes=3000,
@@ -194,10 +194,14 @@ def _small(t_ref=0.0, delay=None, **kw):
 @pytest.mark.parametrize(
     "net, kwargs, match",
     [
+        (ns.Network({"a": ns.Population(ns.Izhikevich(), 2, 10.0)}, []), {}, "closed form"),
         (
-            ns.Network({"a": ns.Population(ns.LIF(), 2, ns.inputs.Step(5.0, 2.0))}, []),
+            ns.Network(
+                {"a": ns.Population(ns.LIF(), 2, ns.inputs.PulseTrain(1.0, 1.0, 5.0, 2.0))},
+                [],
+            ),
             {},
-            "current",
+            "piecewise constant",
         ),
         (_small(delay=1.0), {}, "delay"),
         (_small(), {"record": jnp.asarray([5.0])}, "record"),
