@@ -96,6 +96,10 @@ def main():
                         f"({time.perf_counter() - start:.0f} s)",
                         flush=True,
                     )
+            # A structure's compiled programs serve its seeds only. Kept for the whole
+            # sweep, they exhausted LLVM's code memory: six structures in both
+            # precisions stopped after 32 min with "Unable to allocate section memory".
+            jax.clear_caches()
         print(
             f"\n=== {precision}: {checked} networks checked ({', '.join(args.structures)}; "
             f"paths {', '.join(args.paths)}), {agreed} agreed on every pair"
