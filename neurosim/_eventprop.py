@@ -21,12 +21,17 @@ time $t$ is $\Phi(s - t)^\top \lambda$: nothing moves between the events that to
   $-\lambda(t_k)^\top A\, \Delta x$ (the jump a little later changes everything after
   it by $\Phi A \Delta x$).
 - *The reset* of the firing neuron ($v^+ = R v^- + r$; $R = 0$ for a hard reset, 1 for
-  a soft one): the spike time gets $\lambda_v(t_k^+)\,(R \dot v^- - \dot v^+)$; with
-  $G$ the spike time's whole derivative (the loss's own, the targets' and this one),
-  the implicit function theorem on $v(t_k) = v_\text{th}$ gives
+  a soft one), after which `v` is held for `t_ref` ms: the spike time gets
+  $\lambda_v(t_k^+)\,R\,\dot v^-$ from the reset, and
+  $-\lambda_v(t_e)\,\dot v_\text{free}(t_e)$ from the end $t_e = t_k + t_\text{ref}$
+  of the hold it moves (with `t_ref = 0` the two make $\lambda_v (R \dot v^- - \dot
+  v^+)$). With $G$ the spike time's whole derivative (the loss's own, the targets'
+  and these), the implicit function theorem on $v(t_k) = v_\text{th}$ gives
   $\lambda_v(t_k^-) = R \lambda_v(t_k^+) - G / \dot v^-$; the synaptic currents pass.
-  $\dot v^\pm$ need the firing neuron's synaptic currents at $t_k$: one pass forward
-  over the log computes them first (each neuron's currents at its last touch).
+  Through a hold, $\lambda_v$ passes unchanged and the currents no longer feed `v`.
+  The slopes need the firing neuron's synaptic currents at $t_k$ and at $t_e$: one
+  pass forward over the log computes them first (each neuron keeps its currents at
+  its last touch).
 - The walk starts from the loss's derivative with respect to the final state (at the
   run's end) and ends at `t0` with the derivative with respect to the initial state.
 
@@ -36,11 +41,12 @@ vanishes is handled as there (the gradient of the spikes the run produced).
 
 **Scope** (`unsupported` names what is outside it). Populations of the LIF family
 with a closed form (`LIF`, `CubaLIF`, `LI`), refractory periods included, constant or
-piecewise-constant currents, projections that jump a synaptic current,
-without delays, external inputs, no record times and no early end (`until_fired`).
-Derivatives with respect to the connection weights (input weights included) and the
-initial state. Reverse mode only (`jax.grad`, `jax.vjp`; a `jax.custom_vjp`):
-forward mode (`jax.jvp`, `jax.jacfwd`) needs `gradients=True`.
+piecewise-constant currents, projections that jump a synaptic current, external input
+spikes; no delays, record times or early end (`until_fired`). Derivatives with
+respect to the connection weights (input weights included) and the initial states'
+`v` and synaptic currents (the refractory fields get zeros); differentiating anything
+else raises an error that names it. Reverse mode only (`jax.grad`, `jax.vjp`; a
+`jax.custom_vjp`): forward mode (`jax.jvp`, `jax.jacfwd`) needs `gradients=True`.
 """
 
 import equinox as eqx
@@ -398,10 +404,6 @@ def _adjoint(system, t0, y0, input_sources, out, log, cot_spikes, cot_final):
     return dweights, dy0
 
 
-def _nonzero(x):
-    return not isinstance(x, SymbolicZero)
-
-
 def apply(output, system, t0, t1, y0, input_times, input_sources, record_times, log):
     """The forward run's `output` with the adjoint's derivatives attached (a custom
     VJP whose primal is zero: the walk runs only in reverse mode)."""
@@ -483,16 +485,16 @@ def _put_gradients(grads, values, dweights, dy0):
     y0 = values[3]
     grads_y0 = {}
     for name, state in y0.items():
-        leaves = {}
-        for field in ("v", *[f for f in dy0[name] if f != "v"]):
-            leaves[field] = dy0[name][field]
-        grads_y0[name] = jtu.tree_map(jnp.zeros_like, state)
+        # `v` and the synaptic currents; the refractory fields get zeros.
+        fields = tuple(dy0[name])
         grads_y0[name] = eqx.tree_at(
-            lambda s, fs=tuple(leaves): tuple(getattr(s, f) for f in fs),
-            grads_y0[name],
+            lambda s, fields=fields: tuple(getattr(s, f) for f in fields),
+            jtu.tree_map(jnp.zeros_like, state),
             tuple(
-                jnp.broadcast_to(v, getattr(state, f).shape).astype(getattr(state, f).dtype)
-                for f, v in leaves.items()
+                jnp.broadcast_to(dy0[name][f], getattr(state, f).shape).astype(
+                    getattr(state, f).dtype
+                )
+                for f in fields
             ),
         )
     return (grads_system, grads[1], grads[2], grads_y0, *grads[4:])
