@@ -744,6 +744,8 @@ def run(
         from . import _eventprop  # (it imports this module)
 
         reason = _eventprop.unsupported(system.network, record_times, until)
+        if reason is None and not _replay.supported(system):
+            reason = "a network the replay does not take"
         if reason is not None or clock is not None:
             raise ValueError(
                 "gradients='eventprop' cannot differentiate this run: "
