@@ -161,7 +161,9 @@ def test_scope_and_argument():
     assert _replay.supported(system(exp))
     assert not _replay.supported(system(delta))
     assert not _replay.supported(system(pulses))
-    with pytest.raises(ValueError, match="`gradients` must be True, False, 'whole' or"):
+    with pytest.raises(
+        ValueError, match="`gradients` must be True, False, 'whole', 'eventprop' or"
+    ):
         ns.simulate(lif, n=1, t1=1.0, gradients="fast")
 
 
