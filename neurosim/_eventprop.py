@@ -62,7 +62,7 @@ from ._system import _jump
 from .neurons._linear import synaptic_kernel
 
 
-def unsupported(network, record_times, until) -> str | None:
+def unsupported(network, records: bool, until) -> str | None:
     """Why `gradients="eventprop"` cannot differentiate this run (None: it can)."""
     for name, pop in network.populations.items():
         neuron = pop.neuron
@@ -79,7 +79,7 @@ def unsupported(network, record_times, until) -> str | None:
             return f"{owner}: a delay"
         if conn.target == "v":
             return f"{owner}: it jumps `v` itself (a delta synapse)"
-    if record_times.shape[0]:
+    if records:
         return "record times (`record`)"
     if until is not None:
         return "`until_fired`"

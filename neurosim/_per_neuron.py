@@ -743,13 +743,11 @@ def run(
     if eventprop:
         from . import _eventprop  # (it imports this module)
 
-        reason = _eventprop.unsupported(system.network, record_times, until)
-        if reason is None and not _replay.supported(system):
-            reason = "a network the replay does not take"
-        if reason is not None or clock is not None:
+        # (`simulate` refused what `_eventprop.unsupported` names.)
+        if clock is not None or not _replay.supported(system):
             raise ValueError(
-                "gradients='eventprop' cannot differentiate this run: "
-                f"{reason or 'neurons solved by the ODE solver'}. Use gradients=True."
+                "gradients='eventprop' cannot differentiate this run: its neurons are "
+                "solved by the ODE solver. Use gradients=True."
             )
     if (
         gradients in (True, "whole", "eventprop")

@@ -37,8 +37,7 @@ def _eventprop_check(network, record, until_fired):
     (`neurosim._eventprop.unsupported`)."""
     from . import _eventprop
 
-    record_times = np.zeros((0 if record is None else 1,))
-    reason = _eventprop.unsupported(network, record_times, until_fired or None)
+    reason = _eventprop.unsupported(network, record is not None, until_fired or None)
     if reason is not None:
         raise _arg_error(
             "gradients",
