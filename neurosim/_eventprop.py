@@ -32,6 +32,16 @@ time $t$ is $\Phi(s - t)^\top \lambda$: nothing moves between the events that to
   The slopes need the firing neuron's synaptic currents at $t_k$ and at $t_e$: one
   pass forward over the log computes them first (each neuron keeps its currents at
   its last touch).
+- *Parameters.* The threshold: a crossing comes $1 / \dot v^-$ later per unit of
+  `v_th`, which gives it $G / \dot v^-$ (and $-\lambda_v(t_k^+)$ from a soft reset).
+  The reset potential: $\lambda_v(t_k^+)$ per spike. The drive $v_\text{leak} + I$
+  enters $\dot v$ with $1/\tau_m$; between a neuron's anchors $\lambda_v$ decays
+  with $\tau_m$, so a free stretch of $s$ ms before an anchor adds $\lambda_v (1 -
+  e^{-s/\tau_m})$ to it (nothing while `v` is held). Where a current jumps, every
+  neuron of its population is re-anchored at each jump (a pass over the population
+  per jump), so that between anchors the current is constant and its values get the
+  stretches' sums. An input spike's time gets its targets' $-\lambda^\top A\,
+  \Delta x$, as a spike's does.
 - The walk starts from the loss's derivative with respect to the final state (at the
   run's end) and ends at `t0` with the derivative with respect to the initial state.
 
@@ -43,9 +53,11 @@ vanishes is handled as there (the gradient of the spikes the run produced).
 with a closed form (`LIF`, `CubaLIF`, `LI`), refractory periods included, constant or
 piecewise-constant currents, projections that jump a synaptic current, external input
 spikes; no delays, record times or early end (`until_fired`). Derivatives with
-respect to the connection weights (input weights included) and the initial states'
-`v` and synaptic currents (the refractory fields get zeros); differentiating anything
-else raises an error that names it. Reverse mode only (`jax.grad`, `jax.vjp`; a
+respect to the connection weights (input weights included), the neurons' `v_th`,
+`v_reset` and `v_leak`, the currents' values (not the jump times of a
+`PiecewiseConstant` or `Step`), the input spike times and the initial states' `v` and
+synaptic currents (the refractory fields get zeros); differentiating anything else
+(time constants, refractory periods) raises an error that names it. Reverse mode only (`jax.grad`, `jax.vjp`; a
 `jax.custom_vjp`): forward mode (`jax.jvp`, `jax.jacfwd`) needs `gradients=True`.
 """
 
@@ -58,6 +70,7 @@ from jax.custom_derivatives import SymbolicZero
 
 from . import _cpu, _replay
 from . import _per_neuron as pn
+from ._currents import PiecewiseConstant
 from ._system import _jump
 from .neurons._linear import synaptic_kernel
 
@@ -86,19 +99,67 @@ def unsupported(network, records: bool, until) -> str | None:
     return None
 
 
+# The neuron parameters the adjoint differentiates, where a population's neuron has
+# them: the threshold and reset (at each spike), the resting potential (along the
+# free flow).
+NEURON_PARAMETERS = ("v_th", "v_reset", "v_leak")
+
+
+def _current_mask(current):
+    """True for `current`'s leaves, except the jump times of piecewise-constant terms
+    (the adjoint does not move them)."""
+    mask = jtu.tree_map(lambda _: True, current)
+    return jtu.tree_map(
+        lambda node, m: (
+            eqx.tree_at(lambda p: p.times, m, False)
+            if isinstance(node, PiecewiseConstant)
+            else m
+        ),
+        current,
+        mask,
+        is_leaf=lambda x: isinstance(x, PiecewiseConstant),
+    )
+
+
+def _parameters(network, name):
+    """The names of `NEURON_PARAMETERS` that population `name`'s neuron has."""
+    neuron = network.populations[name].neuron
+    return tuple(p for p in NEURON_PARAMETERS if hasattr(neuron, p))
+
+
 def _allowed(args):
-    """A mask over `args` = (system, t0, t1, y0, ...): the leaves the adjoint
-    differentiates (the connections' weights and the initial state)."""
+    """A mask over `args` = (system, t0, t1, y0, input_times, ...): the leaves the
+    adjoint differentiates (the connections' weights, the neurons' `NEURON_PARAMETERS`,
+    the currents' values, the initial state and the input spike times)."""
     mask = jtu.tree_map(lambda _: False, args)
+    network = args[0].network
     system_mask = mask[0]
-    if args[0].network.connections:
+    for name, pop in network.populations.items():
+        params = _parameters(network, name)
+        system_mask = eqx.tree_at(
+            lambda s, name=name, params=params: (
+                *(getattr(s.network.populations[name].neuron, p) for p in params),
+                s.network.populations[name].current,
+            ),
+            system_mask,
+            (*(True for _ in params), _current_mask(pop.current)),
+        )
+    # The run reads the input spike times from the merged array (`input_times`), not
+    # from the network's inputs: their derivatives there are zeros.
+    system_mask = eqx.tree_at(
+        lambda s: s.network.inputs,
+        system_mask,
+        jtu.tree_map(lambda _: True, system_mask.network.inputs),
+    )
+    if network.connections:
         system_mask = eqx.tree_at(
             lambda s: [conn.weight for conn in s.network.connections],
             system_mask,
-            [True] * len(args[0].network.connections),
+            [True] * len(network.connections),
         )
     y0_mask = jtu.tree_map(lambda _: True, args[3])
-    return (system_mask, *mask[1:3], y0_mask, *mask[4:])
+    inputs_mask = jtu.tree_map(lambda _: True, args[4])
+    return (system_mask, *mask[1:3], y0_mask, inputs_mask, *mask[5:])
 
 
 def _flow_transpose(neuron, lam, free, held=None):
@@ -296,13 +357,33 @@ def _forward_pass(system, t0, y0, input_sources, out, log):
     return slots, {name: state[name]["hold"] for name in pops}
 
 
+def _drive(neuron, lam_v, free):
+    r"""What `free` ms of free flow before an anchor, with `lam_v` there, give the
+    resting potential's derivative (and any constant term of the drive's, `v_leak +
+    I`): $\int \lambda_v / \tau_m = \lambda_v (1 - e^{-s/\tau_m})$."""
+    return -jnp.expm1(-free / neuron.tau_mem) * lam_v
+
+
+def _broadcast_pullback(param, per_neuron):
+    """The derivative with respect to `param` (a scalar or per-neuron array) from the
+    derivatives `per_neuron` of its broadcast to each neuron."""
+    _, pullback = jax.vjp(lambda p: jnp.broadcast_to(p, per_neuron.shape), param)
+    (out,) = pullback(per_neuron.astype(param.dtype))
+    return out
+
+
 def _adjoint(system, t0, y0, input_sources, out, log, cot_spikes, cot_final):
-    """The derivatives of the loss with respect to each connection's weights and the
-    initial states, from its derivatives with respect to the spike times
-    (`cot_spikes`, per slot) and the final states (`cot_final`)."""
+    """The derivatives of the loss from its derivatives with respect to the spike
+    times (`cot_spikes`, per slot) and the final states (`cot_final`): per connection
+    its weights'; per population its neuron's `NEURON_PARAMETERS` (per neuron) and
+    its current's (a tree like it); the initial states'; the input spike times'."""
     network, pops, conns, count, num_spikes, dtype = _walk(system, out, log)
     slots, hold0 = _forward_pass(system, t0, y0, input_sources, out, log)
     t_end = out.t_final
+    num_inputs = input_sources.shape[0]
+    # Populations whose current jumps: every neuron of theirs is re-anchored at each
+    # jump, so that between its anchors the current is constant.
+    jumping = [name for name, pop in pops.items() if _replay._jump_bound(pop.current) != 0]
 
     def fields(pop):
         return ("v", *pop.neuron.synapse_fields)
@@ -313,11 +394,32 @@ def _adjoint(system, t0, y0, input_sources, out, log, cot_spikes, cot_final):
     }
     anchor0 = {name: jnp.full((pop.n,), t_end, dtype) for name, pop in pops.items()}
     dweights0 = tuple(jnp.zeros_like(conn.weight) for conn in conns)
+    # Per neuron: the derivatives with respect to `v_th`, `v_reset` and the drive
+    # (`v_leak`), and the drive's since the last flush into the current's.
+    zeros = {name: jnp.zeros((pop.n,), dtype) for name, pop in pops.items()}
+    acc0 = {key: dict(zeros) for key in ("v_th", "v_reset", "drive", "pending")}
+
+    def flush(name, pending, start, stop):
+        """The current's derivative from `pending` (the drive's, per neuron) over
+        `[start, stop]`, where it is constant."""
+        pop = pops[name]
+        mid = 0.5 * (start + stop)
+        _, pullback = eqx.filter_vjp(
+            lambda c: jnp.broadcast_to(jnp.asarray(c(mid), dtype), (pop.n,)),
+            pop.current,
+        )
+        (d,) = pullback(pending)
+        return d
+
+    dcurrent0 = {
+        name: flush(name, jnp.zeros((pop.n,), dtype), t0, t_end)
+        for name, pop in pops.items()
+    }
 
     def read(name, lam, anchor, hold, idx, t):
         """Lanes `idx` of population `name`: their neurons, their adjoints at `t`
-        (from their anchors, through the hold in force), and whether `t` is inside
-        their refractory hold."""
+        (from their anchors, through the hold in force), whether `t` is inside their
+        refractory hold, and the drive's derivative over `[t, anchor]`."""
         pop = pops[name]
         safe = jnp.clip(idx, 0, pop.n - 1)
         neuron = pn._take(pop.neuron, safe, pop.n)
@@ -325,10 +427,32 @@ def _adjoint(system, t0, y0, input_sources, out, log, cot_spikes, cot_final):
         at = anchor[name][safe]
         end = jnp.clip(hold[name][safe], t, at)
         adjoint = _flow_transpose(neuron, lanes, at - end, end - t)
-        return neuron, adjoint, hold[name][safe] > t
+        drive = _drive(neuron, lanes["v"], at - end)
+        return neuron, adjoint, hold[name][safe] > t, drive
+
+    def add(arrays, write, value):
+        return arrays.at[write].add(value, mode="drop")
+
+    def at_jump(t, state):
+        """Every neuron of the populations in `jumping` re-anchored at `t` (a jump of
+        a current), and the drive's derivatives since the last jump flushed."""
+        lam, anchor, hold, acc, dcurrent, later = state
+        acc = {key: dict(value) for key, value in acc.items()}
+        lam, anchor, dcurrent = dict(lam), dict(anchor), dict(dcurrent)
+        for name in jumping:
+            every = jnp.arange(pops[name].n, dtype=jnp.int32)
+            _, lanes, _, drive = read(name, lam, anchor, hold, every, t)
+            acc["drive"][name] = acc["drive"][name] + drive
+            pending = acc["pending"][name] + drive
+            d = flush(name, pending, t, later)
+            dcurrent[name] = jtu.tree_map(jnp.add, dcurrent[name], d)
+            acc["pending"][name] = jnp.zeros_like(pending)
+            lam[name] = lanes
+            anchor[name] = jnp.full_like(anchor[name], t)
+        return lam, anchor, hold, acc, dcurrent, t
 
     def body(j, carry):
-        lam, anchor, hold, dweights = carry
+        lam, anchor, hold, dweights, acc, dinputs, dcurrent, later = carry
         e = count - 1 - j
         kind, a = log["kind"][e], log["a"][e]
         t = log["t"][e] + log["t_lo"][e]
@@ -341,7 +465,7 @@ def _adjoint(system, t0, y0, input_sources, out, log, cot_spikes, cot_final):
             post = pops[conn.post]
             idx = _rows(conn, row, post.n)
             valid = ok & (idx < post.n)
-            neuron, lanes, held = read(conn.post, lam, anchor, hold, idx, t)
+            neuron, lanes, held, _ = read(conn.post, lam, anchor, hold, idx, t)
             lanes = {f: jnp.where(valid, x, 0.0) for f, x in lanes.items()}
             weight = conn.weight[row]
             jump, pullback = jax.vjp(
@@ -352,15 +476,20 @@ def _adjoint(system, t0, y0, input_sources, out, log, cot_spikes, cot_final):
             new_dweights.append(
                 _cpu.put_row(dw, jnp.where(ok, row, conn.n_pre), dw[row] + d_row)
             )
+            # What moving the event later does through this connection's jumps.
+            moved = -jnp.sum(_velocity_coupling(neuron, lanes, jump, held))
             if conn.pre in pops:
-                g_time = g_time - jnp.sum(_velocity_coupling(neuron, lanes, jump, held))
+                g_time = g_time + moved
+            else:
+                dinputs = add(dinputs, jnp.where(ok, a, num_inputs), moved)
+        acc = {key: dict(value) for key, value in acc.items()}
         for name, pop in pops.items():
             if not pop.neuron.spiking:
                 continue
             local = out.spike_neurons[slot] - network.offsets[name]
             mine = is_spike & (local >= 0) & (local < pop.n)
             i = jnp.clip(local, 0, pop.n - 1)
-            neuron, lane, _ = read(name, lam, anchor, hold, i[None], t)
+            neuron, lane, _, drive = read(name, lam, anchor, hold, i[None], t)
 
             def rest_at(time, pop=pop, neuron=neuron, i=i):
                 current = jnp.broadcast_to(jnp.asarray(pop.current(time), dtype), (pop.n,))
@@ -373,7 +502,7 @@ def _adjoint(system, t0, y0, input_sources, out, log, cot_spikes, cot_final):
             # with the spike, and so does everything after it.
             end = t + _refractory(neuron).reshape(())
             ended = slots["ended"][slot]
-            _, at_end, _ = read(name, lam, anchor, hold, i[None], end)
+            _, at_end, _, _ = read(name, lam, anchor, hold, i[None], end)
             free = rest_at(end) + slots["at_end"][slot] - neuron.v_reset.reshape(())
             free = free / tau_m
             keep = 0.0 if pop.neuron.reset_mode == "hard" else 1.0
@@ -381,10 +510,16 @@ def _adjoint(system, t0, y0, input_sources, out, log, cot_spikes, cot_final):
             total = g_time + keep * lam_v * before
             total = total - jnp.where(ended, at_end["v"].reshape(()) * free, 0.0)
             crossing = (t > t0) & (before > 0)
-            new_v = keep * lam_v - jnp.where(
-                crossing, total / jnp.where(crossing, before, 1.0), 0.0
-            )
+            # The spike time's derivative turned into the firing neuron's adjoint (and
+            # the threshold's: the spike comes `1 / v'` later per unit of `v_th`).
+            moved = jnp.where(crossing, total / jnp.where(crossing, before, 1.0), 0.0)
+            new_v = keep * lam_v - moved
             write = jnp.where(mine, i, pop.n)
+            # The reset: `v <- v_reset`, or `v <- v - (v_th - v_reset)`.
+            acc["v_th"][name] = add(acc["v_th"][name], write, moved - keep * lam_v)
+            acc["v_reset"][name] = add(acc["v_reset"][name], write, lam_v)
+            for key in ("drive", "pending"):
+                acc[key][name] = add(acc[key][name], write, drive[0])
             new = dict(lam[name])
             for f in fields(pop):
                 value = new_v if f == "v" else lane[f].reshape(())
@@ -393,15 +528,36 @@ def _adjoint(system, t0, y0, input_sources, out, log, cot_spikes, cot_final):
             anchor = {**anchor, name: _cpu.put_row(anchor[name], write, t)}
             # Before this spike, the hold of the one before it is in force.
             hold = {**hold, name: _cpu.put_row(hold[name], write, slots["before"][slot])}
-        return lam, anchor, hold, tuple(new_dweights)
+        state = (lam, anchor, hold, acc, dcurrent, later)
+        if jumping:
+            state = lax.cond(
+                kind == _replay.JUMP, lambda s: at_jump(t, s), lambda s: s, state
+            )
+        lam, anchor, hold, acc, dcurrent, later = state
+        return lam, anchor, hold, tuple(new_dweights), acc, dinputs, dcurrent, later
 
-    carry = (lam0, anchor0, hold0, dweights0)
-    lam, anchor, hold, dweights = lax.fori_loop(0, count, body, carry)
-    dy0 = {}
+    dinputs0 = jnp.zeros((num_inputs,), dtype)
+    carry = (lam0, anchor0, hold0, dweights0, acc0, dinputs0, dcurrent0, t_end)
+    lam, anchor, hold, dweights, acc, dinputs, dcurrent, later = lax.fori_loop(
+        0, count, body, carry
+    )
+    dy0, dparams = {}, {}
     for name, pop in pops.items():
         end = jnp.clip(hold[name], t0, anchor[name])
         dy0[name] = _flow_transpose(pop.neuron, lam[name], anchor[name] - end, end - t0)
-    return dweights, dy0
+        drive = _drive(pop.neuron, lam[name]["v"], anchor[name] - end)
+        d = flush(name, acc["pending"][name] + drive, t0, later)
+        dcurrent[name] = jtu.tree_map(jnp.add, dcurrent[name], d)
+        per_neuron = {
+            "v_th": acc["v_th"][name],
+            "v_reset": acc["v_reset"][name],
+            "v_leak": acc["drive"][name] + drive,
+        }
+        dparams[name] = {
+            p: _broadcast_pullback(getattr(pop.neuron, p), per_neuron[p])
+            for p in _parameters(network, name)
+        }
+    return dweights, dparams, dcurrent, dy0, dinputs
 
 
 def apply(output, system, t0, t1, y0, input_times, input_sources, record_times, log):
@@ -429,8 +585,9 @@ def apply(output, system, t0, t1, y0, input_times, input_sources, record_times, 
         ):
             if moved and not ok:
                 raise ValueError(
-                    "gradients='eventprop' differentiates connection weights and "
-                    "initial states only; this run differentiates "
+                    "gradients='eventprop' differentiates connection weights, "
+                    "thresholds, resets, resting potentials, current values, initial "
+                    f"states and input spike times; this run differentiates "
                     f"{jtu.keystr(path)} too: use gradients=True."
                 )
         out = fixed[1]
@@ -450,11 +607,11 @@ def apply(output, system, t0, t1, y0, input_times, input_sources, record_times, 
             is_leaf=lambda c: isinstance(c, SymbolicZero),
         )
         cot_spikes = jnp.where(jnp.isfinite(out.spike_times), cot_spikes, 0.0)
-        dweights, dy0 = _adjoint(
+        derivatives = _adjoint(
             system_, t0_, y0_, input_sources_, out, log, cot_spikes, cot_final
         )
         grads = jtu.tree_map(lambda _: None, values)
-        grads = _put_gradients(grads, values, dweights, dy0)
+        grads = _put_gradients(grads, values, *derivatives)
         return grads, None
 
     carriers.defvjp(fwd, bwd, symbolic_zeros=True)
@@ -469,19 +626,26 @@ def apply(output, system, t0, t1, y0, input_times, input_sources, record_times, 
     )
 
 
-def _put_gradients(grads, values, dweights, dy0):
-    """The cotangent of `values` (the differentiable arguments): the weights' and the
-    initial states' derivatives in their places, zeros (None) elsewhere."""
+def _put_gradients(grads, values, dweights, dparams, dcurrent, dy0, dinputs):
+    """The cotangent of `values` (the differentiable arguments): the adjoint's
+    derivatives in their places, zeros (None) elsewhere."""
     system = values[0]
-    conns = system.network.connections
-    grads_system = grads[0]
-    if conns:
-        grads_system = eqx.tree_at(
-            lambda s: [conn.weight for conn in s.network.connections],
-            grads_system,
-            list(dweights),
-            is_leaf=lambda x: x is None,
-        )
+    network = system.network
+    where, put = [], []
+    for name in network.populations:
+        for p, d in dparams[name].items():
+            where.append(
+                lambda s, name=name, p=p: getattr(s.network.populations[name].neuron, p)
+            )
+            put.append(d)
+        where.append(lambda s, name=name: s.network.populations[name].current)
+        put.append(dcurrent[name])
+    for c in range(len(network.connections)):
+        where.append(lambda s, c=c: s.network.connections[c].weight)
+        put.append(dweights[c])
+    grads_system = eqx.tree_at(
+        lambda s: [w(s) for w in where], grads[0], put, is_leaf=lambda x: x is None
+    )
     y0 = values[3]
     grads_y0 = {}
     for name, state in y0.items():
@@ -497,4 +661,7 @@ def _put_gradients(grads, values, dweights, dy0):
                 for f in fields
             ),
         )
-    return (grads_system, grads[1], grads[2], grads_y0, *grads[4:])
+    grads_inputs = grads[4]
+    if values[4] is not None:
+        grads_inputs = dinputs.astype(values[4].dtype)
+    return (grads_system, grads[1], grads[2], grads_y0, grads_inputs, *grads[5:])

@@ -66,17 +66,26 @@ def initial(structure, arrays):
     return initial_state(structure, arrays)
 
 
-def _split(net):
-    diff = {k: net.arrays[k] for k in WEIGHTS + ("v0_e", "v0_i")}
+# Thresholds, resets, currents (the stepped one's two levels) and input spike times.
+PARAMETERS = ("v_th_e", "v_th_i", "v_reset_e", "v_reset_i", "drive_e", "drive_i")
+
+
+def _keys(structure):
+    extra = ("step_e",) if structure.stepped else ()
+    return WEIGHTS + ("v0_e", "v0_i") + PARAMETERS + extra + ("input_times",)
+
+
+def _split(net, keys=WEIGHTS + ("v0_e", "v0_i")):
+    diff = {k: net.arrays[k] for k in keys}
     rest = {k: v for k, v in net.arrays.items() if k not in diff}
     return diff, rest
 
 
 @pytest.mark.parametrize("name", sorted(STRUCTURES))
 def test_the_adjoint_equals_the_replays_gradient_on_random_networks(name, x64):
-    """Weights (recurrent and input, dense rows) and initial potentials, float64, with
-    and without refractory periods: the two derivations agree to 1e-7 relative on
-    every seed."""
+    """Weights (recurrent and input, dense rows), initial potentials, thresholds,
+    resets, currents and input spike times, float64, with and without refractory
+    periods: the two derivations agree to 1e-7 relative on every seed."""
     structure = STRUCTURES[name]
     rng = np.random.default_rng(0)
     slot_weights = jnp.asarray(rng.uniform(0.5, 1.5, structure.max_spikes))
@@ -89,7 +98,7 @@ def test_the_adjoint_equals_the_replays_gradient_on_random_networks(name, x64):
     for seed, refractory in ((0, True), (1, True), (2, True), (3, False)):
         net = draw(seed, structure)  # refractory periods of 0.2-1.1 ms (seeds 0-2)
         net = net if refractory else _no_refractory(net)
-        diff, rest = _split(net)
+        diff, rest = _split(net, _keys(structure))
         (value_r, grad_r), (value_e, grad_e) = (
             grads[g](diff, rest, net.delay_table) for g in (True, "eventprop")
         )
@@ -104,15 +113,20 @@ def test_the_adjoint_equals_the_replays_gradient_on_random_networks(name, x64):
     assert min(spikes) > 50, spikes  # networks that fire
 
 
-def _chain(weights):
+def _chain(weights, params):
     """Three inputs into 6 LIF neurons into 2 CubaLIF neurons (synapse lists with
-    traced values), one soft-reset population, one refractory."""
+    traced values), one soft-reset population, one refractory; `params`: the hidden
+    neurons' thresholds and current, the outputs' reset and resting potential, the
+    input spike times."""
     w_in, w_h, w_o = weights
+    v_th, current, v_reset, v_leak, times = params
     pre_h, post_h = np.nonzero(np.ones((6, 2)))
+    hidden = ns.LIF(tau_mem=8.0, tau_syn=3.0, t_ref=1.0, v_th=v_th)
+    out = ns.CubaLIF(tau_mem=10.0, reset_mode="soft", v_reset=v_reset, v_leak=v_leak)
     net = ns.Network(
         populations={
-            "hidden": ns.Population(ns.LIF(tau_mem=8.0, tau_syn=3.0, t_ref=1.0), 6, 0.3),
-            "out": ns.Population(ns.CubaLIF(tau_mem=10.0, reset_mode="soft"), 2),
+            "hidden": ns.Population(hidden, 6, current),
+            "out": ns.Population(out, 2),
         },
         projections=[
             ns.Projection("in", "hidden", w_in),
@@ -120,41 +134,47 @@ def _chain(weights):
             ns.Projection("out", "hidden", w_o),
         ],
         inputs={
-            "in": ns.SpikeTrains(
-                jnp.asarray([1.0, 3.0, 4.5, 9.0, 12.0, 20.0, 21.0]),
-                jnp.asarray([0, 1, 2, 0, 1, 2, 0]),
-                num_sources=3,
-            )
+            "in": ns.SpikeTrains(times, jnp.asarray([0, 1, 2, 0, 1, 2, 0]), num_sources=3)
         },
     )
     return net
 
 
 def test_the_adjoint_matches_finite_differences(x64):
-    """Central differences of the loss in every weight (float64), where the spikes do
-    not change."""
+    """Central differences of the loss in every weight and parameter (float64), where
+    the spikes do not change."""
     rng = np.random.default_rng(3)
     weights = (
         jnp.asarray(rng.uniform(2.0, 3.0, (3, 6))),
         jnp.asarray(rng.uniform(1.0, 2.0, 12)),
         jnp.asarray(rng.uniform(-0.6, -0.2, (2, 6))),
     )
+    params = (
+        jnp.asarray(rng.uniform(0.9, 1.1, 6)),
+        jnp.asarray(rng.uniform(0.2, 0.4, 6)),
+        jnp.asarray(-0.1),
+        jnp.asarray(0.05),
+        jnp.asarray([1.0, 3.0, 4.5, 9.0, 12.0, 20.0, 21.0]),
+    )
 
-    def loss(weights):
-        sol = ns.simulate(_chain(weights), t1=40.0, max_spikes=200, gradients="eventprop")
+    def loss(arrays):
+        net = _chain(arrays[:3], arrays[3:])
+        sol = ns.simulate(net, t1=40.0, max_spikes=200, gradients="eventprop")
         times = jnp.where(jnp.isfinite(sol.spike_times), sol.spike_times, 0.0)
         k = jnp.arange(times.shape[0])
         return jnp.sum(times * (1.0 + 0.1 * k)) + jnp.sum(sol.final_state["out"].ge)
 
-    value, grads = jax.jit(jax.value_and_grad(loss))(weights)
-    count = ns.simulate(_chain(weights), t1=40.0, max_spikes=200).num_spikes
+    arrays = weights + params
+    value, grads = jax.jit(jax.value_and_grad(loss))(arrays)
+    count = ns.simulate(_chain(weights, params), t1=40.0, max_spikes=200).num_spikes
     assert int(count) >= 8
     f = jax.jit(loss)
     eps = 1e-6
-    for w, g in zip(weights, grads, strict=True):
+    for w, g in zip(arrays, grads, strict=True):
+        assert np.any(np.asarray(g) != 0)
         for index in np.ndindex(w.shape):
-            up = [x.at[index].add(eps) if x is w else x for x in weights]
-            down = [x.at[index].add(-eps) if x is w else x for x in weights]
+            up = [x.at[index].add(eps) if x is w else x for x in arrays]
+            down = [x.at[index].add(-eps) if x is w else x for x in arrays]
             fd = (float(f(tuple(up))) - float(f(tuple(down)))) / (2 * eps)
             assert abs(float(g[index]) - fd) <= 1e-5 * (1.0 + abs(fd)), (index, fd, g)
 
@@ -222,6 +242,15 @@ def test_differentiating_other_parameters_is_refused_by_name():
 
     with pytest.raises(ValueError, match="tau_mem"):
         jax.grad(loss)(10.0)
+
+    def switched_on_at(t_on):
+        current = ns.inputs.Step(t_on, 1.5)
+        net = ns.Network({"a": ns.Population(ns.LIF(), 4, current)}, [])
+        sol = ns.simulate(net, t1=20.0, gradients="eventprop")
+        return jnp.sum(sol.final_state["a"].v)
+
+    with pytest.raises(ValueError, match=r"current\.times"):
+        jax.grad(switched_on_at)(5.0)
 
 
 def test_forward_mode_is_refused():
