@@ -34,31 +34,45 @@ time $t$ is $\Phi(s - t)^\top \lambda$: nothing moves between the events that to
   its last touch).
 - *Parameters.* The threshold: a crossing comes $1 / \dot v^-$ later per unit of
   `v_th`, which gives it $G / \dot v^-$ (and $-\lambda_v(t_k^+)$ from a soft reset).
-  The reset potential: $\lambda_v(t_k^+)$ per spike. The drive $v_\text{leak} + I$
-  enters $\dot v$ with $1/\tau_m$; between a neuron's anchors $\lambda_v$ decays
-  with $\tau_m$, so a free stretch of $s$ ms before an anchor adds $\lambda_v (1 -
-  e^{-s/\tau_m})$ to it (nothing while `v` is held). Where a current jumps, every
-  neuron of its population is re-anchored at each jump (a pass over the population
-  per jump), so that between anchors the current is constant and its values get the
-  stretches' sums. An input spike's time gets its targets' $-\lambda^\top A\,
-  \Delta x$, as a spike's does.
+  The reset potential: $\lambda_v(t_k^+)$ per spike. The refractory period: the end
+  of the hold, $-\lambda_v(t_e)\,\dot v_\text{free}(t_e)$ (at `t_ref = 0`, the
+  derivative from the right). The drive $v_\text{leak} + I$ enters $\dot v$ with
+  $1/\tau_m$; between a neuron's anchors $\lambda_v$ decays with $\tau_m$, so a free
+  stretch of $s$ ms before an anchor adds $\lambda_v (1 - e^{-s/\tau_m})$ to it
+  (nothing while `v` is held). Where a current jumps, every neuron of its population
+  is re-anchored at each jump (a pass over the population per jump), so that between
+  anchors the current is constant and its values get the stretches' sums. An input
+  spike's time gets its targets' $-\lambda^\top A\,\Delta x$, as a spike's does.
+- *Time constants* move the flow itself: their derivative is
+  $\sum \lambda^\top \partial_\tau \Phi\, x$ over the stretches between the events
+  that touch a neuron, which needs the states along the way. Those are sums of what
+  the initial state, the jumps, the resets and the drive put in, carried linearly by
+  the flow, so each neuron carries instead, per time constant differentiated, a
+  second adjoint $\mu$ read like $\lambda$: $\mu(t) = \Phi^\top \mu(s) +
+  \partial_\tau (\Phi^\top \lambda(s))$ (a `jax.jvp` of the transpose's closed form,
+  smooth through $\tau_k = \tau_m$), passed by jumps and scaled by $R$ at a reset.
+  Each of those terms gives $\mu^\top$ its size where it enters. The walk carries
+  $\mu$ only for the time constants a run differentiates.
 - The walk starts from the loss's derivative with respect to the final state (at the
   run's end) and ends at `t0` with the derivative with respect to the initial state.
 
 The gradient is the same as `gradients=True` gives (tests/test_eventprop.py: random
-networks against the replay, and finite differences); a spike that appears or
+networks against the replay, and finite differences), but for `t_ref` at 0, where
+the replay, with no hold to differentiate, gives 0; a spike that appears or
 vanishes is handled as there (the gradient of the spikes the run produced).
 
 **Scope** (`unsupported` names what is outside it). Populations of the LIF family
 with a closed form (`LIF`, `CubaLIF`, `LI`), refractory periods included, constant or
 piecewise-constant currents, projections that jump a synaptic current, external input
 spikes; no delays, record times or early end (`until_fired`). Derivatives with
-respect to the connection weights (input weights included), the neurons' `v_th`,
-`v_reset` and `v_leak`, the currents' values (not the jump times of a
-`PiecewiseConstant` or `Step`), the input spike times and the initial states' `v` and
-synaptic currents (the refractory fields get zeros); differentiating anything else
-(time constants, refractory periods) raises an error that names it. Reverse mode only (`jax.grad`, `jax.vjp`; a
-`jax.custom_vjp`): forward mode (`jax.jvp`, `jax.jacfwd`) needs `gradients=True`.
+respect to the connection weights (input weights included), every neuron parameter
+(`tau_mem`, the synaptic time constants, `v_th`, `v_reset`, `v_leak`, `t_ref`), the
+currents' values (not the jump times of a `PiecewiseConstant` or `Step`), the input
+spike times and the initial states' `v` and synaptic currents (the refractory flag
+gets zeros); differentiating anything else (a current's jump times, the end of a
+refractory period in the initial state) raises an error that names it. Reverse mode
+only (`jax.grad`, `jax.vjp`; a `jax.custom_vjp`): forward mode (`jax.jvp`,
+`jax.jacfwd`) needs `gradients=True`.
 """
 
 import equinox as eqx
@@ -102,7 +116,12 @@ def unsupported(network, records: bool, until) -> str | None:
 # The neuron parameters the adjoint differentiates, where a population's neuron has
 # them: the threshold and reset (at each spike), the resting potential (along the
 # free flow).
-NEURON_PARAMETERS = ("v_th", "v_reset", "v_leak")
+NEURON_PARAMETERS = ("v_th", "v_reset", "v_leak", "t_ref")
+
+
+def time_constants(neuron) -> tuple[str, ...]:
+    """The names of `neuron`'s time constants: the membrane's and its synapses'."""
+    return ("tau_mem", *type(neuron)._synapse_taus)
 
 
 def _current_mask(current):
@@ -122,9 +141,11 @@ def _current_mask(current):
 
 
 def _parameters(network, name):
-    """The names of `NEURON_PARAMETERS` that population `name`'s neuron has."""
+    """The names of `NEURON_PARAMETERS` that population `name`'s neuron has, and its
+    time constants."""
     neuron = network.populations[name].neuron
-    return tuple(p for p in NEURON_PARAMETERS if hasattr(neuron, p))
+    own = tuple(p for p in NEURON_PARAMETERS if hasattr(neuron, p))
+    return own + time_constants(neuron)
 
 
 def _allowed(args):
@@ -157,7 +178,13 @@ def _allowed(args):
             system_mask,
             [True] * len(network.connections),
         )
-    y0_mask = jtu.tree_map(lambda _: True, args[3])
+    # Not the end of a refractory period the initial state holds.
+    y0_mask = {
+        name: eqx.tree_at(lambda s: s.ref_end, jtu.tree_map(lambda _: True, y), False)
+        if hasattr(y, "ref_end")
+        else jtu.tree_map(lambda _: True, y)
+        for name, y in args[3].items()
+    }
     inputs_mask = jtu.tree_map(lambda _: True, args[4])
     return (system_mask, *mask[1:3], y0_mask, inputs_mask, *mask[5:])
 
@@ -372,11 +399,42 @@ def _broadcast_pullback(param, per_neuron):
     return out
 
 
-def _adjoint(system, t0, y0, input_sources, out, log, cot_spikes, cot_final):
-    """The derivatives of the loss from its derivatives with respect to the spike
+def _transport(neuron, lam, mu, free, held):
+    """`lam` read earlier than its anchor (`_flow_transpose`) and its drive's
+    derivative (`_drive`); with `mu` (time constant -> dict field -> lanes), theirs:
+    the flow's transpose of `mu` plus the derivative of `lam`'s reading with respect to
+    that time constant, and the same for the drive."""
+    read = _flow_transpose(neuron, lam, free, held)
+    drive = _drive(neuron, lam["v"], free)
+    mus, drives = {}, {}
+    for p, m in mu.items():
+
+        def moved(value, p=p):
+            other = eqx.tree_at(lambda n: getattr(n, p), neuron, value)
+            return _flow_transpose(other, lam, free, held), _drive(other, lam["v"], free)
+
+        value = getattr(neuron, p)
+        _, (d_read, d_drive) = jax.jvp(moved, (value,), (jnp.ones_like(value),))
+        carried = _flow_transpose(neuron, m, free, held)
+        mus[p] = {f: carried[f] + d_read[f] for f in carried}
+        drives[p] = _drive(neuron, m["v"], free) + d_drive
+    return read, drive, mus, drives
+
+
+def _adjoint(system, t0, y0, input_sources, out, log, cot_spikes, cot_final, taus):
+    r"""The derivatives of the loss from its derivatives with respect to the spike
     times (`cot_spikes`, per slot) and the final states (`cot_final`): per connection
-    its weights'; per population its neuron's `NEURON_PARAMETERS` (per neuron) and
-    its current's (a tree like it); the initial states'; the input spike times'."""
+    its weights'; per population its neuron's parameters (`_parameters`, per neuron)
+    and its current's (a tree like it); the initial states'; the input spike times'.
+
+    `taus` (population -> names): the time constants to differentiate. Their
+    derivative is $\sum_j \lambda(t_{j+1})^\top \partial_\tau x(t_{j+1})$ over the
+    stretches of free flow between the events that touch a neuron (their ends fixed).
+    It is linear in the stretch's initial state, which is the sum of what the initial
+    state, each jump, reset and the drive put in: each neuron carries, per time
+    constant, $\mu$, read like $\lambda$ ($\mu(t) = \Phi^\top \mu(s) + \partial_\tau
+    (\Phi^\top \lambda(s))$, a `jax.jvp` of the closed form's transpose), and each of
+    those terms gives $\mu^\top$ its size where it enters."""
     network, pops, conns, count, num_spikes, dtype = _walk(system, out, log)
     slots, hold0 = _forward_pass(system, t0, y0, input_sources, out, log)
     t_end = out.t_final
@@ -388,16 +446,24 @@ def _adjoint(system, t0, y0, input_sources, out, log, cot_spikes, cot_final):
     def fields(pop):
         return ("v", *pop.neuron.synapse_fields)
 
+    def zeros(name):
+        return jnp.zeros((pops[name].n,), dtype)
+
     lam0 = {
         name: {f: jnp.asarray(getattr(cot_final[name], f), dtype) for f in fields(pop)}
         for name, pop in pops.items()
     }
+    mu0 = {
+        name: {p: {f: zeros(name) for f in fields(pops[name])} for p in taus[name]}
+        for name in pops
+    }
     anchor0 = {name: jnp.full((pop.n,), t_end, dtype) for name, pop in pops.items()}
     dweights0 = tuple(jnp.zeros_like(conn.weight) for conn in conns)
-    # Per neuron: the derivatives with respect to `v_th`, `v_reset` and the drive
-    # (`v_leak`), and the drive's since the last flush into the current's.
-    zeros = {name: jnp.zeros((pop.n,), dtype) for name, pop in pops.items()}
-    acc0 = {key: dict(zeros) for key in ("v_th", "v_reset", "drive", "pending")}
+    # Per neuron: the derivatives with respect to `v_th`, `v_reset`, `t_ref`, the drive
+    # (`v_leak`) and the time constants, and the drive's since the last flush into the
+    # current's.
+    keys = ("v_th", "v_reset", "t_ref", "drive", "pending")
+    acc0 = {name: {key: zeros(name) for key in keys + tuple(taus[name])} for name in pops}
 
     def flush(name, pending, start, stop):
         """The current's derivative from `pending` (the drive's, per neuron) over
@@ -411,61 +477,87 @@ def _adjoint(system, t0, y0, input_sources, out, log, cot_spikes, cot_final):
         (d,) = pullback(pending)
         return d
 
-    dcurrent0 = {
-        name: flush(name, jnp.zeros((pop.n,), dtype), t0, t_end)
-        for name, pop in pops.items()
-    }
+    dcurrent0 = {name: flush(name, zeros(name), t0, t_end) for name in pops}
 
-    def read(name, lam, anchor, hold, idx, t):
+    def read(name, lam, mu, anchor, hold, idx, t):
         """Lanes `idx` of population `name`: their neurons, their adjoints at `t`
         (from their anchors, through the hold in force), whether `t` is inside their
-        refractory hold, and the drive's derivative over `[t, anchor]`."""
+        refractory hold, the drive's derivative over `[t, anchor]`, and their `mu`
+        and its drive's derivatives (`_transport`)."""
         pop = pops[name]
         safe = jnp.clip(idx, 0, pop.n - 1)
         neuron = pn._take(pop.neuron, safe, pop.n)
         lanes = {f: lam[name][f][safe] for f in fields(pop)}
+        mus = {p: {f: x[safe] for f, x in m.items()} for p, m in mu[name].items()}
         at = anchor[name][safe]
         end = jnp.clip(hold[name][safe], t, at)
-        adjoint = _flow_transpose(neuron, lanes, at - end, end - t)
-        drive = _drive(neuron, lanes["v"], at - end)
-        return neuron, adjoint, hold[name][safe] > t, drive
+        adjoint, drive, mus, drives = _transport(neuron, lanes, mus, at - end, end - t)
+        return neuron, adjoint, hold[name][safe] > t, drive, mus, drives
+
+    def resting(name, neuron, idx, time):
+        """`v_leak + I` of lanes `idx` at `time`."""
+        pop = pops[name]
+        current = jnp.broadcast_to(jnp.asarray(pop.current(time), dtype), (pop.n,))
+        return neuron.v_leak + current[jnp.clip(idx, 0, pop.n - 1)]
+
+    def initial(state, mus, drives=None, drive_level=None):
+        """What `mu` read where a stretch starts gives the time constants there: the
+        state's size (its initial state, a jump or a reset) times `mu`, and the drive
+        (where the stretch is one between anchors)."""
+        out = {}
+        for p, m in mus.items():
+            total = 0.0 if drives is None else drive_level * drives[p]
+            for f, x in m.items():
+                total = total + x * state[f]
+            out[p] = total
+        return out
 
     def add(arrays, write, value):
         return arrays.at[write].add(value, mode="drop")
 
+    def put(arrays, write, value):
+        return _cpu.put_row(arrays, write, value)
+
     def at_jump(t, state):
         """Every neuron of the populations in `jumping` re-anchored at `t` (a jump of
         a current), and the drive's derivatives since the last jump flushed."""
-        lam, anchor, hold, acc, dcurrent, later = state
-        acc = {key: dict(value) for key, value in acc.items()}
-        lam, anchor, dcurrent = dict(lam), dict(anchor), dict(dcurrent)
+        lam, mu, anchor, hold, acc, dcurrent, later = state
+        lam, mu, anchor, dcurrent = dict(lam), dict(mu), dict(anchor), dict(dcurrent)
+        acc = {name: dict(a) for name, a in acc.items()}
         for name in jumping:
             every = jnp.arange(pops[name].n, dtype=jnp.int32)
-            _, lanes, _, drive = read(name, lam, anchor, hold, every, t)
-            acc["drive"][name] = acc["drive"][name] + drive
-            pending = acc["pending"][name] + drive
+            neuron, lanes, _, drive, mus, drives = read(
+                name, lam, mu, anchor, hold, every, t
+            )
+            level = resting(name, neuron, every, 0.5 * (t + later))
+            zero = {f: jnp.zeros_like(x) for f, x in lanes.items()}
+            for p, d in initial(zero, mus, drives, level).items():
+                acc[name][p] = acc[name][p] + d
+            acc[name]["drive"] = acc[name]["drive"] + drive
+            pending = acc[name]["pending"] + drive
             d = flush(name, pending, t, later)
             dcurrent[name] = jtu.tree_map(jnp.add, dcurrent[name], d)
-            acc["pending"][name] = jnp.zeros_like(pending)
-            lam[name] = lanes
+            acc[name]["pending"] = jnp.zeros_like(pending)
+            lam[name], mu[name] = lanes, mus
             anchor[name] = jnp.full_like(anchor[name], t)
-        return lam, anchor, hold, acc, dcurrent, t
+        return lam, mu, anchor, hold, acc, dcurrent, t
 
     def body(j, carry):
-        lam, anchor, hold, dweights, acc, dinputs, dcurrent, later = carry
+        lam, mu, anchor, hold, dweights, acc, dinputs, dcurrent, later = carry
         e = count - 1 - j
         kind, a = log["kind"][e], log["a"][e]
         t = log["t"][e] + log["t_lo"][e]
         slot = jnp.clip(a, 0, num_spikes - 1)
         is_spike = kind == _replay.SPIKE
         g_time = jnp.where(is_spike, cot_spikes[slot], 0.0)
+        acc = {name: dict(x) for name, x in acc.items()}
         new_dweights = []
         for c, conn in enumerate(conns):
             ok, row = _sources(system, conn, kind, a, input_sources, out.spike_neurons)
-            post = pops[conn.post]
+            q, post = conn.post, pops[conn.post]
             idx = _rows(conn, row, post.n)
             valid = ok & (idx < post.n)
-            neuron, lanes, held, _ = read(conn.post, lam, anchor, hold, idx, t)
+            neuron, lanes, held, _, mus, _ = read(q, lam, mu, anchor, hold, idx, t)
             lanes = {f: jnp.where(valid, x, 0.0) for f, x in lanes.items()}
             weight = conn.weight[row]
             jump, pullback = jax.vjp(
@@ -473,27 +565,29 @@ def _adjoint(system, t0, y0, input_sources, out, log, cot_spikes, cot_final):
             )
             (d_row,) = pullback(lanes)
             dw = dweights[c]
-            new_dweights.append(
-                _cpu.put_row(dw, jnp.where(ok, row, conn.n_pre), dw[row] + d_row)
-            )
+            new_dweights.append(put(dw, jnp.where(ok, row, conn.n_pre), dw[row] + d_row))
+            # The jump's part of each target's state, for its time constants.
+            write = jnp.where(valid, idx, post.n)
+            for p, d in initial(jump, mus).items():
+                acc[q][p] = add(acc[q][p], write, d)
             # What moving the event later does through this connection's jumps.
             moved = -jnp.sum(_velocity_coupling(neuron, lanes, jump, held))
             if conn.pre in pops:
                 g_time = g_time + moved
             else:
                 dinputs = add(dinputs, jnp.where(ok, a, num_inputs), moved)
-        acc = {key: dict(value) for key, value in acc.items()}
         for name, pop in pops.items():
             if not pop.neuron.spiking:
                 continue
             local = out.spike_neurons[slot] - network.offsets[name]
             mine = is_spike & (local >= 0) & (local < pop.n)
             i = jnp.clip(local, 0, pop.n - 1)
-            neuron, lane, _, drive = read(name, lam, anchor, hold, i[None], t)
+            neuron, lane, _, drive, mus, drives = read(
+                name, lam, mu, anchor, hold, i[None], t
+            )
 
-            def rest_at(time, pop=pop, neuron=neuron, i=i):
-                current = jnp.broadcast_to(jnp.asarray(pop.current(time), dtype), (pop.n,))
-                return (neuron.v_leak + current[i]).reshape(())
+            def rest_at(time, name=name, neuron=neuron, i=i):
+                return resting(name, neuron, i[None], time).reshape(())
 
             rest = rest_at(t)
             tau_m = jnp.reshape(neuron.tau_mem, (-1,))[0]
@@ -502,13 +596,13 @@ def _adjoint(system, t0, y0, input_sources, out, log, cot_spikes, cot_final):
             # with the spike, and so does everything after it.
             end = t + _refractory(neuron).reshape(())
             ended = slots["ended"][slot]
-            _, at_end, _, _ = read(name, lam, anchor, hold, i[None], end)
+            _, at_end, _, _, _, _ = read(name, lam, {name: {}}, anchor, hold, i[None], end)
             free = rest_at(end) + slots["at_end"][slot] - neuron.v_reset.reshape(())
             free = free / tau_m
             keep = 0.0 if pop.neuron.reset_mode == "hard" else 1.0
             lam_v = lane["v"].reshape(())
-            total = g_time + keep * lam_v * before
-            total = total - jnp.where(ended, at_end["v"].reshape(()) * free, 0.0)
+            held_longer = -jnp.where(ended, at_end["v"].reshape(()) * free, 0.0)
+            total = g_time + keep * lam_v * before + held_longer
             crossing = (t > t0) & (before > 0)
             # The spike time's derivative turned into the firing neuron's adjoint (and
             # the threshold's: the spike comes `1 / v'` later per unit of `v_th`).
@@ -516,46 +610,69 @@ def _adjoint(system, t0, y0, input_sources, out, log, cot_spikes, cot_final):
             new_v = keep * lam_v - moved
             write = jnp.where(mine, i, pop.n)
             # The reset: `v <- v_reset`, or `v <- v - (v_th - v_reset)`.
-            acc["v_th"][name] = add(acc["v_th"][name], write, moved - keep * lam_v)
-            acc["v_reset"][name] = add(acc["v_reset"][name], write, lam_v)
+            reset = jnp.reshape(neuron.v_reset - keep * neuron.v_th, ())
+            mine_acc = acc[name]
+            mine_acc["v_th"] = add(mine_acc["v_th"], write, moved - keep * lam_v)
+            mine_acc["v_reset"] = add(mine_acc["v_reset"], write, lam_v)
+            mine_acc["t_ref"] = add(mine_acc["t_ref"], write, held_longer)
             for key in ("drive", "pending"):
-                acc[key][name] = add(acc[key][name], write, drive[0])
+                mine_acc[key] = add(mine_acc[key], write, drive[0])
+            # The stretch after the spike starts from the reset and the drive.
+            level = rest_at(0.5 * (t + anchor[name][i]))
+            after = {f: jnp.zeros((1,), dtype) for f in fields(pop)}
+            after["v"] = jnp.reshape(reset, (1,))
+            for p, d in initial(after, mus, drives, level).items():
+                mine_acc[p] = add(mine_acc[p], write, d[0])
+            new_mu = dict(mu[name])
+            for p, m in mus.items():
+                new_mu[p] = {
+                    f: put(mu[name][p][f], write, (keep * x if f == "v" else x)[0])
+                    for f, x in m.items()
+                }
             new = dict(lam[name])
             for f in fields(pop):
                 value = new_v if f == "v" else lane[f].reshape(())
-                new[f] = _cpu.put_row(lam[name][f], write, value)
-            lam = {**lam, name: new}
-            anchor = {**anchor, name: _cpu.put_row(anchor[name], write, t)}
+                new[f] = put(lam[name][f], write, value)
+            lam, mu = {**lam, name: new}, {**mu, name: new_mu}
+            anchor = {**anchor, name: put(anchor[name], write, t)}
             # Before this spike, the hold of the one before it is in force.
-            hold = {**hold, name: _cpu.put_row(hold[name], write, slots["before"][slot])}
-        state = (lam, anchor, hold, acc, dcurrent, later)
+            hold = {**hold, name: put(hold[name], write, slots["before"][slot])}
+        state = (lam, mu, anchor, hold, acc, dcurrent, later)
         if jumping:
             state = lax.cond(
                 kind == _replay.JUMP, lambda s: at_jump(t, s), lambda s: s, state
             )
-        lam, anchor, hold, acc, dcurrent, later = state
-        return lam, anchor, hold, tuple(new_dweights), acc, dinputs, dcurrent, later
+        lam, mu, anchor, hold, acc, dcurrent, later = state
+        new_dweights = tuple(new_dweights)
+        return lam, mu, anchor, hold, new_dweights, acc, dinputs, dcurrent, later
 
     dinputs0 = jnp.zeros((num_inputs,), dtype)
-    carry = (lam0, anchor0, hold0, dweights0, acc0, dinputs0, dcurrent0, t_end)
-    lam, anchor, hold, dweights, acc, dinputs, dcurrent, later = lax.fori_loop(
+    carry = (lam0, mu0, anchor0, hold0, dweights0, acc0, dinputs0, dcurrent0, t_end)
+    lam, mu, anchor, hold, dweights, acc, dinputs, dcurrent, later = lax.fori_loop(
         0, count, body, carry
     )
     dy0, dparams = {}, {}
     for name, pop in pops.items():
-        end = jnp.clip(hold[name], t0, anchor[name])
-        dy0[name] = _flow_transpose(pop.neuron, lam[name], anchor[name] - end, end - t0)
-        drive = _drive(pop.neuron, lam[name]["v"], anchor[name] - end)
-        d = flush(name, acc["pending"][name] + drive, t0, later)
+        every = jnp.arange(pop.n, dtype=jnp.int32)
+        neuron, dy0[name], _, drive, mus, drives = read(
+            name, lam, mu, anchor, hold, every, t0
+        )
+        d = flush(name, acc[name]["pending"] + drive, t0, later)
         dcurrent[name] = jtu.tree_map(jnp.add, dcurrent[name], d)
+        level = resting(name, neuron, every, 0.5 * (t0 + later))
+        state = {f: jnp.asarray(getattr(y0[name], f), dtype) for f in fields(pop)}
+        start = initial(state, mus, drives, level)
         per_neuron = {
-            "v_th": acc["v_th"][name],
-            "v_reset": acc["v_reset"][name],
-            "v_leak": acc["drive"][name] + drive,
+            "v_th": acc[name]["v_th"],
+            "v_reset": acc[name]["v_reset"],
+            "t_ref": acc[name]["t_ref"],
+            "v_leak": acc[name]["drive"] + drive,
+            **{p: acc[name][p] + start[p] for p in taus[name]},
         }
         dparams[name] = {
             p: _broadcast_pullback(getattr(pop.neuron, p), per_neuron[p])
             for p in _parameters(network, name)
+            if p in per_neuron
         }
     return dweights, dparams, dcurrent, dy0, dinputs
 
@@ -576,8 +693,16 @@ def apply(output, system, t0, t1, y0, input_times, input_sources, record_times, 
         out = fixed[1]
         return _replay._zeros_like((out.spike_times, out.final_state))
 
+    # The time constants to differentiate (`fwd` finds them: the walk carries a `mu`
+    # per time constant only where one is).
+    wanted = {}
+
     def fwd(diff, fixed):
         flags = jtu.tree_map(lambda p: p.perturbed, diff)
+        for name, pop in flags[0].network.populations.items():
+            wanted[name] = tuple(
+                p for p in time_constants(pop.neuron) if getattr(pop.neuron, p) is True
+            )
         values = jtu.tree_map(lambda p: p.value, diff)
         fixed = jtu.tree_map(lambda p: p.value, fixed)
         for (path, moved), ok in zip(
@@ -585,9 +710,9 @@ def apply(output, system, t0, t1, y0, input_times, input_sources, record_times, 
         ):
             if moved and not ok:
                 raise ValueError(
-                    "gradients='eventprop' differentiates connection weights, "
-                    "thresholds, resets, resting potentials, current values, initial "
-                    f"states and input spike times; this run differentiates "
+                    "gradients='eventprop' differentiates connection weights, neuron "
+                    "parameters, current values, initial states and input spike "
+                    f"times; this run differentiates "
                     f"{jtu.keystr(path)} too: use gradients=True."
                 )
         out = fixed[1]
@@ -607,8 +732,12 @@ def apply(output, system, t0, t1, y0, input_times, input_sources, record_times, 
             is_leaf=lambda c: isinstance(c, SymbolicZero),
         )
         cot_spikes = jnp.where(jnp.isfinite(out.spike_times), cot_spikes, 0.0)
+        taus = {
+            name: wanted.get(name, time_constants(pop.neuron))
+            for name, pop in system_.network.populations.items()
+        }
         derivatives = _adjoint(
-            system_, t0_, y0_, input_sources_, out, log, cot_spikes, cot_final
+            system_, t0_, y0_, input_sources_, out, log, cot_spikes, cot_final, taus
         )
         grads = jtu.tree_map(lambda _: None, values)
         grads = _put_gradients(grads, values, *derivatives)

@@ -543,8 +543,8 @@ def simulate(
         costing its own neurons' work: value and gradient of a 100-neuron recurrent
         network in 1.8x its forward run (4x with True), of CUBA at 4000 neurons in
         3.3x (100x). It is reverse mode only (a `jax.custom_vjp`), with respect to
-        connection weights, `v_th`, `v_reset`, `v_leak`, current values, input
-        spike times and initial states, for LIF-family networks without
+        connection weights, neuron parameters, current values, input spike times
+        and initial states, for LIF-family networks without
         delays, delta synapses, records or `until_fired`; an error names anything
         else it is asked to differentiate. False
         uses a plain `lax.while_loop`, about 1.5x faster for runs that are never

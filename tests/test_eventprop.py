@@ -66,12 +66,18 @@ def initial(structure, arrays):
     return initial_state(structure, arrays)
 
 
-# Thresholds, resets, currents (the stepped one's two levels) and input spike times.
-PARAMETERS = ("v_th_e", "v_th_i", "v_reset_e", "v_reset_i", "drive_e", "drive_i")
+# Thresholds, resets, refractory periods, membrane time constants, currents (the
+# stepped one's two levels), synaptic time constants and input spike times.
+PARAMETERS = tuple(
+    f"{p}_{pop}" for p in ("v_th", "v_reset", "t_ref", "tau_mem", "drive") for pop in "ei"
+)
+SYNAPSES = {"lif": ("tau_syn",), "cuba": ("tau_exc", "tau_inh")}
 
 
 def _keys(structure):
     extra = ("step_e",) if structure.stepped else ()
+    for model, pop in zip(structure.models, "ei", strict=True):
+        extra += tuple(f"{p}_{pop}" for p in SYNAPSES[model])
     return WEIGHTS + ("v0_e", "v0_i") + PARAMETERS + extra + ("input_times",)
 
 
@@ -83,8 +89,8 @@ def _split(net, keys=WEIGHTS + ("v0_e", "v0_i")):
 
 @pytest.mark.parametrize("name", sorted(STRUCTURES))
 def test_the_adjoint_equals_the_replays_gradient_on_random_networks(name, x64):
-    """Weights (recurrent and input, dense rows), initial potentials, thresholds,
-    resets, currents and input spike times, float64, with and without refractory
+    """Weights (recurrent and input, dense rows), initial potentials, every neuron
+    parameter, currents and input spike times, float64, with and without refractory
     periods: the two derivations agree to 1e-7 relative on every seed."""
     structure = STRUCTURES[name]
     rng = np.random.default_rng(0)
@@ -98,7 +104,12 @@ def test_the_adjoint_equals_the_replays_gradient_on_random_networks(name, x64):
     for seed, refractory in ((0, True), (1, True), (2, True), (3, False)):
         net = draw(seed, structure)  # refractory periods of 0.2-1.1 ms (seeds 0-2)
         net = net if refractory else _no_refractory(net)
-        diff, rest = _split(net, _keys(structure))
+        keys = _keys(structure)
+        if not refractory:
+            # At t_ref = 0 the replay has no hold to differentiate (0); the adjoint
+            # gives the derivative from the right (test_..._at_no_refractory_period).
+            keys = tuple(k for k in keys if not k.startswith("t_ref"))
+        diff, rest = _split(net, keys)
         (value_r, grad_r), (value_e, grad_e) = (
             grads[g](diff, rest, net.delay_table) for g in (True, "eventprop")
         )
@@ -117,12 +128,15 @@ def _chain(weights, params):
     """Three inputs into 6 LIF neurons into 2 CubaLIF neurons (synapse lists with
     traced values), one soft-reset population, one refractory; `params`: the hidden
     neurons' thresholds and current, the outputs' reset and resting potential, the
-    input spike times."""
+    input spike times, the hidden neurons' time constants and refractory period, the
+    outputs' excitatory time constant."""
     w_in, w_h, w_o = weights
-    v_th, current, v_reset, v_leak, times = params
+    v_th, current, v_reset, v_leak, times, tau_mem, tau_syn, t_ref, tau_exc = params
     pre_h, post_h = np.nonzero(np.ones((6, 2)))
-    hidden = ns.LIF(tau_mem=8.0, tau_syn=3.0, t_ref=1.0, v_th=v_th)
-    out = ns.CubaLIF(tau_mem=10.0, reset_mode="soft", v_reset=v_reset, v_leak=v_leak)
+    hidden = ns.LIF(tau_mem=tau_mem, tau_syn=tau_syn, t_ref=t_ref, v_th=v_th)
+    out = ns.CubaLIF(
+        tau_mem=10.0, tau_exc=tau_exc, reset_mode="soft", v_reset=v_reset, v_leak=v_leak
+    )
     net = ns.Network(
         populations={
             "hidden": ns.Population(hidden, 6, current),
@@ -155,6 +169,10 @@ def test_the_adjoint_matches_finite_differences(x64):
         jnp.asarray(-0.1),
         jnp.asarray(0.05),
         jnp.asarray([1.0, 3.0, 4.5, 9.0, 12.0, 20.0, 21.0]),
+        jnp.asarray(rng.uniform(7.0, 9.0, 6)),
+        jnp.asarray(3.0),
+        jnp.asarray(1.0),
+        jnp.asarray(4.0),
     )
 
     def loss(arrays):
@@ -177,6 +195,25 @@ def test_the_adjoint_matches_finite_differences(x64):
             down = [x.at[index].add(-eps) if x is w else x for x in arrays]
             fd = (float(f(tuple(up))) - float(f(tuple(down)))) / (2 * eps)
             assert abs(float(g[index]) - fd) <= 1e-5 * (1.0 + abs(fd)), (index, fd, g)
+
+
+def test_the_refractory_periods_derivative_at_zero_is_the_one_from_the_right(x64):
+    """At `t_ref = 0` a refractory period can only grow: the derivative is the
+    one-sided difference's (a hold of the reset potential delays the next spike)."""
+
+    def loss(t_ref, gradients="eventprop"):
+        neuron = ns.LIF(t_ref=t_ref, tau_mem=10.0, tau_syn=5.0)
+        net = ns.Network({"a": ns.Population(neuron, 2, jnp.asarray([1.5, 2.0]))}, [])
+        sol = ns.simulate(net, t1=30.0, max_spikes=20, gradients=gradients)
+        times = jnp.where(jnp.isfinite(sol.spike_times), sol.spike_times, 0.0)
+        return jnp.sum(times * jnp.arange(1.0, 21.0))
+
+    grad = float(jax.grad(loss)(0.0))
+    forward = jax.jit(lambda t_ref: loss(t_ref, False))
+    eps = 1e-7
+    right = (float(forward(eps)) - float(forward(0.0))) / eps
+    assert right > 1.0
+    assert abs(grad - right) <= 1e-5 * abs(right)
 
 
 def test_batches_under_vmap_give_each_runs_gradient(x64):
@@ -233,15 +270,8 @@ def test_what_it_cannot_differentiate_is_refused_by_name(net, kwargs, match):
 
 
 def test_differentiating_other_parameters_is_refused_by_name():
-    def loss(tau):
-        net = ns.Network(
-            {"a": ns.Population(ns.LIF(tau_mem=tau), 4, 1.2)},
-            [ns.Projection("a", "a", jnp.full((4, 4), 0.3))],
-        )
-        return jnp.sum(ns.simulate(net, t1=20.0, gradients="eventprop").final_state["a"].v)
-
-    with pytest.raises(ValueError, match="tau_mem"):
-        jax.grad(loss)(10.0)
+    """A current's jump times, and the end of a refractory period in the initial
+    state, are outside the adjoint's scope."""
 
     def switched_on_at(t_on):
         current = ns.inputs.Step(t_on, 1.5)
@@ -251,6 +281,17 @@ def test_differentiating_other_parameters_is_refused_by_name():
 
     with pytest.raises(ValueError, match=r"current\.times"):
         jax.grad(switched_on_at)(5.0)
+
+    def held_until(ref_end):
+        neuron = ns.LIF(t_ref=2.0)
+        y0 = {"a": eqx.tree_at(lambda s: s.ref_end, neuron.init_state(4), ref_end)}
+        y0["a"] = eqx.tree_at(lambda s: s.refractory, y0["a"], jnp.ones(4))
+        net = ns.Network({"a": ns.Population(neuron, 4, 1.5)}, [])
+        sol = ns.simulate(net, t1=20.0, y0=y0, gradients="eventprop")
+        return jnp.sum(sol.final_state["a"].v)
+
+    with pytest.raises(ValueError, match="ref_end"):
+        jax.grad(held_until)(jnp.full(4, 1.0))
 
 
 def test_forward_mode_is_refused():
