@@ -107,8 +107,17 @@ class PiecewiseConstant(AbstractCurrent):
 def Step(t_on, amplitude, t_off=None, baseline=0.0) -> PiecewiseConstant:
     """A step of `amplitude` switched on at `t_on` (ms) and, if given, off at `t_off`;
     `baseline` elsewhere. Amplitudes may be scalars or per-neuron arrays."""
-    amplitude = _float(amplitude)
-    baseline = jnp.broadcast_to(_float(baseline), amplitude.shape)
+    amplitude, baseline = _float(amplitude), _float(baseline)
+    try:
+        shape = jnp.broadcast_shapes(amplitude.shape, baseline.shape)
+    except ValueError:
+        raise ValueError(
+            f"Step: `amplitude` (shape {amplitude.shape}) and `baseline` (shape "
+            f"{baseline.shape}) must broadcast together: pass scalars or one value per "
+            "neuron."
+        ) from None
+    amplitude = jnp.broadcast_to(amplitude, shape)
+    baseline = jnp.broadcast_to(baseline, shape)
     if t_off is None:
         return PiecewiseConstant(
             jnp.stack([_float(t_on)]), jnp.stack([baseline, amplitude])

@@ -443,3 +443,14 @@ def test_the_room_for_checks_changes_only_at_doublings_of_t1():
     assert _checks_bound(Network, 0.0, 650.0, cap) == _checks_bound(
         Network, 0.0, 1200.0, cap
     )
+
+
+def test_a_step_broadcasts_a_scalar_amplitude_over_a_per_neuron_baseline():
+    from neurosim.inputs import Step
+
+    step = Step(5.0, 1.5, baseline=jnp.asarray([0.1, 0.2, 0.3]))
+    assert step.values.shape == (2, 3)
+    np.testing.assert_allclose(np.asarray(step(1.0)), [0.1, 0.2, 0.3])
+    np.testing.assert_allclose(np.asarray(step(6.0)), [1.5, 1.5, 1.5])
+    with pytest.raises(ValueError, match="`amplitude`.*`baseline`.*broadcast"):
+        Step(5.0, jnp.ones(2), baseline=jnp.ones(3))
