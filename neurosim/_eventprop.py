@@ -53,6 +53,10 @@ time $t$ is $\Phi(s - t)^\top \lambda$: nothing moves between the events that to
   smooth through $\tau_k = \tau_m$), passed by jumps and scaled by $R$ at a reset.
   Each of those terms gives $\mu^\top$ its size where it enters. The walk carries
   $\mu$ only for the time constants a run differentiates.
+- *Records*: the loss's derivatives with respect to the states recorded at a time
+  are added to the adjoints there (every neuron of the recorded populations is
+  re-anchored: a pass over them per record time). Those of `ref_end` (the end of a
+  refractory period, in records or the final state) are refused.
 - The walk starts from the loss's derivative with respect to the final state (at the
   run's end) and ends at `t0` with the derivative with respect to the initial state.
 
@@ -64,7 +68,8 @@ vanishes is handled as there (the gradient of the spikes the run produced).
 **Scope** (`unsupported` names what is outside it). Populations of the LIF family
 with a closed form (`LIF`, `CubaLIF`, `LI`), refractory periods included, constant or
 piecewise-constant currents, projections that jump a synaptic current, external input
-spikes; no delays, record times or early end (`until_fired`). Derivatives with
+spikes, record times (a loss of the recorded states); no delays or early end
+(`until_fired`). Derivatives with
 respect to the connection weights (input weights included), every neuron parameter
 (`tau_mem`, the synaptic time constants, `v_th`, `v_reset`, `v_leak`, `t_ref`), the
 currents' values (not the jump times of a `PiecewiseConstant` or `Step`), the input
@@ -89,7 +94,7 @@ from ._system import _jump
 from .neurons._linear import synaptic_kernel
 
 
-def unsupported(network, records: bool, until) -> str | None:
+def unsupported(network, until) -> str | None:
     """Why `gradients="eventprop"` cannot differentiate this run (None: it can)."""
     for name, pop in network.populations.items():
         neuron = pop.neuron
@@ -106,8 +111,6 @@ def unsupported(network, records: bool, until) -> str | None:
             return f"{owner}: a delay"
         if conn.target == "v":
             return f"{owner}: it jumps `v` itself (a delta synapse)"
-    if records:
-        return "record times (`record`)"
     if until is not None:
         return "`until_fired`"
     return None
@@ -421,11 +424,17 @@ def _transport(neuron, lam, mu, free, held):
     return read, drive, mus, drives
 
 
-def _adjoint(system, t0, y0, input_sources, out, log, cot_spikes, cot_final, taus):
+def _adjoint(
+    system, t0, y0, input_sources, out, log, cot_spikes, cot_final, cot_records, taus
+):
     r"""The derivatives of the loss from its derivatives with respect to the spike
     times (`cot_spikes`, per slot) and the final states (`cot_final`): per connection
     its weights'; per population its neuron's parameters (`_parameters`, per neuron)
     and its current's (a tree like it); the initial states'; the input spike times'.
+
+    `cot_records` (population -> field -> `(records, n)`): the loss's derivatives
+    with respect to the recorded states, added to the adjoints at each record time
+    (where every neuron of those populations is re-anchored).
 
     `taus` (population -> names): the time constants to differentiate. Their
     derivative is $\sum_j \lambda(t_{j+1})^\top \partial_\tau x(t_{j+1})$ over the
@@ -442,6 +451,11 @@ def _adjoint(system, t0, y0, input_sources, out, log, cot_spikes, cot_final, tau
     # Populations whose current jumps: every neuron of theirs is re-anchored at each
     # jump, so that between its anchors the current is constant.
     jumping = [name for name, pop in pops.items() if _replay._jump_bound(pop.current) != 0]
+    # Populations with recorded states whose derivatives are wanted.
+    num_records = max(
+        (x.shape[0] for c in cot_records.values() for x in c.values()), default=0
+    )
+    recorded = [name for name in pops if num_records and cot_records.get(name)]
 
     def fields(pop):
         return ("v", *pop.neuron.synapse_fields)
@@ -460,9 +474,10 @@ def _adjoint(system, t0, y0, input_sources, out, log, cot_spikes, cot_final, tau
     anchor0 = {name: jnp.full((pop.n,), t_end, dtype) for name, pop in pops.items()}
     dweights0 = tuple(jnp.zeros_like(conn.weight) for conn in conns)
     # Per neuron: the derivatives with respect to `v_th`, `v_reset`, `t_ref`, the drive
-    # (`v_leak`) and the time constants, and the drive's since the last flush into the
-    # current's.
-    keys = ("v_th", "v_reset", "t_ref", "drive", "pending")
+    # (`v_leak`) and the time constants, the drive's since the last flush into the
+    # current's, and `v`'s adjoint at the end of a hold re-anchored inside
+    # (`reanchor`).
+    keys = ("v_th", "v_reset", "t_ref", "drive", "pending", "at_hold_end")
     acc0 = {name: {key: zeros(name) for key in keys + tuple(taus[name])} for name in pops}
 
     def flush(name, pending, start, stop):
@@ -518,13 +533,15 @@ def _adjoint(system, t0, y0, input_sources, out, log, cot_spikes, cot_final, tau
     def put(arrays, write, value):
         return _cpu.put_row(arrays, write, value)
 
-    def at_jump(t, state):
-        """Every neuron of the populations in `jumping` re-anchored at `t` (a jump of
-        a current), and the drive's derivatives since the last jump flushed."""
+    def reanchor(t, state, names, record=None):
+        """Every neuron of the populations `names` re-anchored at `t`: at a jump of a
+        current (`record` None: the drive's derivatives since the last jump are
+        flushed into the current's), or at record time `record` (its derivatives
+        added to the adjoints)."""
         lam, mu, anchor, hold, acc, dcurrent, later = state
         lam, mu, anchor, dcurrent = dict(lam), dict(mu), dict(anchor), dict(dcurrent)
         acc = {name: dict(a) for name, a in acc.items()}
-        for name in jumping:
+        for name in names:
             every = jnp.arange(pops[name].n, dtype=jnp.int32)
             neuron, lanes, _, drive, mus, drives = read(
                 name, lam, mu, anchor, hold, every, t
@@ -535,12 +552,25 @@ def _adjoint(system, t0, y0, input_sources, out, log, cot_spikes, cot_final, tau
                 acc[name][p] = acc[name][p] + d
             acc[name]["drive"] = acc[name]["drive"] + drive
             pending = acc[name]["pending"] + drive
-            d = flush(name, pending, t, later)
-            dcurrent[name] = jtu.tree_map(jnp.add, dcurrent[name], d)
-            acc[name]["pending"] = jnp.zeros_like(pending)
+            # Re-anchored inside a refractory hold: `v`'s adjoint at its end (the
+            # spike that started it reads it there) is kept.
+            inside = (hold[name] > t) & (anchor[name] >= hold[name])
+            kept = acc[name]["at_hold_end"]
+            acc[name]["at_hold_end"] = jnp.where(inside, lanes["v"], kept)
+            if record is None:
+                d = flush(name, pending, t, later)
+                dcurrent[name] = jtu.tree_map(jnp.add, dcurrent[name], d)
+                pending = jnp.zeros_like(pending)
+            else:
+                k = jnp.clip(record, 0, num_records - 1)
+                lanes = {
+                    f: x + cot_records[name][f][k] if f in cot_records[name] else x
+                    for f, x in lanes.items()
+                }
+            acc[name]["pending"] = pending
             lam[name], mu[name] = lanes, mus
             anchor[name] = jnp.full_like(anchor[name], t)
-        return lam, mu, anchor, hold, acc, dcurrent, t
+        return lam, mu, anchor, hold, acc, dcurrent, t if record is None else later
 
     def body(j, carry):
         lam, mu, anchor, hold, dweights, acc, dinputs, dcurrent, later = carry
@@ -597,11 +627,15 @@ def _adjoint(system, t0, y0, input_sources, out, log, cot_spikes, cot_final, tau
             end = t + _refractory(neuron).reshape(())
             ended = slots["ended"][slot]
             _, at_end, _, _, _, _ = read(name, lam, {name: {}}, anchor, hold, i[None], end)
+            # (Where the neuron was re-anchored inside the hold, the value kept there.)
+            at_end_v = jnp.where(
+                anchor[name][i] < end, acc[name]["at_hold_end"][i], at_end["v"][0]
+            )
             free = rest_at(end) + slots["at_end"][slot] - neuron.v_reset.reshape(())
             free = free / tau_m
             keep = 0.0 if pop.neuron.reset_mode == "hard" else 1.0
             lam_v = lane["v"].reshape(())
-            held_longer = -jnp.where(ended, at_end["v"].reshape(()) * free, 0.0)
+            held_longer = -jnp.where(ended, at_end_v * free, 0.0)
             total = g_time + keep * lam_v * before + held_longer
             crossing = (t > t0) & (before > 0)
             # The spike time's derivative turned into the firing neuron's adjoint (and
@@ -640,7 +674,17 @@ def _adjoint(system, t0, y0, input_sources, out, log, cot_spikes, cot_final, tau
         state = (lam, mu, anchor, hold, acc, dcurrent, later)
         if jumping:
             state = lax.cond(
-                kind == _replay.JUMP, lambda s: at_jump(t, s), lambda s: s, state
+                kind == _replay.JUMP,
+                lambda s: reanchor(t, s, jumping),
+                lambda s: s,
+                state,
+            )
+        if recorded:
+            state = lax.cond(
+                kind == _replay.RECORD,
+                lambda s: reanchor(t, s, recorded, record=a),
+                lambda s: s,
+                state,
             )
         lam, mu, anchor, hold, acc, dcurrent, later = state
         new_dweights = tuple(new_dweights)
@@ -691,7 +735,7 @@ def apply(output, system, t0, t1, y0, input_times, input_sources, record_times, 
     @jax.custom_vjp
     def carriers(diff, fixed):
         out = fixed[1]
-        return _replay._zeros_like((out.spike_times, out.final_state))
+        return _replay._zeros_like((out.spike_times, out.final_state, out.records))
 
     # The time constants to differentiate (`fwd` finds them: the walk carries a `mu`
     # per time constant only where one is).
@@ -716,13 +760,14 @@ def apply(output, system, t0, t1, y0, input_times, input_sources, record_times, 
                     f"{jtu.keystr(path)} too: use gradients=True."
                 )
         out = fixed[1]
-        zeros = _replay._zeros_like((out.spike_times, out.final_state))
+        zeros = _replay._zeros_like((out.spike_times, out.final_state, out.records))
         return zeros, (values, fixed)
 
     def bwd(res, cot):
         values, (arrays, out, log) = res
         system_, t0_, _, y0_, _, input_sources_, _ = eqx.combine(values, arrays, static)
-        cot_spikes, cot_final = cot
+        cot_spikes, cot_final, cot_records = cot
+        _refuse_refractory_ends(cot_final, cot_records)
         if isinstance(cot_spikes, SymbolicZero):
             cot_spikes = jnp.zeros_like(out.spike_times)
         cot_final = jtu.tree_map(
@@ -731,28 +776,71 @@ def apply(output, system, t0, t1, y0, input_times, input_sources, record_times, 
             out.final_state,
             is_leaf=lambda c: isinstance(c, SymbolicZero),
         )
+        pops = system_.network.populations
+        cot_records = {
+            name: _wanted_fields(cot_records.get(name), pops[name].neuron) for name in pops
+        }
         cot_spikes = jnp.where(jnp.isfinite(out.spike_times), cot_spikes, 0.0)
         taus = {
             name: wanted.get(name, time_constants(pop.neuron))
             for name, pop in system_.network.populations.items()
         }
         derivatives = _adjoint(
-            system_, t0_, y0_, input_sources_, out, log, cot_spikes, cot_final, taus
+            system_,
+            t0_,
+            y0_,
+            input_sources_,
+            out,
+            log,
+            cot_spikes,
+            cot_final,
+            cot_records,
+            taus,
         )
         grads = jtu.tree_map(lambda _: None, values)
         grads = _put_gradients(grads, values, *derivatives)
         return grads, None
 
     carriers.defvjp(fwd, bwd, symbolic_zeros=True)
-    spikes, final_state = carriers(diff, _replay._stop_floats(fixed))
+    spikes, final_state, records = carriers(diff, _replay._stop_floats(fixed))
     return eqx.tree_at(
-        lambda o: (o.spike_times, o.final_state),
+        lambda o: (o.spike_times, o.final_state, o.records),
         output,
         (
             output.spike_times + spikes,
-            jtu.tree_map(lambda a, b: a + b, output.final_state, final_state),
+            jtu.tree_map(jnp.add, output.final_state, final_state),
+            jtu.tree_map(jnp.add, output.records, records),
         ),
     )
+
+
+def _is_zero(cot) -> bool:
+    return cot is None or isinstance(cot, SymbolicZero)
+
+
+def _refuse_refractory_ends(cot_final, cot_records):
+    """The ends of refractory periods (`ref_end`, in final or recorded states) move
+    with spike times the adjoint does not map them to: a loss that reads them is
+    refused."""
+    for where, tree in (("final state", cot_final), ("records", cot_records)):
+        for name, cot in (tree or {}).items():
+            if not _is_zero(getattr(cot, "ref_end", None)):
+                raise ValueError(
+                    f"gradients='eventprop' does not differentiate `ref_end` (the end "
+                    f"of a refractory period) of population {name!r}'s {where}: leave "
+                    "it out of the loss, or use gradients=True."
+                )
+
+
+def _wanted_fields(cot, neuron) -> dict:
+    """The recorded fields (`v` and the synaptic currents) whose derivatives the loss
+    has (field -> `(records, n)`); the refractory flag's derivative is zero."""
+    out = {}
+    for f in ("v", *neuron.synapse_fields):
+        c = getattr(cot, f, None)
+        if not _is_zero(c):
+            out[f] = c
+    return out
 
 
 def _put_gradients(grads, values, dweights, dparams, dcurrent, dy0, dinputs):

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _random_networks import DRIVE, RECURRENT, Structure, draw
+from _random_networks import DRIVE, RECURRENT, Structure, draw, record_times
 
 import neurosim as ns
 
@@ -35,9 +35,10 @@ def _no_refractory(net):
     return dataclasses.replace(net, arrays=arrays)
 
 
-def _loss_fn(structure, gradients, slot_weights, final_weights):
-    """A loss of the spike times (each slot weighted) and of the final potentials, as a
-    function of the weights and the initial potentials (the rest of `arrays` fixed)."""
+def _loss_fn(structure, gradients, slot_weights, final_weights, record=None):
+    """A loss of the spike times (each slot weighted), of the final potentials and (with
+    `record`, record times) of the recorded states' potentials and synaptic currents,
+    as a function of `diff` (the rest of `arrays` fixed)."""
 
     def loss(diff, arrays, delay_table):
         arrays = {**arrays, **diff}
@@ -45,11 +46,18 @@ def _loss_fn(structure, gradients, slot_weights, final_weights):
         y0 = initial(structure, arrays)
         sol = ns.simulate(
             net, t1=structure.t1, y0=y0, max_spikes=structure.max_spikes,
-            gradients=gradients,
+            gradients=gradients, record=record,
         )  # fmt: skip
         times = jnp.where(jnp.isfinite(sol.spike_times), sol.spike_times, 0.0)
         final = jnp.concatenate([sol.final_state[p].v for p in "ei"])
-        return jnp.sum(slot_weights * times) + jnp.sum(final_weights * final)
+        value = jnp.sum(slot_weights * times) + jnp.sum(final_weights * final)
+        if record is not None:
+            for p in "ei":
+                fields = ("v", *net.populations[p].neuron.synapse_fields)
+                for k, f in enumerate(fields):
+                    recorded = getattr(sol.states[p], f)
+                    value = value + jnp.sum(jnp.sin(recorded + k) * final_weights[:1])
+        return value
 
     return loss
 
@@ -90,31 +98,35 @@ def _split(net, keys=WEIGHTS + ("v0_e", "v0_i")):
 @pytest.mark.parametrize("name", sorted(STRUCTURES))
 def test_the_adjoint_equals_the_replays_gradient_on_random_networks(name, x64):
     """Weights (recurrent and input, dense rows), initial potentials, every neuron
-    parameter, currents and input spike times, float64, with and without refractory
-    periods: the two derivations agree to 1e-7 relative on every seed."""
+    parameter, currents and input spike times, of a loss of spike times, final and
+    recorded states, float64, with and without refractory periods: the two
+    derivations agree to 1e-7 relative on every seed."""
     structure = STRUCTURES[name]
     rng = np.random.default_rng(0)
     slot_weights = jnp.asarray(rng.uniform(0.5, 1.5, structure.max_spikes))
     final_weights = jnp.asarray(rng.normal(0.0, 1.0, structure.n))
+    # Records at t0 (before the spikes there), inside the run and at t1.
+    record = record_times(structure)
     grads = {
-        g: jax.jit(jax.value_and_grad(_loss_fn(structure, g, slot_weights, final_weights)))
+        g: jax.jit(
+            jax.value_and_grad(_loss_fn(structure, g, slot_weights, final_weights, record))
+        )
         for g in (True, "eventprop")
     }
     spikes = []
     for seed, refractory in ((0, True), (1, True), (2, True), (3, False)):
         net = draw(seed, structure)  # refractory periods of 0.2-1.1 ms (seeds 0-2)
         net = net if refractory else _no_refractory(net)
-        keys = _keys(structure)
-        if not refractory:
-            # At t_ref = 0 the replay has no hold to differentiate (0); the adjoint
-            # gives the derivative from the right (test_..._at_no_refractory_period).
-            keys = tuple(k for k in keys if not k.startswith("t_ref"))
-        diff, rest = _split(net, keys)
+        diff, rest = _split(net, _keys(structure))
         (value_r, grad_r), (value_e, grad_e) = (
             grads[g](diff, rest, net.delay_table) for g in (True, "eventprop")
         )
         assert float(value_r) == float(value_e)
         for key in diff:
+            if key.startswith("t_ref") and not refractory:
+                # At t_ref = 0 the replay has no hold to differentiate (0); the adjoint
+                # gives the derivative from the right (test_..._one_from_the_right).
+                continue
             a, b = np.asarray(grad_r[key]), np.asarray(grad_e[key])
             scale = np.max(np.abs(a))
             assert scale > 0, key
@@ -261,7 +273,7 @@ def _small(t_ref=0.0, delay=None, **kw):
             "piecewise constant",
         ),
         (_small(delay=1.0), {}, "delay"),
-        (_small(), {"record": jnp.asarray([5.0])}, "record"),
+        (_small(), {"until_fired": "a"}, "until_fired"),
     ],
 )
 def test_what_it_cannot_differentiate_is_refused_by_name(net, kwargs, match):
@@ -270,8 +282,8 @@ def test_what_it_cannot_differentiate_is_refused_by_name(net, kwargs, match):
 
 
 def test_differentiating_other_parameters_is_refused_by_name():
-    """A current's jump times, and the end of a refractory period in the initial
-    state, are outside the adjoint's scope."""
+    """A current's jump times, and the end of a refractory period in the initial or
+    final state, are outside the adjoint's scope."""
 
     def switched_on_at(t_on):
         current = ns.inputs.Step(t_on, 1.5)
@@ -292,6 +304,16 @@ def test_differentiating_other_parameters_is_refused_by_name():
 
     with pytest.raises(ValueError, match="ref_end"):
         jax.grad(held_until)(jnp.full(4, 1.0))
+
+    def last_hold(w):
+        net = ns.Network(
+            {"a": ns.Population(ns.LIF(t_ref=2.0), 4, 1.5)}, [ns.Projection("a", "a", w)]
+        )
+        sol = ns.simulate(net, t1=20.0, gradients="eventprop")
+        return jnp.sum(sol.final_state["a"].ref_end)
+
+    with pytest.raises(ValueError, match="ref_end.*final state"):
+        jax.grad(last_hold)(jnp.full((4, 4), 0.1))
 
 
 def test_forward_mode_is_refused():
