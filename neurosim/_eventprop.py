@@ -68,8 +68,10 @@ vanishes is handled as there (the gradient of the spikes the run produced).
 **Scope** (`unsupported` names what is outside it). Populations of the LIF family
 with a closed form (`LIF`, `CubaLIF`, `LI`), refractory periods included, constant or
 piecewise-constant currents, projections that jump a synaptic current, external input
-spikes, record times (a loss of the recorded states); no delays or early end
-(`until_fired`). Derivatives with
+spikes, record times (a loss of the recorded states), runs ended by `until_fired`
+(the end moves with the spike that completes the population, and the final state
+with it: that spike's time gets the final state's velocity times its derivatives);
+no delays. Derivatives with
 respect to the connection weights (input weights included), every neuron parameter
 (`tau_mem`, the synaptic time constants, `v_th`, `v_reset`, `v_leak`, `t_ref`), the
 currents' values (not the jump times of a `PiecewiseConstant` or `Step`), the input
@@ -94,7 +96,7 @@ from ._system import _jump
 from .neurons._linear import synaptic_kernel
 
 
-def unsupported(network, until) -> str | None:
+def unsupported(network) -> str | None:
     """Why `gradients="eventprop"` cannot differentiate this run (None: it can)."""
     for name, pop in network.populations.items():
         neuron = pop.neuron
@@ -111,8 +113,6 @@ def unsupported(network, until) -> str | None:
             return f"{owner}: a delay"
         if conn.target == "v":
             return f"{owner}: it jumps `v` itself (a delta synapse)"
-    if until is not None:
-        return "`until_fired`"
     return None
 
 
@@ -424,17 +424,58 @@ def _transport(neuron, lam, mu, free, held):
     return read, drive, mus, drives
 
 
-def _adjoint(
-    system, t0, y0, input_sources, out, log, cot_spikes, cot_final, cot_records, taus
-):
-    r"""The derivatives of the loss from its derivatives with respect to the spike
-    times (`cot_spikes`, per slot) and the final states (`cot_final`): per connection
+def _run_end(system, out, log, cot_final, until):
+    r"""With `until` (`until_fired`): the log entry of the spike that ended the run (-1:
+    none, it ran to t1) and what moving the end gives the loss, $\sum_i
+    \partial L / \partial x_i \cdot \dot x_i$ at the end (after its events; `v`
+    still where held)."""
+    if until is None:
+        return -1, 0.0
+    network, dtype = system.network, out.spike_times.dtype
+    t_end = out.t_final
+    moves = jnp.zeros((), dtype)
+    for name, pop in network.populations.items():
+        neuron, state = pop.neuron, out.final_state[name]
+        current = jnp.broadcast_to(jnp.asarray(pop.current(t_end), dtype), (pop.n,))
+        total = sum(
+            (getattr(state, f) for f in neuron.synapse_fields), jnp.zeros((pop.n,), dtype)
+        )
+        dv = (neuron.v_leak + current + total - state.v) / neuron.tau_mem
+        if hasattr(state, "refractory"):
+            # (The flag may outlive the period in a final state: its end decides.)
+            held = (state.refractory > 0) & (state.ref_end > t_end)
+            dv = jnp.where(held, 0.0, dv)
+        moves = moves + jnp.sum(cot_final[name].v * dv)
+        taus = neuron.synapse_time_constants()
+        for f, tau in zip(neuron.synapse_fields, taus, strict=True):
+            cot = getattr(cot_final[name], f)
+            moves = moves - jnp.sum(cot * getattr(state, f) / tau)
+    entries = jnp.arange(log["kind"].shape[0])
+    slot = jnp.clip(log["a"], 0, out.spike_times.shape[0] - 1)
+    neuron = jnp.clip(out.spike_neurons[slot], 0, until.shape[0] - 1)
+    ends = (
+        (log["kind"] == _replay.SPIKE)
+        & (entries < log["count"])
+        & (log["t"] == t_end)
+        & until[neuron]
+    )
+    return jnp.max(jnp.where(ends, entries, -1)), moves
+
+
+def _adjoint(system, t0, y0, input_sources, out, log, cots, taus, until=None):
+    r"""The derivatives of the loss from its derivatives `cots` with respect to the
+    spike times (`cot_spikes`, per slot), the final states (`cot_final`) and the
+    records (`cot_records`): per connection
     its weights'; per population its neuron's parameters (`_parameters`, per neuron)
     and its current's (a tree like it); the initial states'; the input spike times'.
 
     `cot_records` (population -> field -> `(records, n)`): the loss's derivatives
     with respect to the recorded states, added to the adjoints at each record time
     (where every neuron of those populations is re-anchored).
+
+    `until` (a mask over the neurons, `until_fired`): the run ends at the spike that
+    completes them, and the end moves with it: that spike's time gets the final
+    state's velocity there (after the events at the end) times its derivatives.
 
     `taus` (population -> names): the time constants to differentiate. Their
     derivative is $\sum_j \lambda(t_{j+1})^\top \partial_\tau x(t_{j+1})$ over the
@@ -444,6 +485,7 @@ def _adjoint(
     constant, $\mu$, read like $\lambda$ ($\mu(t) = \Phi^\top \mu(s) + \partial_\tau
     (\Phi^\top \lambda(s))$, a `jax.jvp` of the closed form's transpose), and each of
     those terms gives $\mu^\top$ its size where it enters."""
+    cot_spikes, cot_final, cot_records = cots
     network, pops, conns, count, num_spikes, dtype = _walk(system, out, log)
     slots, hold0 = _forward_pass(system, t0, y0, input_sources, out, log)
     t_end = out.t_final
@@ -572,6 +614,8 @@ def _adjoint(
             anchor[name] = jnp.full_like(anchor[name], t)
         return lam, mu, anchor, hold, acc, dcurrent, t if record is None else later
 
+    end_entry, end_moves = _run_end(system, out, log, cot_final, until)
+
     def body(j, carry):
         lam, mu, anchor, hold, dweights, acc, dinputs, dcurrent, later = carry
         e = count - 1 - j
@@ -580,6 +624,7 @@ def _adjoint(
         slot = jnp.clip(a, 0, num_spikes - 1)
         is_spike = kind == _replay.SPIKE
         g_time = jnp.where(is_spike, cot_spikes[slot], 0.0)
+        g_time = g_time + jnp.where(e == end_entry, end_moves, 0.0)
         acc = {name: dict(x) for name, x in acc.items()}
         new_dweights = []
         for c, conn in enumerate(conns):
@@ -721,16 +766,20 @@ def _adjoint(
     return dweights, dparams, dcurrent, dy0, dinputs
 
 
-def apply(output, system, t0, t1, y0, input_times, input_sources, record_times, log):
+def apply(
+    output, system, t0, t1, y0, input_times, input_sources, record_times, log, until=None
+):
     """The forward run's `output` with the adjoint's derivatives attached (a custom
-    VJP whose primal is zero: the walk runs only in reverse mode)."""
+    VJP whose primal is zero: the walk runs only in reverse mode). `until`: the mask
+    of `until_fired` (None: the run went to `t1`)."""
+    until = None if until is None else jnp.asarray(until.array)
     args = (system, t0, t1, y0, input_times, input_sources, record_times)
     allowed = _allowed(args)
     inexact = jtu.tree_map(eqx.is_inexact_array, args)
     diff, rest = eqx.partition(args, inexact)
     allowed, _ = eqx.partition(allowed, inexact)
     arrays, static = eqx.partition(rest, eqx.is_array)
-    fixed = (arrays, output, log)
+    fixed = (arrays, output, log, until)
 
     @jax.custom_vjp
     def carriers(diff, fixed):
@@ -764,7 +813,7 @@ def apply(output, system, t0, t1, y0, input_times, input_sources, record_times, 
         return zeros, (values, fixed)
 
     def bwd(res, cot):
-        values, (arrays, out, log) = res
+        values, (arrays, out, log, until) = res
         system_, t0_, _, y0_, _, input_sources_, _ = eqx.combine(values, arrays, static)
         cot_spikes, cot_final, cot_records = cot
         _refuse_refractory_ends(cot_final, cot_records)
@@ -785,17 +834,9 @@ def apply(output, system, t0, t1, y0, input_times, input_sources, record_times, 
             name: wanted.get(name, time_constants(pop.neuron))
             for name, pop in system_.network.populations.items()
         }
+        cots = (cot_spikes, cot_final, cot_records)
         derivatives = _adjoint(
-            system_,
-            t0_,
-            y0_,
-            input_sources_,
-            out,
-            log,
-            cot_spikes,
-            cot_final,
-            cot_records,
-            taus,
+            system_, t0_, y0_, input_sources_, out, log, cots, taus, until
         )
         grads = jtu.tree_map(lambda _: None, values)
         grads = _put_gradients(grads, values, *derivatives)

@@ -772,7 +772,7 @@ def run(
             until=until,
         )
         if eventprop:
-            return _eventprop.apply(out, system, *args, log)
+            return _eventprop.apply(out, system, *args, log, until)
         return _replay.apply(out, system, *args, log, whole=gradients == "whole")
     return _forward(
         system,

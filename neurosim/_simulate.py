@@ -32,12 +32,12 @@ class SimulationError(RuntimeError):
         self.solution = solution
 
 
-def _eventprop_check(network, until_fired):
+def _eventprop_check(network):
     """`gradients="eventprop"`: a clear error for what it cannot differentiate
     (`neurosim._eventprop.unsupported`)."""
     from . import _eventprop
 
-    reason = _eventprop.unsupported(network, until_fired or None)
+    reason = _eventprop.unsupported(network)
     if reason is not None:
         raise _arg_error(
             "gradients",
@@ -544,9 +544,9 @@ def simulate(
         network in 1.8x its forward run (4x with True), of CUBA at 4000 neurons in
         3.3x (100x). It is reverse mode only (a `jax.custom_vjp`), with respect to
         connection weights, neuron parameters, current values, input spike times
-        and initial states, for LIF-family networks without
-        delays, delta synapses or `until_fired`; an error names anything
-        else it is asked to differentiate. False
+        and initial states, of losses of spike times, final and recorded states,
+        for LIF-family networks without delays or delta synapses; an error names
+        anything else it is asked to differentiate. False
         uses a plain `lax.while_loop`, about 1.5x faster for runs that are never
         differentiated (parameter sweeps, large networks), whose ODE segments take
         the solver's steps without `diffeqsolve` (`neurosim._segment`); `jax.grad`
@@ -661,7 +661,7 @@ def simulate(
         )
     deferred = _check_populations(network, t0, single)
     if gradients == "eventprop":
-        _eventprop_check(network, until_fired)
+        _eventprop_check(network)
     states = _initial_states(network, y0, single)
     dtype = jtu.tree_leaves(states)[0].dtype
     record = _prepare_record(record, t0, t1, dtype)
