@@ -107,6 +107,10 @@ def yinyang(repeats=REPEATS, jaxsnn_python=None):
             "value+grad, checkpointed",
             jax.value_and_grad(lambda p: batch_loss(p, "checkpointed")),
         ),
+        "value_and_grad_eventprop": (
+            'value+grad, gradients="eventprop"',
+            jax.value_and_grad(lambda p: batch_loss(p, "eventprop")),
+        ),
         "forward_layered": ('forward, exact="layered"', lambda p: batch_loss(p, "layered")),
         "value_and_grad_layered": (
             'value+grad, exact="layered"',
