@@ -21,17 +21,22 @@ CURRENTS = jnp.array([1.2, 1.5, 3.0, 6.0])
 SPIKES, T1 = 3, 80.0
 
 
-def _trains(model, current):
-    sol = ns.simulate(model, n=1, t1=T1, current=current, max_spikes=32)
+def _trains(model, current, gradients=True):
+    sol = ns.simulate(
+        model, n=1, t1=T1, current=current, max_spikes=32, gradients=gradients
+    )
     return sol.padded_spike_trains(SPIKES)
 
 
-def _loss(model, sample):
+def _loss(model, sample, gradients=True):
     current, target = sample
-    return losses.spike_time_mse(_trains(model, current), target, t_missing=T1)
+    trains = _trains(model, current, gradients)
+    return losses.spike_time_mse(trains, target, t_missing=T1)
 
 
-def test_fitting_a_lif_recovers_tau_mem_and_v_th_within_one_percent():
+# The replay's gradient (the default) and the adjoint written out.
+@pytest.mark.parametrize("gradients", [True, "eventprop"])
+def test_fitting_a_lif_recovers_tau_mem_and_v_th_within_one_percent(gradients):
     true = ns.LIF(tau_mem=10.0, v_th=1.0, t_ref=0.5)
     # Targets from the analytic periods: spike k at (k + 1) (t_ref + tau ln(I/(I-1)))
     # minus t_ref, for the hard reset to 0.
@@ -53,7 +58,7 @@ def test_fitting_a_lif_recovers_tau_mem_and_v_th_within_one_percent():
         optax.scale_by_learning_rate(optax.exponential_decay(0.02, 300, 0.01)),
     )
     fitted, history = ns.fit(
-        _loss,
+        functools.partial(_loss, gradients=gradients),
         start,
         (CURRENTS, jnp.asarray(targets, jnp.float32)),
         optimizer=optimizer,
