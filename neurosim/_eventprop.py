@@ -71,8 +71,8 @@ piecewise-constant currents, projections that jump a synaptic current, external 
 spikes, record times (a loss of the recorded states), runs ended by `until_fired`
 (the end moves with the spike that completes the population, and the final state
 with it: that spike's time gets the final state's velocity times its derivatives);
-no delays. Derivatives with
-respect to the connection weights (input weights included), every neuron parameter
+no delays. Derivatives with respect to the connection weights (input weights
+included), every neuron parameter
 (`tau_mem`, the synaptic time constants, `v_th`, `v_reset`, `v_leak`, `t_ref`), the
 currents' values (not the jump times of a `PiecewiseConstant` or `Step`), the input
 spike times and the initial states' `v` and synaptic currents (the refractory flag
@@ -116,9 +116,9 @@ def unsupported(network) -> str | None:
     return None
 
 
-# The neuron parameters the adjoint differentiates, where a population's neuron has
-# them: the threshold and reset (at each spike), the resting potential (along the
-# free flow).
+# The neuron parameters besides the time constants that the adjoint differentiates,
+# where a population's neuron has them: the threshold and reset (at each spike), the
+# resting potential (along the free flow), the refractory period (the hold's end).
 NEURON_PARAMETERS = ("v_th", "v_reset", "v_leak", "t_ref")
 
 
