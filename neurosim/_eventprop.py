@@ -53,6 +53,11 @@ time $t$ is $\Phi(s - t)^\top \lambda$: nothing moves between the events that to
   smooth through $\tau_k = \tau_m$), passed by jumps and scaled by $R$ at a reset.
   Each of those terms gives $\mu^\top$ its size where it enters. The walk carries
   $\mu$ only for the time constants a run differentiates.
+- *Delays*: a delayed delivery's time is its spike's plus the delay, so what moving
+  it gives (its targets' $-\lambda^\top A\,\Delta x$) goes to the delay (per
+  synapse, each its own) and, kept per spike slot until the walk reaches that spike,
+  to the spike's time. The emitting slot of each delivery is found once, by a binary
+  search within its neuron's spikes.
 - *Records*: the loss's derivatives with respect to the states recorded at a time
   are added to the adjoints there (every neuron of the recorded populations is
   re-anchored: a pass over them per record time). Those of `ref_end` (the end of a
@@ -68,11 +73,12 @@ vanishes is handled as there (the gradient of the spikes the run produced).
 **Scope** (`unsupported` names what is outside it). Populations of the LIF family
 with a closed form (`LIF`, `CubaLIF`, `LI`), refractory periods included, constant or
 piecewise-constant currents, projections that jump a synaptic current, external input
-spikes, record times (a loss of the recorded states), runs ended by `until_fired`
-(the end moves with the spike that completes the population, and the final state
-with it: that spike's time gets the final state's velocity times its derivatives);
-no delays. Derivatives with respect to the connection weights (input weights
-included), every neuron parameter
+spikes, synaptic delays (scalar or per synapse), record times (a loss of the
+recorded states), runs ended by `until_fired` (the end moves with the spike that
+completes the population, and the final state with it: that spike's time gets the
+final state's velocity times its derivatives); no delta synapses. Derivatives with
+respect to the connection weights (input weights included) and delays, every neuron
+parameter
 (`tau_mem`, the synaptic time constants, `v_th`, `v_reset`, `v_leak`, `t_ref`), the
 currents' values (not the jump times of a `PiecewiseConstant` or `Step`), the input
 spike times and the initial states' `v` and synaptic currents (the refractory flag
@@ -109,8 +115,6 @@ def unsupported(network) -> str | None:
             return f"population {name!r}: its current is not piecewise constant"
     for conn in network.connections:
         owner = f"projection {conn.pre!r} -> {conn.post!r}"
-        if conn.delay is not None:
-            return f"{owner}: a delay"
         if conn.target == "v":
             return f"{owner}: it jumps `v` itself (a delta synapse)"
     return None
@@ -181,6 +185,13 @@ def _allowed(args):
             system_mask,
             [True] * len(network.connections),
         )
+    delayed = [c for c, conn in enumerate(network.connections) if conn.delay is not None]
+    if delayed:
+        system_mask = eqx.tree_at(
+            lambda s: [s.network.connections[c].delay for c in delayed],
+            system_mask,
+            [True] * len(delayed),
+        )
     # Not the end of a refractory period the initial state holds.
     y0_mask = {
         name: eqx.tree_at(lambda s: s.ref_end, jtu.tree_map(lambda _: True, y), False)
@@ -239,16 +250,66 @@ def _rows(conn, row, n_post):
     return conn.post_index[row]
 
 
-def _sources(system, conn, kind, a, log_src, spike_neurons):
-    """Whether log entry (`kind`, `a`) delivers through `conn`, and its row."""
-    network = system.network
+def _sources(system, conn, position, entry, log_src, spike_neurons):
+    """Whether log entry `entry` (its fields at one index) delivers through `conn`
+    (`position`: its place among the delayed connections, None where it has no
+    delay), its row, and which of the row's synapses (None: all; per-synapse delays
+    deliver the synapses of one delay at a time)."""
+    network, kind, a = system.network, entry["kind"], entry["a"]
+    mask = None
+    if position is not None:
+        local = entry["b"]
+        ok = (kind == _replay.DELAY) & (a == position)
+        row = jnp.clip(local, 0, conn.n_pre - 1)
+        if conn.per_synapse_delay:
+            delays = lax.stop_gradient(conn.delay[row])
+            at = delays[jnp.clip(entry["cursor"], 0, delays.shape[0] - 1)]
+            mask = delays == at
+        return ok, row, mask
     if conn.pre in network.populations:
         local = spike_neurons[a] - network.offsets[conn.pre]
         ok = (kind == _replay.SPIKE) & (local >= 0) & (local < conn.n_pre)
     else:
         local = log_src[a] - system.input_offsets()[conn.pre]
         ok = (kind == _replay.INPUT) & (local >= 0) & (local < conn.n_pre)
-    return ok, jnp.clip(local, 0, conn.n_pre - 1)
+    return ok, jnp.clip(local, 0, conn.n_pre - 1), mask
+
+
+def _positions(conns):
+    """Each connection's place among the delayed ones (None: no delay)."""
+    delayed = [c for c, conn in enumerate(conns) if conn.delay is not None]
+    return [delayed.index(c) if c in delayed else None for c in range(len(conns))]
+
+
+def _entry(log, e):
+    return {k: log[k][e] for k in ("kind", "a", "b", "cursor") if k in log}
+
+
+def _emitting_slots(system, out, log):
+    """For each log entry that is a delayed delivery, the spike slot that emitted it
+    (the spike of its row's neuron at its emission time; slots are in time order,
+    each neuron's too): a binary search within each neuron's spikes."""
+    network, conns = system.network, system.network.connections
+    positions = _positions(conns)
+    offsets = [
+        network.offsets[conn.pre]
+        for conn, p in zip(conns, positions, strict=True)
+        if p is not None
+    ]
+    if not offsets:
+        return None
+    neuron = jnp.asarray(offsets, jnp.int32)[jnp.clip(log["a"], 0, len(offsets) - 1)]
+    neuron = neuron + log["b"]
+    order = jnp.argsort(out.spike_neurons, stable=True)
+    by_neuron = out.spike_neurons[order]
+    times = out.spike_times[order]
+    lo = jnp.searchsorted(by_neuron, neuron, side="left")
+    hi = jnp.searchsorted(by_neuron, neuron, side="right")
+    for _ in range(max(1, int(out.spike_times.shape[0]).bit_length())):
+        mid = (lo + hi) // 2
+        right = (lo < hi) & (times[jnp.clip(mid, 0, times.shape[0] - 1)] < log["emit"])
+        lo, hi = jnp.where(right, mid + 1, lo), jnp.where(right, hi, mid)
+    return order[jnp.clip(lo, 0, order.shape[0] - 1)]
 
 
 def _walk(system, out, log):
@@ -287,6 +348,7 @@ def _forward_pass(system, t0, y0, input_sources, out, log):
     currents at its last touch; a refractory end is read at the first touch after
     it."""
     network, pops, conns, count, num_spikes, dtype = _walk(system, out, log)
+    positions = _positions(conns)
     inf = jnp.asarray(jnp.inf, dtype)
     per_slot = dict(
         at_spike=jnp.zeros((num_spikes,), dtype),
@@ -358,11 +420,13 @@ def _forward_pass(system, t0, y0, input_sources, out, log):
             # this event's own deliveries.
             st, slots = resolve(name, st, slots, i, mine[None], t)
             state = {**state, name: st}
-        for conn in conns:
-            ok, row = _sources(system, conn, kind, a, input_sources, out.spike_neurons)
+        for conn, position in zip(conns, positions, strict=True):
+            ok, row, mask = _sources(
+                system, conn, position, _entry(log, e), input_sources, out.spike_neurons
+            )
             q, post = conn.post, pops[conn.post]
             idx = _rows(conn, row, post.n)
-            valid = ok & (idx < post.n)
+            valid = ok & (idx < post.n) & (True if mask is None else mask)
             st, slots = resolve(q, state[q], slots, idx, valid, t)
             neuron = pn._take(post.neuron, idx, post.n)
             jump = _jumps(neuron, conn, conn.weight[row] * valid.astype(dtype))
@@ -515,6 +579,15 @@ def _adjoint(system, t0, y0, input_sources, out, log, cots, taus, until=None):
     }
     anchor0 = {name: jnp.full((pop.n,), t_end, dtype) for name, pop in pops.items()}
     dweights0 = tuple(jnp.zeros_like(conn.weight) for conn in conns)
+    # Delays: their derivatives, and what the deliveries they delay give the spikes
+    # that emitted them (added when the walk reaches those spikes).
+    positions = _positions(conns)
+    ddelays0 = tuple(
+        jnp.zeros((), dtype) if conn.delay is None else jnp.zeros_like(conn.delay)
+        for conn in conns
+    )
+    emitters = _emitting_slots(system, out, log)
+    g_delayed0 = jnp.zeros((num_spikes,), dtype)
     # Per neuron: the derivatives with respect to `v_th`, `v_reset`, `t_ref`, the drive
     # (`v_leak`) and the time constants, the drive's since the last flush into the
     # current's, and `v`'s adjoint at the end of a hold re-anchored inside
@@ -617,21 +690,25 @@ def _adjoint(system, t0, y0, input_sources, out, log, cots, taus, until=None):
     end_entry, end_moves = _run_end(system, out, log, cot_final, until)
 
     def body(j, carry):
-        lam, mu, anchor, hold, dweights, acc, dinputs, dcurrent, later = carry
+        lam, mu, anchor, hold, dweights, acc, dinputs, dcurrent, later = carry[:9]
+        ddelays, g_delayed = carry[9:]
         e = count - 1 - j
         kind, a = log["kind"][e], log["a"][e]
         t = log["t"][e] + log["t_lo"][e]
         slot = jnp.clip(a, 0, num_spikes - 1)
         is_spike = kind == _replay.SPIKE
-        g_time = jnp.where(is_spike, cot_spikes[slot], 0.0)
+        g_time = jnp.where(is_spike, cot_spikes[slot] + g_delayed[slot], 0.0)
         g_time = g_time + jnp.where(e == end_entry, end_moves, 0.0)
         acc = {name: dict(x) for name, x in acc.items()}
-        new_dweights = []
+        new_dweights, new_ddelays = [], list(ddelays)
         for c, conn in enumerate(conns):
-            ok, row = _sources(system, conn, kind, a, input_sources, out.spike_neurons)
+            position = positions[c]
+            ok, row, mask = _sources(
+                system, conn, position, _entry(log, e), input_sources, out.spike_neurons
+            )
             q, post = conn.post, pops[conn.post]
             idx = _rows(conn, row, post.n)
-            valid = ok & (idx < post.n)
+            valid = ok & (idx < post.n) & (True if mask is None else mask)
             neuron, lanes, held, _, mus, _ = read(q, lam, mu, anchor, hold, idx, t)
             lanes = {f: jnp.where(valid, x, 0.0) for f, x in lanes.items()}
             weight = conn.weight[row]
@@ -646,8 +723,19 @@ def _adjoint(system, t0, y0, input_sources, out, log, cots, taus, until=None):
             for p, d in initial(jump, mus).items():
                 acc[q][p] = add(acc[q][p], write, d)
             # What moving the event later does through this connection's jumps.
-            moved = -jnp.sum(_velocity_coupling(neuron, lanes, jump, held))
-            if conn.pre in pops:
+            per_lane = -_velocity_coupling(neuron, lanes, jump, held)
+            moved = jnp.sum(per_lane)
+            if position is not None:
+                # A delayed delivery: its time is the emitting spike's plus the delay.
+                at = jnp.where(ok, emitters[e], num_spikes)
+                g_delayed = g_delayed.at[at].add(moved, mode="drop")
+                dd = new_ddelays[c]
+                if conn.per_synapse_delay:
+                    put_at = jnp.where(ok, row, conn.n_pre)
+                    new_ddelays[c] = put(dd, put_at, dd[row] + per_lane)
+                else:
+                    new_ddelays[c] = dd + jnp.where(ok, moved, 0.0)
+            elif conn.pre in pops:
                 g_time = g_time + moved
             else:
                 dinputs = add(dinputs, jnp.where(ok, a, num_inputs), moved)
@@ -733,13 +821,15 @@ def _adjoint(system, t0, y0, input_sources, out, log, cots, taus, until=None):
             )
         lam, mu, anchor, hold, acc, dcurrent, later = state
         new_dweights = tuple(new_dweights)
-        return lam, mu, anchor, hold, new_dweights, acc, dinputs, dcurrent, later
+        new_ddelays = tuple(new_ddelays)
+        out_carry = (lam, mu, anchor, hold, new_dweights, acc, dinputs, dcurrent, later)
+        return (*out_carry, new_ddelays, g_delayed)
 
     dinputs0 = jnp.zeros((num_inputs,), dtype)
     carry = (lam0, mu0, anchor0, hold0, dweights0, acc0, dinputs0, dcurrent0, t_end)
-    lam, mu, anchor, hold, dweights, acc, dinputs, dcurrent, later = lax.fori_loop(
-        0, count, body, carry
-    )
+    carry = lax.fori_loop(0, count, body, (*carry, ddelays0, g_delayed0))
+    lam, mu, anchor, hold, dweights, acc, dinputs, dcurrent, later = carry[:9]
+    ddelays = carry[9]
     dy0, dparams = {}, {}
     for name, pop in pops.items():
         every = jnp.arange(pop.n, dtype=jnp.int32)
@@ -763,7 +853,7 @@ def _adjoint(system, t0, y0, input_sources, out, log, cots, taus, until=None):
             for p in _parameters(network, name)
             if p in per_neuron
         }
-    return dweights, dparams, dcurrent, dy0, dinputs
+    return dweights, ddelays, dparams, dcurrent, dy0, dinputs
 
 
 def apply(
@@ -884,7 +974,7 @@ def _wanted_fields(cot, neuron) -> dict:
     return out
 
 
-def _put_gradients(grads, values, dweights, dparams, dcurrent, dy0, dinputs):
+def _put_gradients(grads, values, dweights, ddelays, dparams, dcurrent, dy0, dinputs):
     """The cotangent of `values` (the differentiable arguments): the adjoint's
     derivatives in their places, zeros (None) elsewhere."""
     system = values[0]
@@ -898,9 +988,12 @@ def _put_gradients(grads, values, dweights, dparams, dcurrent, dy0, dinputs):
             put.append(d)
         where.append(lambda s, name=name: s.network.populations[name].current)
         put.append(dcurrent[name])
-    for c in range(len(network.connections)):
+    for c, conn in enumerate(network.connections):
         where.append(lambda s, c=c: s.network.connections[c].weight)
         put.append(dweights[c])
+        if conn.delay is not None and eqx.is_inexact_array(conn.delay):
+            where.append(lambda s, c=c: s.network.connections[c].delay)
+            put.append(ddelays[c])
     grads_system = eqx.tree_at(
         lambda s: [w(s) for w in where], grads[0], put, is_leaf=lambda x: x is None
     )

@@ -543,10 +543,10 @@ def simulate(
         costing its own neurons' work: value and gradient of a 100-neuron recurrent
         network in 1.8x its forward run (4x with True), of CUBA at 4000 neurons in
         3.3x (100x). It is reverse mode only (a `jax.custom_vjp`), with respect to
-        connection weights, neuron parameters, current values, input spike times
-        and initial states, of losses of spike times, final and recorded states,
-        for LIF-family networks without delays or delta synapses; an error names
-        anything else it is asked to differentiate. False
+        connection weights and delays, neuron parameters, current values, input
+        spike times and initial states, of losses of spike times, final and
+        recorded states, for LIF-family networks without delta synapses; an error
+        names anything else it is asked to differentiate. False
         uses a plain `lax.while_loop`, about 1.5x faster for runs that are never
         differentiated (parameter sweeps, large networks), whose ODE segments take
         the solver's steps without `diffeqsolve` (`neurosim._segment`); `jax.grad`

@@ -16,14 +16,15 @@ import neurosim as ns
 
 # Two populations with heterogeneous time constants, inputs, a few neurons above
 # threshold at t0 (they fire there), refractory periods, constant currents and (in
-# "lif") a stepped one.
+# "lif") a stepped one; in "cuba_lif", scalar and per-synapse delays.
 STRUCTURES = {
     "lif": Structure("ep_lif", n_exc=48, n_inh=12, fan_out=8, fan_out_inh=4, t1=80.0,
                      n_inputs=40, input_fan_out=12, input_slots=16, max_spikes=3000),
     "cuba_lif": Structure("ep_cuba_lif", n_exc=48, n_inh=12, models=("cuba", "lif"),
                           fan_out=8, fan_out_inh=4, t1=80.0, n_inputs=40,
                           input_fan_out=12, input_slots=16, max_spikes=3000,
-                          stepped=False),
+                          stepped=False,
+                          delays=("scalar", "per_synapse", None, "scalar")),
 }  # fmt: skip
 WEIGHTS = tuple(f"w_{name}" for name in RECURRENT + DRIVE)
 
@@ -86,6 +87,8 @@ def _keys(structure):
     extra = ("step_e",) if structure.stepped else ()
     for model, pop in zip(structure.models, "ei", strict=True):
         extra += tuple(f"{p}_{pop}" for p in SYNAPSES[model])
+    for name, delay in zip(RECURRENT, structure.delays, strict=True):
+        extra += (f"delay_{name}",) if delay == "scalar" else ()
     return WEIGHTS + ("v0_e", "v0_i") + PARAMETERS + extra + ("input_times",)
 
 
@@ -282,7 +285,6 @@ def _small(t_ref=0.0, delay=None, **kw):
             {},
             "piecewise constant",
         ),
-        (_small(delay=1.0), {}, "delay"),
     ],
 )
 def test_what_it_cannot_differentiate_is_refused_by_name(net, kwargs, match):

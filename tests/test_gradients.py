@@ -97,20 +97,27 @@ def _network(p):
     )
 
 
-def _run(p, exact):
+def _run(p, exact, gradients=True):
     # The ODE path at tight tolerances in float64 (float32 cannot reach them).
     tolerances = TIGHT if not exact and p.dtype == jnp.float64 else {}
-    return ns.simulate(_network(p), t1=T1, max_spikes=MAX_SPIKES, exact=exact, **tolerances)
+    return ns.simulate(
+        _network(p),
+        t1=T1,
+        max_spikes=MAX_SPIKES,
+        exact=exact,
+        gradients=gradients,
+        **tolerances,
+    )
 
 
 @functools.cache
-def _compiled(exact):
+def _compiled(exact, gradients=True):
     """The weighted spike-time loss, its gradient and the spike count, jitted once per
     scenario and path (and per precision, by the tracing cache): the finite
     differences use the same compiled function as the gradient."""
 
     def loss(p):
-        sol = _run(p, exact)
+        sol = _run(p, exact, gradients)
         return _weighted_sum(sol), sol.num_spikes
 
     return eqx.filter_jit(jax.value_and_grad(loss, has_aux=True))
@@ -143,17 +150,19 @@ def _assert_close(grad, reference, names, rtol=1e-4):
 
 
 @pytest.mark.parametrize(
-    "exact",
+    "exact, gradients",
     # The ODE path's gradient is also checked below (equal time constants); its
     # finite-difference sweep compiles another minute and runs with the slow tests.
-    [True, pytest.param(False, marks=pytest.mark.slow)],
-    ids=["exact", "ode"],
+    [(True, True), (True, "eventprop"), pytest.param(False, True, marks=pytest.mark.slow)],
+    ids=["exact", "eventprop", "ode"],
 )
-def test_every_parameter_against_finite_differences(exact, x64):
+def test_every_parameter_against_finite_differences(exact, gradients, x64):
     """LIF tau_mem, tau_syn (the time constants also at tau_syn = 2 tau_mem), v_th, v_reset, t_ref; a weight, a
     scalar delay, piecewise-constant and constant currents, an input spike time and
-    its weight; a CubaLIF at its defaults and its weights; per-synapse delays."""
-    compiled = _compiled(exact)
+    its weight; a CubaLIF at its defaults and its weights; per-synapse delays. On the
+    exact path with the replay (`gradients=True`) and with the adjoint written out
+    (`"eventprop"`)."""
+    compiled = _compiled(exact, gradients)
     everything = range(len(NAMES))
     time_constants = [k for k, name in enumerate(NAMES) if "tau" in name]
     for tau_syn, which in ((5.0, everything), (20.0, time_constants)):
@@ -179,11 +188,13 @@ def test_equal_and_nearly_equal_time_constants_against_the_ode_path(x64):
         _assert_close(grad_exact, grad_ode, NAMES)
 
 
-def test_float32_gradients_are_finite_for_any_refractory_period(float32):
+@pytest.mark.parametrize("gradients", [True, "eventprop"])
+def test_float32_gradients_are_finite_for_any_refractory_period(gradients, float32):
     """A refractory period of many membrane time constants (exp(t_ref / tau_mem)
-    overflows float32 above about 88) leaves every gradient finite on the exact path.
-    (The ODE path's LIF equations hold no such exponential.)"""
-    compiled = _compiled(True)
+    overflows float32 above about 88) leaves every gradient finite on the exact path,
+    with the replay and with the adjoint. (The ODE path's LIF equations hold no such
+    exponential.)"""
+    compiled = _compiled(True, gradients)
     for t_ref in (0.0, 1.0, 100.0, 1000.0, 1e4):
         p = _parameters(jnp.float32, LIF_t_ref=t_ref)
         (loss, _), grad = compiled(p)
