@@ -420,9 +420,10 @@ def _forward_pass(system, t0, y0, input_sources, out, log):
             # this event's own deliveries.
             st, slots = resolve(name, st, slots, i, mine[None], t)
             state = {**state, name: st}
+        entry = _entry(log, e)
         for conn, position in zip(conns, positions, strict=True):
             ok, row, mask = _sources(
-                system, conn, position, _entry(log, e), input_sources, out.spike_neurons
+                system, conn, position, entry, input_sources, out.spike_neurons
             )
             q, post = conn.post, pops[conn.post]
             idx = _rows(conn, row, post.n)
@@ -526,7 +527,7 @@ def _run_end(system, out, log, cot_final, until):
     return jnp.max(jnp.where(ends, entries, -1)), moves
 
 
-def _adjoint(system, t0, y0, input_sources, out, log, cots, taus, until=None):
+def _adjoint(system, t0, y0, input_sources, out, log, cots, wanted, until=None):
     r"""The derivatives of the loss from its derivatives `cots` with respect to the
     spike times (`cot_spikes`, per slot), the final states (`cot_final`) and the
     records (`cot_records`): per connection
@@ -541,8 +542,10 @@ def _adjoint(system, t0, y0, input_sources, out, log, cots, taus, until=None):
     completes them, and the end moves with it: that spike's time gets the final
     state's velocity there (after the events at the end) times its derivatives.
 
-    `taus` (population -> names): the time constants to differentiate. Their
-    derivative is $\sum_j \lambda(t_{j+1})^\top \partial_\tau x(t_{j+1})$ over the
+    `wanted`: per population, the names of the parameters to differentiate (its
+    neuron's, and "current"), and under "inputs" whether the input spike times are;
+    the walk carries the terms of those alone (elsewhere the derivatives are zeros).
+    The time constants' derivative is $\sum_j \lambda(t_{j+1})^\top \partial_\tau x(t_{j+1})$ over the
     stretches of free flow between the events that touch a neuron (their ends fixed).
     It is linear in the stretch's initial state, which is the sum of what the initial
     state, each jump, reset and the drive put in: each neuron carries, per time
@@ -551,6 +554,10 @@ def _adjoint(system, t0, y0, input_sources, out, log, cots, taus, until=None):
     those terms gives $\mu^\top$ its size where it enters."""
     cot_spikes, cot_final, cot_records = cots
     network, pops, conns, count, num_spikes, dtype = _walk(system, out, log)
+    taus = {
+        name: tuple(p for p in time_constants(pop.neuron) if p in wanted[name])
+        for name, pop in pops.items()
+    }
     slots, hold0 = _forward_pass(system, t0, y0, input_sources, out, log)
     t_end = out.t_final
     num_inputs = input_sources.shape[0]
@@ -588,12 +595,16 @@ def _adjoint(system, t0, y0, input_sources, out, log, cots, taus, until=None):
     )
     emitters = _emitting_slots(system, out, log)
     g_delayed0 = jnp.zeros((num_spikes,), dtype)
-    # Per neuron: the derivatives with respect to `v_th`, `v_reset`, `t_ref`, the drive
-    # (`v_leak`) and the time constants, the drive's since the last flush into the
-    # current's, and `v`'s adjoint at the end of a hold re-anchored inside
-    # (`reanchor`).
-    keys = ("v_th", "v_reset", "t_ref", "drive", "pending", "at_hold_end")
-    acc0 = {name: {key: zeros(name) for key in keys + tuple(taus[name])} for name in pops}
+    # Per neuron, where wanted: the derivatives with respect to `v_th`, `v_reset`,
+    # `t_ref`, the drive (`v_leak`: "drive") and the time constants, and the drive's
+    # since the last flush into the current's ("pending"); where neurons are
+    # re-anchored (`reanchor`), `v`'s adjoint at the end of a hold re-anchored inside.
+    renamed = {"v_leak": "drive", "current": "pending"}
+    acc0 = {}
+    for name in pops:
+        keys = [renamed.get(p, p) for p in wanted[name]]
+        keys += ["at_hold_end"] if jumping or recorded else []
+        acc0[name] = {key: zeros(name) for key in keys}
 
     def flush(name, pending, start, stop):
         """The current's derivative from `pending` (the drive's, per neuron) over
@@ -607,7 +618,7 @@ def _adjoint(system, t0, y0, input_sources, out, log, cots, taus, until=None):
         (d,) = pullback(pending)
         return d
 
-    dcurrent0 = {name: flush(name, zeros(name), t0, t_end) for name in pops}
+    dcurrent0 = {name: jtu.tree_map(jnp.zeros_like, pops[name].current) for name in pops}
 
     def read(name, lam, mu, anchor, hold, idx, t):
         """Lanes `idx` of population `name`: their neurons, their adjoints at `t`
@@ -665,24 +676,24 @@ def _adjoint(system, t0, y0, input_sources, out, log, cots, taus, until=None):
             zero = {f: jnp.zeros_like(x) for f, x in lanes.items()}
             for p, d in initial(zero, mus, drives, level).items():
                 acc[name][p] = acc[name][p] + d
-            acc[name]["drive"] = acc[name]["drive"] + drive
-            pending = acc[name]["pending"] + drive
+            for key in ("drive", "pending"):
+                if key in acc[name]:
+                    acc[name][key] = acc[name][key] + drive
             # Re-anchored inside a refractory hold: `v`'s adjoint at its end (the
             # spike that started it reads it there) is kept.
             inside = (hold[name] > t) & (anchor[name] >= hold[name])
             kept = acc[name]["at_hold_end"]
             acc[name]["at_hold_end"] = jnp.where(inside, lanes["v"], kept)
-            if record is None:
-                d = flush(name, pending, t, later)
+            if record is None and "pending" in acc[name]:
+                d = flush(name, acc[name]["pending"], t, later)
                 dcurrent[name] = jtu.tree_map(jnp.add, dcurrent[name], d)
-                pending = jnp.zeros_like(pending)
-            else:
+                acc[name]["pending"] = jnp.zeros_like(acc[name]["pending"])
+            elif record is not None:
                 k = jnp.clip(record, 0, num_records - 1)
                 lanes = {
                     f: x + cot_records[name][f][k] if f in cot_records[name] else x
                     for f, x in lanes.items()
                 }
-            acc[name]["pending"] = pending
             lam[name], mu[name] = lanes, mus
             anchor[name] = jnp.full_like(anchor[name], t)
         return lam, mu, anchor, hold, acc, dcurrent, t if record is None else later
@@ -698,13 +709,15 @@ def _adjoint(system, t0, y0, input_sources, out, log, cots, taus, until=None):
         slot = jnp.clip(a, 0, num_spikes - 1)
         is_spike = kind == _replay.SPIKE
         g_time = jnp.where(is_spike, cot_spikes[slot] + g_delayed[slot], 0.0)
-        g_time = g_time + jnp.where(e == end_entry, end_moves, 0.0)
+        if until is not None:
+            g_time = g_time + jnp.where(e == end_entry, end_moves, 0.0)
         acc = {name: dict(x) for name, x in acc.items()}
         new_dweights, new_ddelays = [], list(ddelays)
+        entry = _entry(log, e)
         for c, conn in enumerate(conns):
             position = positions[c]
             ok, row, mask = _sources(
-                system, conn, position, _entry(log, e), input_sources, out.spike_neurons
+                system, conn, position, entry, input_sources, out.spike_neurons
             )
             q, post = conn.post, pops[conn.post]
             idx = _rows(conn, row, post.n)
@@ -737,7 +750,7 @@ def _adjoint(system, t0, y0, input_sources, out, log, cots, taus, until=None):
                     new_ddelays[c] = dd + jnp.where(ok, moved, 0.0)
             elif conn.pre in pops:
                 g_time = g_time + moved
-            else:
+            elif wanted["inputs"]:
                 dinputs = add(dinputs, jnp.where(ok, a, num_inputs), moved)
         for name, pop in pops.items():
             if not pop.neuron.spiking:
@@ -760,10 +773,11 @@ def _adjoint(system, t0, y0, input_sources, out, log, cots, taus, until=None):
             end = t + _refractory(neuron).reshape(())
             ended = slots["ended"][slot]
             _, at_end, _, _, _, _ = read(name, lam, {name: {}}, anchor, hold, i[None], end)
-            # (Where the neuron was re-anchored inside the hold, the value kept there.)
-            at_end_v = jnp.where(
-                anchor[name][i] < end, acc[name]["at_hold_end"][i], at_end["v"][0]
-            )
+            at_end_v = at_end["v"][0]
+            if "at_hold_end" in acc[name]:
+                # (Where the neuron was re-anchored inside the hold, the value kept.)
+                inside = anchor[name][i] < end
+                at_end_v = jnp.where(inside, acc[name]["at_hold_end"][i], at_end_v)
             free = rest_at(end) + slots["at_end"][slot] - neuron.v_reset.reshape(())
             free = free / tau_m
             keep = 0.0 if pop.neuron.reset_mode == "hard" else 1.0
@@ -779,11 +793,16 @@ def _adjoint(system, t0, y0, input_sources, out, log, cots, taus, until=None):
             # The reset: `v <- v_reset`, or `v <- v - (v_th - v_reset)`.
             reset = jnp.reshape(neuron.v_reset - keep * neuron.v_th, ())
             mine_acc = acc[name]
-            mine_acc["v_th"] = add(mine_acc["v_th"], write, moved - keep * lam_v)
-            mine_acc["v_reset"] = add(mine_acc["v_reset"], write, lam_v)
-            mine_acc["t_ref"] = add(mine_acc["t_ref"], write, held_longer)
-            for key in ("drive", "pending"):
-                mine_acc[key] = add(mine_acc[key], write, drive[0])
+            terms = {
+                "v_th": moved - keep * lam_v,
+                "v_reset": lam_v,
+                "t_ref": held_longer,
+                "drive": drive[0],
+                "pending": drive[0],
+            }
+            for key, term in terms.items():
+                if key in mine_acc:
+                    mine_acc[key] = add(mine_acc[key], write, term)
             # The stretch after the spike starts from the reset and the drive.
             level = rest_at(0.5 * (t + anchor[name][i]))
             after = {f: jnp.zeros((1,), dtype) for f in fields(pop)}
@@ -836,22 +855,20 @@ def _adjoint(system, t0, y0, input_sources, out, log, cots, taus, until=None):
         neuron, dy0[name], _, drive, mus, drives = read(
             name, lam, mu, anchor, hold, every, t0
         )
-        d = flush(name, acc[name]["pending"] + drive, t0, later)
-        dcurrent[name] = jtu.tree_map(jnp.add, dcurrent[name], d)
+        if "pending" in acc[name]:
+            d = flush(name, acc[name]["pending"] + drive, t0, later)
+            dcurrent[name] = jtu.tree_map(jnp.add, dcurrent[name], d)
         level = resting(name, neuron, every, 0.5 * (t0 + later))
         state = {f: jnp.asarray(getattr(y0[name], f), dtype) for f in fields(pop)}
         start = initial(state, mus, drives, level)
+        last = {"drive": drive, **start}  # the stretches from t0
         per_neuron = {
-            "v_th": acc[name]["v_th"],
-            "v_reset": acc[name]["v_reset"],
-            "t_ref": acc[name]["t_ref"],
-            "v_leak": acc[name]["drive"] + drive,
-            **{p: acc[name][p] + start[p] for p in taus[name]},
+            p: acc[name][renamed.get(p, p)] + last.get(renamed.get(p, p), 0.0)
+            for p in wanted[name]
+            if p != "current"
         }
         dparams[name] = {
-            p: _broadcast_pullback(getattr(pop.neuron, p), per_neuron[p])
-            for p in _parameters(network, name)
-            if p in per_neuron
+            p: _broadcast_pullback(getattr(pop.neuron, p), d) for p, d in per_neuron.items()
         }
     return dweights, ddelays, dparams, dcurrent, dy0, dinputs
 
@@ -876,16 +893,20 @@ def apply(
         out = fixed[1]
         return _replay._zeros_like((out.spike_times, out.final_state, out.records))
 
-    # The time constants to differentiate (`fwd` finds them: the walk carries a `mu`
-    # per time constant only where one is).
+    # What the run differentiates, per population (its neuron's parameters, and
+    # "current") and "inputs": `fwd` finds it, and the walk carries the terms of those
+    # alone (a `mu` per time constant, the parameters' sums).
     wanted = {}
 
     def fwd(diff, fixed):
         flags = jtu.tree_map(lambda p: p.perturbed, diff)
-        for name, pop in flags[0].network.populations.items():
-            wanted[name] = tuple(
-                p for p in time_constants(pop.neuron) if getattr(pop.neuron, p) is True
-            )
+        network = flags[0].network
+        for name, pop in network.populations.items():
+            params = _parameters(network, name)
+            moved = tuple(p for p in params if getattr(pop.neuron, p) is True)
+            current = ("current",) if any(jtu.tree_leaves(pop.current)) else ()
+            wanted[name] = moved + current
+        wanted["inputs"] = any(jtu.tree_leaves(flags[4]))
         values = jtu.tree_map(lambda p: p.value, diff)
         fixed = jtu.tree_map(lambda p: p.value, fixed)
         for (path, moved), ok in zip(
@@ -920,13 +941,14 @@ def apply(
             name: _wanted_fields(cot_records.get(name), pops[name].neuron) for name in pops
         }
         cot_spikes = jnp.where(jnp.isfinite(out.spike_times), cot_spikes, 0.0)
-        taus = {
-            name: wanted.get(name, time_constants(pop.neuron))
-            for name, pop in system_.network.populations.items()
+        everything = {
+            name: (*_parameters(system_.network, name), "current") for name in pops
         }
+        differentiated = {name: wanted.get(name, everything[name]) for name in pops}
+        differentiated["inputs"] = wanted.get("inputs", True)
         cots = (cot_spikes, cot_final, cot_records)
         derivatives = _adjoint(
-            system_, t0_, y0_, input_sources_, out, log, cots, taus, until
+            system_, t0_, y0_, input_sources_, out, log, cots, differentiated, until
         )
         grads = jtu.tree_map(lambda _: None, values)
         grads = _put_gradients(grads, values, *derivatives)
